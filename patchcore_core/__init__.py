@@ -1,0 +1,12 @@
+"""patchcore_core: a compact, readable PatchCore (Roth et al., CVPR 2022).
+
+"Towards Total Recall in Industrial Anomaly Detection": learn normal
+from defect-free images only, with a memory bank of locally aware patch
+features, shrunk by a greedy coreset, and nearest-neighbour scoring.
+"""
+
+__version__ = "0.1.0"
+
+from .model import Explanation, PatchCore, PatchCoreConfig, Prediction  # noqa: E402
+
+__all__ = ["PatchCore", "PatchCoreConfig", "Prediction", "Explanation", "__version__"]
