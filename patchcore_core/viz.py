@@ -1,0 +1,42 @@
+"""Small plotting helpers shared by the notebooks, the demo and the README."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import colormaps
+
+__all__ = ["colorize", "overlay_heatmap", "draw_box"]
+
+
+def colorize(values: np.ndarray, vmin: float | None = None, vmax: float | None = None,
+             cmap: str = "inferno") -> np.ndarray:
+    """Map a 2-D array to ``uint8 [H, W, 3]`` colours."""
+    values = np.asarray(values, dtype=np.float32)
+    lo = float(values.min()) if vmin is None else vmin
+    hi = float(values.max()) if vmax is None else vmax
+    scaled = np.clip((values - lo) / max(hi - lo, 1e-12), 0, 1)
+    return (colormaps[cmap](scaled)[..., :3] * 255).astype(np.uint8)
+
+
+def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5,
+                    vmin: float | None = None, vmax: float | None = None,
+                    cmap: str = "inferno") -> np.ndarray:
+    """Blend a heatmap (same height and width) over an RGB ``uint8`` image."""
+    colours = colorize(heatmap, vmin, vmax, cmap).astype(np.float32)
+    out = (1 - alpha) * np.asarray(image, dtype=np.float32) + alpha * colours
+    return out.round().astype(np.uint8)
+
+
+def draw_box(image: np.ndarray, box: tuple[int, int, int, int], colour=(0, 255, 0),
+             width: int = 2) -> np.ndarray:
+    """Copy of ``image`` with the rectangle ``(x0, y0, x1, y1)`` outlined."""
+    out = np.array(image, copy=True)
+    h, w = out.shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, x1 = max(0, x0 - width), min(w, x1 + width)
+    y0, y1 = max(0, y0 - width), min(h, y1 + width)
+    out[y0:y0 + width, x0:x1] = colour
+    out[y1 - width:y1, x0:x1] = colour
+    out[y0:y1, x0:x0 + width] = colour
+    out[y0:y1, x1 - width:x1] = colour
+    return out

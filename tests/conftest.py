@@ -1,0 +1,34 @@
+"""Shared fixtures: the built-in dataset in a temporary cache, and one
+fitted model reused by every test that only reads it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def builtin_root(tmp_path_factory):
+    """The built-in dataset (MVTec layout), written once per test session."""
+    from patchcore_core.builtin_data import write_builtin_dataset
+
+    return write_builtin_dataset(tmp_path_factory.mktemp("cache") / "builtin", seed=0)
+
+
+@pytest.fixture(scope="session")
+def brick(builtin_root):
+    from patchcore_core.data import MVTecCategory
+
+    return MVTecCategory(builtin_root, "brick")
+
+
+@pytest.fixture(scope="session")
+def fitted(brick):
+    """PatchCore fitted on the built-in brick category (CPU, default settings)."""
+    from patchcore_core import PatchCore
+
+    return PatchCore(device="cpu").fit(brick.train, progress=False)
