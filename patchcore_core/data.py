@@ -130,7 +130,7 @@ class Preprocess:
 
     def display(self, image) -> np.ndarray:
         """The RGB pixels the model sees, ``uint8 [crop, crop, 3]`` (for overlays)."""
-        return np.asarray(self._geometry(read_image(image), Image.BILINEAR))
+        return np.array(self._geometry(read_image(image), Image.BILINEAR))
 
     def __call__(self, image) -> torch.Tensor:
         """Image (path, PIL or array) -> normalised tensor ``[3, crop, crop]``."""

@@ -252,14 +252,26 @@ class PatchCore:
 
         t_cal = time.perf_counter()
         self.calibration_scores = []
-        for bank_ids, held_ids in calibration_folds(len(images), c.calibration_fraction, c.seed):
-            bank = self._build_bank(feats[bank_ids], bank_ids, progress=False)
-            scores, _, _ = self._score_features(feats[held_ids], bank)
-            self.calibration_scores += scores.tolist()
+        folds = calibration_folds(len(images), c.calibration_fraction, c.seed)
+        if len(folds) == 1:
+            # One split: the bank of the kept images serves both purposes. The
+            # held-out images get a (small) coreset of their own, appended
+            # after calibration, so no image is lost to the final bank; the
+            # union covers the bank at least as well as either part does.
+            kept, held = folds[0]
+            bank = self._build_bank(feats[kept], kept, progress)
+            scores, _, _ = self._score_features(feats[held], bank)
+            self.calibration_scores = scores.tolist()
+            self.bank = MemoryBank.concat([bank, self._build_bank(feats[held], held, False)])
+        else:
+            for kept, held in folds:  # leave-one-out: small banks, cheap
+                bank = self._build_bank(feats[kept], kept, progress=False)
+                scores, _, _ = self._score_features(feats[held], bank)
+                self.calibration_scores += scores.tolist()
+            self.bank = self._build_bank(feats, list(range(len(images))), progress)
         self.threshold = max(self.calibration_scores) if self.calibration_scores else None
         t_cal = time.perf_counter() - t_cal
 
-        self.bank = self._build_bank(feats, list(range(len(images))), progress)
         self.stats = {
             "n_train": len(images),
             "n_patches": int(feats.shape[0] * feats.shape[1] * feats.shape[2]),
@@ -267,7 +279,7 @@ class PatchCore:
             "memory_bank_mb": round(self.bank.nbytes / 2**20, 2),
             "feature_dim": int(feats.shape[-1]),
             "fit_seconds": round(time.perf_counter() - t0, 3),
-            "calibration_seconds": round(t_cal, 3),
+            "calibration_and_bank_seconds": round(t_cal, 3),
             "crop_mode": mode,
             "device": str(self.device),
         }

@@ -1,0 +1,233 @@
+"""The ``patchcore`` command: fit, predict, evaluate, data.
+
+    patchcore data                                   # write the built-in dataset
+    patchcore evaluate --category all                # built-in data, every category
+    patchcore evaluate --data ~/mvtec --category bottle --json results.json
+    patchcore fit --images good/ --out model.safetensors
+    patchcore predict --model model.safetensors test/*.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _config_args(p: argparse.ArgumentParser):
+    from .backbones import BACKBONES
+
+    g = p.add_argument_group("model settings")
+    g.add_argument("--backbone", default="efficientnet_lite0", choices=list(BACKBONES),
+                   help="feature extractor (default: %(default)s, works offline; "
+                        "wide_resnet50_2 is the paper's and downloads its weights once)")
+    g.add_argument("--coreset-ratio", type=float, default=0.1,
+                   help="share of patches kept in the memory bank, in (0, 1] (default: %(default)s)")
+    g.add_argument("--coreset", default="greedy", choices=["greedy", "random", "none"],
+                   help="how the memory bank is subsampled (default: %(default)s)")
+    g.add_argument("--image-size", type=int, default=224,
+                   help="centre-crop size in pixels after resizing to --resize (default: %(default)s)")
+    g.add_argument("--resize", type=int, default=None,
+                   help="resize before cropping (default: image size x 256/224)")
+    g.add_argument("--crop-mode", default="auto", choices=["auto", "crop", "squash"],
+                   help="auto: crop square images as the paper, squash elongated ones so "
+                        "their borders stay in view (default: %(default)s)")
+    g.add_argument("--neighbourhood", type=int, default=3,
+                   help="local aggregation size p (odd; default: %(default)s)")
+    g.add_argument("--reweight", type=int, default=0, metavar="B",
+                   help="reweight the image score with B neighbours (paper's Eq. 7); 0 = off")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="seed for the coreset and splits")
+
+
+def _config(args) -> dict:
+    resize = args.resize or round(args.image_size * 256 / 224)
+    return dict(backbone=args.backbone, coreset_ratio=args.coreset_ratio, coreset=args.coreset,
+                image_size=args.image_size, resize=resize, crop_mode=args.crop_mode,
+                neighbourhood=args.neighbourhood, reweight_neighbours=args.reweight, seed=args.seed)
+
+
+def _data_root(args) -> Path:
+    if args.data:
+        return Path(args.data)
+    from .builtin_data import builtin_root
+
+    return builtin_root()
+
+
+def cmd_data(args) -> int:
+    from .builtin_data import builtin_root, write_builtin_dataset
+
+    root = write_builtin_dataset(Path(args.out), seed=args.seed) if args.out else builtin_root(args.seed)
+    print(root)
+    return 0
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:.3f}"
+    return str(v)
+
+
+def _table(rows: list[dict], keys: list[str]) -> str:
+    cells = [[_fmt(r.get(k)) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w)  # noqa: E731
+                                  for i, (v, w) in enumerate(zip(vals, widths)))
+    return "\n".join([line(keys), line(["-" * w for w in widths])] + [line(c) for c in cells])
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def cmd_evaluate(args) -> int:
+    from .data import list_categories
+    from .evaluation import evaluate_category
+
+    root = _data_root(args)
+    cats = list_categories(root) if args.category == "all" else [args.category]
+    if not cats:
+        print(f"error: {root} holds no category (no <category>/train/good folder)", file=sys.stderr)
+        return 2
+    rows = []
+    for cat in cats:
+        print(f"== {cat}", file=sys.stderr)
+        res = evaluate_category(root, cat, shots=args.shots, device=args.device,
+                                progress=not args.quiet, **_config(args))
+        rows.append(res.metrics)
+    keys = ["category", "image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test",
+            "memory_bank_size", "fit_seconds", "predict_seconds_per_image", "peak_rss_mb"]
+    print(_table(rows, keys))
+    if args.json:
+        _write_json_atomic(Path(args.json), {r["category"]: r for r in rows})
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from .data import MVTecCategory, few_shot, image_folder
+    from .model import PatchCore
+
+    if args.images:
+        train = image_folder(args.images)
+    else:
+        if not args.category:
+            print("error: give --images DIR, or --category CAT (with --data ROOT or the built-in data)",
+                  file=sys.stderr)
+            return 2
+        train = MVTecCategory(_data_root(args), args.category).train
+    train = few_shot(train, args.shots, seed=args.seed)
+    model = PatchCore(device=args.device, **_config(args)).fit(train, progress=not args.quiet)
+    model.save(args.out)
+    card = model.summary()
+    print(f"saved {args.out}: {card['n_train']} images, memory bank {card['memory_bank_size']} patches, "
+          f"threshold {_fmt(card['threshold'])}, fit {card['fit_seconds']:.1f} s")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .data import IMAGE_EXTENSIONS
+    from .model import PatchCore
+
+    model = PatchCore.load(args.model, device=args.device)
+    paths = []
+    for item in map(Path, args.images):
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        else:
+            paths.append(item)
+    preds = model.predict(paths, progress=not args.quiet)
+    rows = [{"image": str(p), "score": pr.score, "normalised": pr.normalised_score, "verdict": pr.verdict}
+            for p, pr in zip(paths, preds)]
+    print(_table(rows, ["image", "score", "normalised", "verdict"]))
+    if args.heatmaps:
+        from PIL import Image
+
+        from .viz import overlay_heatmap
+
+        out = Path(args.heatmaps)
+        out.mkdir(parents=True, exist_ok=True)
+        vmax = max(model.threshold or 0, *(p.anomaly_map.max() for p in preds))
+        for p, pr in zip(paths, preds):
+            img = overlay_heatmap(model.display(p), pr.anomaly_map, vmin=0, vmax=vmax)
+            Image.fromarray(img).save(out / f"{p.stem}_heatmap.png")
+        print(f"wrote {len(preds)} heatmaps to {out}", file=sys.stderr)
+    if args.json:
+        _write_json_atomic(Path(args.json), rows)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="patchcore",
+        description="PatchCore anomaly detection (Roth et al., CVPR 2022): learn 'normal' from "
+                    "defect-free images, then score and localise defects.",
+        epilog="Without --data, the built-in dataset (scikit-image textures with generated defects) "
+               "is used. Run 'patchcore COMMAND --help' for a command's options.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("data", help="write the built-in dataset and print its folder")
+    d.add_argument("--out", help="folder to write it to (default: the cache folder)")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_data)
+
+    e = sub.add_parser("evaluate", help="fit on train/good and measure on test (MVTec layout)")
+    e.add_argument("--data", help="MVTec-layout root (default: the built-in dataset)")
+    e.add_argument("--category", default="all", help="a category, or 'all' (default: %(default)s)")
+    e.add_argument("--shots", type=int, help="use only this many training images (few-shot)")
+    e.add_argument("--json", help="also write the results to this JSON file")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    _config_args(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    f = sub.add_parser("fit", help="fit on good images and save the model (.safetensors)")
+    src = f.add_argument_group("training images (one of)")
+    src.add_argument("--images", help="a folder of defect-free images")
+    src.add_argument("--category", help="a category's train/good of --data (or the built-in data)")
+    f.add_argument("--data", help="MVTec-layout root for --category")
+    f.add_argument("--out", required=True, help="model file to write, ending in .safetensors")
+    f.add_argument("--shots", type=int, help="use only this many training images")
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    _config_args(f)
+    f.set_defaults(func=cmd_fit)
+
+    r = sub.add_parser("predict", help="score images with a saved model")
+    r.add_argument("--model", required=True, help="a .safetensors file written by 'patchcore fit'")
+    r.add_argument("images", nargs="+", help="image files or folders")
+    r.add_argument("--heatmaps", metavar="DIR", help="write heatmap overlays here")
+    r.add_argument("--json", help="also write the scores to this JSON file")
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_predict)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .backbones import BackboneError
+    from .data import DataError
+    from .serialization import ModelFileError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, ModelFileError, BackboneError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from patchcore_core.cli import main
+
+REQUIRED = ["image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test", "memory_bank_size",
+            "fit_seconds", "predict_seconds_per_image", "peak_rss_mb", "backbone", "coreset_ratio",
+            "image_size"]
+
+
+def test_help_lists_the_commands():
+    out = subprocess.run([sys.executable, "-m", "patchcore_core.cli", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for cmd in ["fit", "predict", "evaluate", "data"]:
+        assert cmd in out
+
+
+def test_evaluate_writes_the_table_and_json(builtin_root, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--data", str(builtin_root), "--category", "gravel", "--shots", "8",
+                 "--json", str(out), "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "gravel" in table and "image_auroc" in table
+    res = json.loads(out.read_text())["gravel"]
+    assert all(k in res for k in REQUIRED)
+    assert res["n_train"] == 8 and res["n_test"] == 14 and res["image_auroc"] > 0.7
+
+
+def test_fit_then_predict(builtin_root, tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    assert main(["fit", "--data", str(builtin_root), "--category", "brick", "--shots", "6",
+                 "--out", str(model), "--quiet"]) == 0
+    assert model.is_file()
+    hole = builtin_root / "brick" / "test" / "hole"
+    assert main(["predict", "--model", str(model), str(hole), "--heatmaps", str(tmp_path / "maps"),
+                 "--json", str(tmp_path / "p.json"), "--quiet"]) == 0
+    rows = json.loads((tmp_path / "p.json").read_text())
+    assert len(rows) == 2 and all(r["verdict"] == "anomalous" for r in rows)
+    assert len(list((tmp_path / "maps").glob("*_heatmap.png"))) == 2
+
+
+def test_unknown_category_is_a_clear_error(builtin_root, capsys):
+    assert main(["evaluate", "--data", str(builtin_root), "--category", "bottle", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "bottle" in err and "brick, grass, gravel" in err
+
+
+def test_bad_ratio_and_backbone_are_refused(builtin_root, capsys):
+    assert main(["evaluate", "--data", str(builtin_root), "--category", "brick",
+                 "--coreset-ratio", "1.5", "--quiet"]) == 2
+    assert "(0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse lists the choices
+        main(["fit", "--images", ".", "--out", "x.safetensors", "--backbone", "vgg"])
+    assert "efficientnet_lite0" in capsys.readouterr().err
+
+
+def test_predict_with_a_broken_model(tmp_path, capsys):
+    bad = tmp_path / "m.safetensors"
+    bad.write_bytes(b"garbage")
+    assert main(["predict", "--model", str(bad), str(tmp_path)]) == 2
+    assert "m.safetensors" in capsys.readouterr().err

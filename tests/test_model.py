@@ -1,0 +1,171 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from patchcore_core import PatchCore, PatchCoreConfig
+from patchcore_core.backbones import BackboneError
+from patchcore_core.calibration import calibration_folds
+from patchcore_core.serialization import FORMAT_VERSION, ModelFileError
+
+
+def test_defects_score_above_normal_images(fitted, brick):
+    preds = fitted.predict([t.path for t in brick.test])
+    good = [p.score for p, t in zip(preds, brick.test) if not t.is_anomalous]
+    bad = [p.score for p, t in zip(preds, brick.test) if t.is_anomalous]
+    assert np.mean(bad) > np.mean(good)
+    assert sum(b > max(good) for b in bad) >= len(bad) // 2
+
+
+def test_prediction_fields(fitted, brick):
+    p = fitted.predict(brick.test[0].path)[0]
+    assert p.anomaly_map.shape == (224, 224) and p.patch_scores.shape == fitted.grid == (28, 28)
+    assert p.score == pytest.approx(float(p.patch_scores.max()))  # s* = max_i s_i
+    assert p.normalised_score == pytest.approx(p.score / fitted.threshold)
+    assert p.is_anomalous == (p.normalised_score > 1) and p.verdict in ("normal", "anomalous")
+
+
+def test_heatmap_peaks_on_the_defect(fitted, brick):
+    item = next(t for t in brick.test if t.defect == "hole")
+    mask = brick.load_mask(item, fitted.preprocess)
+    amap = fitted.predict(item.path)[0].anomaly_map
+    assert amap[mask].mean() > 2 * amap[~mask].mean()
+
+
+def test_threshold_from_held_out_good_images(fitted):
+    assert fitted.threshold == max(fitted.calibration_scores)
+    assert len(fitted.calibration_scores) == round(24 * 0.1)
+    assert fitted.stats["memory_bank_size"] == pytest.approx(0.1 * 24 * 28 * 28, rel=0.01)
+
+
+def test_calibration_folds():
+    assert calibration_folds(1) == []
+    loo = calibration_folds(3)
+    assert loo == [([1, 2], [0]), ([0, 2], [1]), ([0, 1], [2])]
+    (kept, held), = calibration_folds(30, 0.1, seed=1)
+    assert len(held) == 3 and sorted(kept + held) == list(range(30))
+    assert calibration_folds(30, 0.1, seed=1) == calibration_folds(30, 0.1, seed=1)
+
+
+def test_leave_one_out_with_few_images(brick):
+    model = PatchCore(device="cpu").fit(brick.train[:3], progress=False)
+    assert len(model.calibration_scores) == 3 and model.threshold is not None
+
+
+def test_single_image_is_uncalibrated(brick):
+    model = PatchCore(device="cpu").fit(brick.train[:1], progress=False)
+    p = model.predict(brick.test[0].path)[0]
+    assert model.threshold is None and p.is_anomalous is None and p.verdict == "uncalibrated"
+
+
+def test_explain_points_to_a_training_patch(fitted, brick):
+    item = next(t for t in brick.test if t.defect == "hole")
+    ex = fitted.explain(item.path)
+    p = fitted.predict(item.path)[0]
+    assert ex.distance == pytest.approx(p.score, rel=1e-5)  # the most anomalous patch
+    assert ex.train_name == str(brick.train[ex.train_index])
+    assert 0 <= ex.train_row < 28 and 0 <= ex.train_col < 28
+    # The named training patch really is at that distance.
+    feats = fitted.extract([item.path])[0, ex.row, ex.col]
+    train = fitted.extract([brick.train[ex.train_index]])[0, ex.train_row, ex.train_col]
+    assert torch.linalg.vector_norm(feats - train).item() == pytest.approx(ex.distance, rel=1e-3)
+    with pytest.raises(ValueError, match="outside"):
+        fitted.explain(item.path, 99, 0)
+
+
+def test_save_load_same_results(fitted, brick, tmp_path):
+    path = tmp_path / "m.safetensors"
+    fitted.save(path)
+    loaded = PatchCore.load(path, device="cpu")
+    paths = [t.path for t in brick.test[:4]]
+    a, b = fitted.predict(paths), loaded.predict(paths)
+    for x, y in zip(a, b):
+        assert x.score == pytest.approx(y.score, rel=1e-6)
+        np.testing.assert_allclose(x.anomaly_map, y.anomaly_map, rtol=1e-5)
+    assert loaded.threshold == fitted.threshold and loaded.config == fitted.config
+    assert loaded.explain(paths[0]) == fitted.explain(paths[0])
+    assert not list(tmp_path.glob("*.tmp"))  # written via a temp file, then renamed
+
+
+def test_truncated_model_file(fitted, tmp_path):
+    path = tmp_path / "m.safetensors"
+    fitted.save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="truncated"):
+        PatchCore.load(path)
+
+
+def test_foreign_files(tmp_path):
+    from safetensors.torch import save_file
+
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x89PNG not a model")
+    with pytest.raises(ModelFileError):
+        PatchCore.load(junk)
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, other)
+    with pytest.raises(ModelFileError, match="not a PatchCore model"):
+        PatchCore.load(other)
+    with pytest.raises(ModelFileError, match="no such"):
+        PatchCore.load(tmp_path / "missing.safetensors")
+
+
+def test_model_of_another_format_version(fitted, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = tmp_path / "m.safetensors"
+    fitted.save(path)
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["patchcore"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["format_version"] = FORMAT_VERSION + 1
+    save_file(tensors, path, metadata={"patchcore": json.dumps(meta)})
+    with pytest.raises(ModelFileError, match="format version"):
+        PatchCore.load(path)
+
+
+@pytest.mark.parametrize("ratio", [0.0, -1.0, 1.01])
+def test_bad_coreset_ratio(ratio):
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        PatchCoreConfig(coreset_ratio=ratio)
+
+
+def test_unknown_backbone_in_config():
+    with pytest.raises(BackboneError, match="efficientnet_lite0"):
+        PatchCore(backbone="nope")
+
+
+def test_random_and_full_banks(brick):
+    full = PatchCore(device="cpu", coreset="none", calibration_fraction=0).fit(brick.train[:4], progress=False)
+    rand = PatchCore(device="cpu", coreset="random", calibration_fraction=0).fit(brick.train[:4], progress=False)
+    assert len(full.bank) == 4 * 28 * 28 and len(rand.bank) == round(0.1 * 4 * 28 * 28)
+
+
+def test_torch_and_faiss_search_agree(brick):
+    kw = dict(device="cpu", calibration_fraction=0)
+    a = PatchCore(knn_backend="faiss", **kw).fit(brick.train[:4], progress=False)
+    b = PatchCore(knn_backend="torch", **kw).fit(brick.train[:4], progress=False)
+    sa, sb = a.predict(brick.test[-1].path)[0], b.predict(brick.test[-1].path)[0]
+    np.testing.assert_allclose(sa.patch_scores, sb.patch_scores, rtol=1e-3, atol=1e-3)
+
+
+def test_reweighting_changes_only_the_image_score(brick):
+    plain = PatchCore(device="cpu", calibration_fraction=0).fit(brick.train[:4], progress=False)
+    rew = PatchCore(device="cpu", calibration_fraction=0, reweight_neighbours=3)
+    rew = rew.fit(brick.train[:4], progress=False)
+    a, b = plain.predict(brick.test[-1].path)[0], rew.predict(brick.test[-1].path)[0]
+    np.testing.assert_allclose(a.patch_scores, b.patch_scores)
+    assert 0 < b.score <= a.score
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(brick):
+    cpu = PatchCore(device="cpu", calibration_fraction=0).fit(brick.train[:4], progress=False)
+    gpu = PatchCore(device="cuda", calibration_fraction=0).fit(brick.train[:4], progress=False)
+    assert gpu.bank.features.is_cuda
+    a, b = cpu.predict(brick.test[-1].path)[0], gpu.predict(brick.test[-1].path)[0]
+    assert a.score == pytest.approx(b.score, rel=1e-2)
