@@ -1,0 +1,135 @@
+"""A 2-D toy for the greedy k-center coreset (Algorithm 1 of the paper).
+
+The memory bank lives in 152 or 1024 dimensions, where nobody can look.
+The same algorithm on a few hundred points in the plane shows what it
+does: each pick is the point farthest from all earlier picks, so the
+*covering radius* (how far the worst-covered point is from its nearest
+centre) shrinks with every pick, and rare but normal points are covered
+early. Random subsampling leaves them out.
+
+    >>> pts = toy_points()
+    >>> trace = greedy_kcenter(pts, 20)
+    >>> bool(np.all(np.diff(trace.radii) <= 0))
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["toy_points", "KCenterTrace", "greedy_kcenter", "kcenter_state", "covering_radius_2d",
+           "random_radii", "plot_kcenter_step"]
+
+
+def toy_points(n: int = 400, seed: int = 0, n_rare: int = 6) -> np.ndarray:
+    """``[n, 2]`` points: two dense blobs, one sparse blob and ``n_rare`` rare points.
+
+    The rare points play the part of unusual but normal patches (a logo,
+    an edge): few, far from the rest, and easy for random sampling to miss.
+    """
+    rng = np.random.default_rng(seed)
+    n_main = n - n_rare
+    sizes = [n_main // 2, n_main // 3]
+    sizes.append(n_main - sum(sizes))
+    blobs = [rng.normal((0.0, 0.0), 0.5, (sizes[0], 2)),
+             rng.normal((3.0, 1.0), 0.35, (sizes[1], 2)),
+             rng.normal((1.0, 3.2), 0.8, (sizes[2], 2))]
+    rare = rng.normal((4.5, 4.2), 0.15, (n_rare, 2))
+    return np.concatenate(blobs + [rare]).astype(np.float64)
+
+
+@dataclass
+class KCenterTrace:
+    """Every step of a greedy k-center run.
+
+    ``picks[t]``: index of the ``t``-th centre; ``radii[t]``: covering
+    radius once centres ``picks[:t + 1]`` are chosen (never increases).
+    """
+
+    points: np.ndarray
+    picks: np.ndarray
+    radii: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.picks)
+
+
+def greedy_kcenter(points: np.ndarray, k: int, first: int | None = None) -> KCenterTrace:
+    """Exact greedy k-center: start at ``first`` (default: the point farthest
+    from the mean) and repeatedly add the point farthest from all centres."""
+    points = np.asarray(points, dtype=np.float64)
+    n = len(points)
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and {n}, not {k}")
+    if first is None:
+        first = int(np.linalg.norm(points - points.mean(0), axis=1).argmax())
+    picks = [first]
+    nearest = np.linalg.norm(points - points[first], axis=1)  # distance to the nearest centre
+    radii = [nearest.max()]
+    for _ in range(1, k):
+        nxt = int(nearest.argmax())  # the worst-covered point becomes a centre
+        picks.append(nxt)
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[nxt], axis=1))
+        radii.append(nearest.max())
+    return KCenterTrace(points, np.array(picks), np.array(radii))
+
+
+def covering_radius_2d(points: np.ndarray, centres_idx) -> float:
+    """Largest distance from any point to its nearest centre (brute force)."""
+    centres = points[np.asarray(centres_idx)]
+    d = np.linalg.norm(points[:, None, :] - centres[None, :, :], axis=2)
+    return float(d.min(axis=1).max())
+
+
+def kcenter_state(trace: KCenterTrace, t: int):
+    """State after ``t`` picks (``1 <= t <= len(trace)``).
+
+    Returns:
+        (centres ``[t, 2]``, owner ``[n]`` (which centre covers each point),
+        distance ``[n]`` to it, covering radius, index of the next pick or
+        ``None`` after the last step).
+    """
+    if not 1 <= t <= len(trace):
+        raise ValueError(f"step must be between 1 and {len(trace)}, not {t}")
+    centres = trace.points[trace.picks[:t]]
+    d = np.linalg.norm(trace.points[:, None, :] - centres[None], axis=2)
+    owner, dist = d.argmin(1), d.min(1)
+    nxt = int(dist.argmax()) if t < len(trace) else None
+    return centres, owner, dist, float(dist.max()), nxt
+
+
+def random_radii(points: np.ndarray, counts, seed: int = 0) -> np.ndarray:
+    """Covering radius of a random subset of each size in ``counts``
+    (one seeded permutation, so subsets are nested like the greedy picks)."""
+    order = np.random.default_rng(seed).permutation(len(points))
+    return np.array([covering_radius_2d(points, order[:c]) for c in counts])
+
+
+def plot_kcenter_step(trace: KCenterTrace, t: int, ax=None):
+    """Points coloured by their centre, the centres, their covering circles
+    (radius = current covering radius) and the point that will be picked next."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle
+
+    centres, owner, dist, radius, nxt = kcenter_state(trace, t)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 6))
+    pts = trace.points
+    ax.scatter(pts[:, 0], pts[:, 1], c=owner % 20, cmap="tab20", s=14, alpha=0.8, vmin=0, vmax=19)
+    for c in centres:
+        ax.add_patch(Circle(c, radius, fill=False, lw=1, ec="grey", alpha=0.6))
+    ax.scatter(centres[:, 0], centres[:, 1], marker="*", s=260, c="black", label="centres (coreset)")
+    if nxt is not None:
+        ax.scatter(*pts[nxt], s=220, facecolors="none", edgecolors="red", lw=2.5,
+                   label=f"next pick (distance {dist[nxt]:.2f})")
+    ax.set_title(f"greedy k-center, {t} centre(s): covering radius {radius:.2f}")
+    ax.set_xlabel("feature 1")
+    ax.set_ylabel("feature 2")
+    ax.set_aspect("equal")
+    lo, hi = pts.min(0) - 1, pts.max(0) + 1
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.legend(loc="lower right", fontsize=9)
+    return ax.figure
