@@ -1,0 +1,54 @@
+# Targets named in the README. `make test` is what CI runs (.ci/run).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# torch/torchvision pinned to the builds this project is tested with.
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
+.PHONY: setup browser warm test test-fast demo lab evaluate benchmark environment lint clean
+
+setup: $(VENV)/.installed  ## virtual environment with everything installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+browser:  ## Debian's chromium for the browser tests (never `playwright install`)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: no chromium; browser tests will be skipped (apt-get install chromium)"; fi; }
+
+warm: setup  ## compile umap's numba code once (~50 s), so notebooks don't each pay it
+	$(PY) -c "import umap" 2>/dev/null
+
+test: setup browser warm  ## the whole test suite, notebooks and browser tests included
+	GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+test-fast: setup  ## unit tests only
+	$(PY) -m pytest -m "not notebook and not browser and not slow"
+
+demo: setup  ## the Gradio demo on the built-in data, at http://127.0.0.1:7860
+	GRADIO_ANALYTICS_ENABLED=False $(PY) -m demo
+
+lab: setup  ## the notebooks in JupyterLab
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) --notebook-dir notebooks
+
+evaluate: setup  ## evaluate on the built-in data (DATA=root CATEGORY=name for real data)
+	$(VENV)/bin/patchcore evaluate $(if $(DATA),--data $(DATA)) --category $(or $(CATEGORY),all)
+
+benchmark: setup  ## speed and memory figures (coreset, fit, predict; real data when present)
+	$(PY) benchmarks/bench_coreset.py
+	$(PY) benchmarks/bench_real_data.py
+
+environment: setup  ## regenerate environment.yml from pyproject.toml
+	$(PY) tools/gen_environment.py > environment.yml
+
+lint: setup
+	$(VENV)/bin/ruff check patchcore_core demo tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
