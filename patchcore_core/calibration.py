@@ -6,7 +6,9 @@ scored against a memory bank built from the others, they show how high a
 *normal* image's score goes. The threshold is the highest held-out score,
 and scores are reported normalised so that 1.0 is the threshold.
 
-* 10 or more images: one split, ``fraction`` (10%) held out;
+* 10 or more images: one split, ``fraction`` (10%) held out, but at least
+  ``min(5, n // 4)`` images: the maximum of two scores is too shaky a
+  threshold;
 * 2 to 9 images: leave-one-out, each image scored against the others;
 * 1 image: no threshold can be calibrated (scores are still reported).
 """
@@ -32,5 +34,6 @@ def calibration_folds(n: int, fraction: float = 0.1, seed: int = 0
         return []
     if n < LEAVE_ONE_OUT_BELOW:
         return [([j for j in range(n) if j != i], [i]) for i in range(n)]
-    held = sorted(random.Random(seed).sample(range(n), max(1, round(n * fraction))))
+    n_held = max(1, round(n * fraction), min(5, n // 4))
+    held = sorted(random.Random(seed).sample(range(n), n_held))
     return [([j for j in range(n) if j not in set(held)], held)]
