@@ -62,3 +62,9 @@ def test_predict_with_a_broken_model(tmp_path, capsys):
     bad.write_bytes(b"garbage")
     assert main(["predict", "--model", str(bad), str(tmp_path)]) == 2
     assert "m.safetensors" in capsys.readouterr().err
+
+
+def test_data_command_writes_the_builtin_dataset(tmp_path, capsys):
+    assert main(["data", "--out", str(tmp_path / "d")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "d")
+    assert (tmp_path / "d" / "grass" / "ground_truth" / "scratch" / "000_mask.png").is_file()

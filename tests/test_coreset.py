@@ -29,6 +29,15 @@ def test_same_picks_as_the_plain_greedy_loop(clusters):
     torch.testing.assert_close(fast.radii, slow.radii, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("active", [40, 500])
+def test_a_small_working_set_changes_nothing(clusters, active):
+    """Many rounds of catching up must give the plain loop's picks."""
+    fast = greedy_coreset(clusters, count=300, projection_dim=32, active=active)
+    slow = reference_greedy_coreset(clusters, 300, projection_dim=32)
+    assert torch.equal(fast.indices, slow.indices)
+    torch.testing.assert_close(fast.radii, slow.radii, rtol=1e-4, atol=1e-3)
+
+
 def test_covering_radius_never_grows_and_matches_its_definition(clusters):
     res = greedy_coreset(clusters, count=100, projection_dim=128)  # 64 dims: no projection
     assert torch.all(res.radii[1:] <= res.radii[:-1] + 1e-4)
