@@ -42,6 +42,7 @@ evaluate: setup  ## evaluate on the built-in data (DATA=root CATEGORY=name for r
 
 benchmark: setup  ## speed and memory figures (coreset, fit, predict; real data when present)
 	$(PY) benchmarks/bench_coreset.py
+	$(PY) benchmarks/bench_predict.py
 	$(PY) benchmarks/bench_real_data.py
 
 environment: setup  ## regenerate environment.yml from pyproject.toml
