@@ -1,0 +1,6 @@
+"""The PatchCore Gradio demo: ``python -m demo`` (see ``--help``).
+
+:mod:`demo.logic` holds the work as plain functions; :mod:`demo.app` builds
+the page (``build_demo``); :mod:`demo.__main__` is the command line. Nothing
+heavy happens at import.
+"""

@@ -1,0 +1,67 @@
+"""``python -m demo``: serve the PatchCore demo (default http://127.0.0.1:7860)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+CATEGORIES = ("brick", "grass", "gravel")  # the built-in dataset's (kept here: --help stays instant)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m demo",
+        description="PatchCore anomaly detection demo (Gradio). Without --model it fits a model on the "
+                    "built-in data once (about 10-30 s on a laptop CPU) and caches it for later starts.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; "
+                   "0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    p.add_argument("--model", metavar="FILE", help="a model saved by `patchcore fit` (.safetensors) "
+                   "instead of the built-in one")
+    p.add_argument("--category", default="brick", choices=CATEGORIES,
+                   help="built-in category for the default model and the examples (default: %(default)s)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when present), cpu or cuda (default: %(default)s)")
+    p.add_argument("--share", action="store_true", help="also make a public gradio.live link")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("demo").setLevel(logging.INFO)
+    say = lambda msg: print(msg, flush=True)  # noqa: E731
+
+    from patchcore_core.builtin_data import builtin_root
+    from patchcore_core.data import MVTecCategory
+
+    from . import logic
+
+    if args.model:
+        from patchcore_core import PatchCore
+        from patchcore_core.serialization import ModelFileError
+        try:
+            model = PatchCore.load(args.model, device=args.device)
+        except ModelFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        label = os.path.basename(args.model)
+    else:
+        model = logic.load_or_build_default(args.category, device=args.device, say=say)
+        label = f"built-in {args.category}"
+    examples = logic.builtin_examples(args.category)
+    fit_examples = [str(p) for p in MVTecCategory(builtin_root(), args.category).train[:8]]
+
+    from .app import build_demo, launch
+
+    demo = build_demo(model, examples=examples, model_label=label, fit_examples=fit_examples)
+    say(f"serving the demo at http://{args.host}:{args.port} (Ctrl+C to stop)")
+    launch(demo, server_name=args.host, server_port=args.port, share=args.share)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""The Gradio page: ``build_demo(model) -> gr.Blocks``.
+
+Every event calls a function of :mod:`demo.logic` and is named
+(``api_name``) so the same steps work from ``gradio_client``. Per-visitor
+things live in ``gr.State``: the model fitted in this browser session (None
+means the shared default, which no session ever changes) and the last
+prediction (so the threshold slider redraws without running the model).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import gradio as gr
+
+from . import logic
+
+log = logging.getLogger("demo")
+
+INTRO = """
+# PatchCore: spot defects by comparing patches with normal ones
+The model has only ever seen **defect-free** images. It splits your image into small patches and
+scores each one by its distance to the nearest normal patch it remembers: far from anything normal
+= bright on the heatmap = likely defect.
+"""
+
+CSS = """
+.gradio-container {max-width: 1280px !important; margin: auto;}
+#intro h1 {margin-bottom: 0.2em;}
+#verdict textarea, #verdict input {font-weight: 700; font-size: 1.1em;}
+#model-line {font-size: 0.92em; opacity: 0.9;}
+#zoom img {image-rendering: pixelated;}
+footer {display: none !important;}
+"""
+
+
+def uploaded_image(**kwargs) -> gr.Image:
+    """A ``gr.Image`` (type filepath) that hands over the uploaded file's path
+    without opening it, so :func:`patchcore_core.data.read_image` (corrupt,
+    non-image and oversized files; greyscale, RGBA, 16-bit) is the one that
+    judges it and the visitor gets its clear message instead of a Gradio error.
+
+    (An instance override, not a subclass: Gradio writes a ``.pyi`` file next
+    to the source of every Component subclass.)
+    """
+    image = gr.Image(type="filepath", **kwargs)
+    parent = image.preprocess
+
+    def preprocess(payload):
+        if payload is not None and getattr(payload, "path", None) and \
+                not str(getattr(payload, "url", "") or "").startswith("data:"):
+            return str(payload.path)
+        return parent(payload)
+
+    image.preprocess = preprocess
+    return image
+
+
+def _warn(msg: str) -> str:
+    gr.Warning(msg, duration=8)
+    return f"⚠️ {msg}"
+
+
+def _failure(exc: Exception) -> str:
+    """The visitor's message for any exception: theirs to fix, or ours (logged)."""
+    if isinstance(exc, logic.UserError):
+        return _warn(str(exc))
+    log.exception("demo handler failed")
+    return _warn(f"Something went wrong on our side ({type(exc).__name__}: {exc}). "
+                 "Try another image; the app keeps running.")
+
+
+def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label: str = "built-in brick",
+               fit_device: str | None = None, fit_examples: list[str] | None = None,
+               allowed_paths: list[str] | None = None) -> gr.Blocks:
+    """The demo page around a fitted ``model`` (shared, read-only).
+
+    Args:
+        model: the default :class:`~patchcore_core.PatchCore`, fitted.
+        examples: (path, label) pairs shown as clickable examples.
+        model_label: how the page names the default model.
+        fit_device: device for models fitted in a session (default: the model's).
+        fit_examples: good image paths the "Build your own" tab can load in one click.
+        allowed_paths: folders Gradio may serve files from (examples); passed to launch.
+    """
+    if not model.is_fitted:
+        raise ValueError("build_demo needs a fitted model")
+    examples = list(examples or [])
+    fit_examples = list(fit_examples or [])
+    fit_device = fit_device or str(model.device)
+
+    def active(session):
+        """(model, label) for this session: its own model or the shared default."""
+        if session is not None:
+            return session["model"], session["label"]
+        return model, model_label
+
+    # ---------------------------------------------------------- handlers
+    def do_predict(image, factor, session):
+        if image is None:
+            return None, None, None, None, None, "", "Upload an image or pick an example.", None
+        try:
+            m, _ = active(session)
+            insp = logic.predict(m, image)
+            region, share = logic.region_image(insp, factor)
+            msg = logic.score_text(insp) + "  \n" + logic.region_text(insp, factor, share)
+            return (logic.overlay(insp), region, logic.heatmap_figure(insp, factor), round(insp.score, 3),
+                    None if insp.normalised_score is None else round(insp.normalised_score, 3),
+                    insp.verdict, msg, insp)
+        except Exception as exc:
+            return None, None, None, None, None, "error", _failure(exc), None
+
+    def do_region(factor, last):
+        if last is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            region, share = logic.region_image(last, factor)
+            msg = logic.score_text(last) + "  \n" + logic.region_text(last, factor, share)
+            return region, logic.heatmap_figure(last, factor), msg
+        except Exception as exc:
+            return None, None, _failure(exc)
+
+    empty_explain = (None, None, None, "", {})
+
+    def run_explain(m, image, x, y):
+        try:
+            r = logic.explain(m, image, x, y)
+            return r.test_image, r.train_image, r.zoom, r.text, r.details
+        except Exception as exc:
+            return None, None, None, _failure(exc), {}
+
+    def do_explain(image, x, y, session):
+        m, _ = active(session)
+        return run_explain(m, image, x, y)
+
+    def do_explain_top(last, session):
+        if last is None:
+            return (None, None) + empty_explain
+        m, _ = active(session)
+        out = run_explain(m, last.path, None, None)
+        box = out[-1].get("box")
+        centre = ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2) if box else (None, None)
+        return centre + out
+
+    def do_explain_click(last, session, evt: gr.SelectData):
+        if last is None:
+            return (None, None) + empty_explain
+        x, y = (evt.index or (None, None))[:2]
+        m, _ = active(session)
+        return (x, y) + run_explain(m, last.path, x, y)
+
+    def do_card(session):
+        m, label = active(session)
+        card = logic.model_card(m)
+        return logic.describe_model(m, label), logic.card_markdown(card, label), card
+
+    def do_fit(files, session, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
+        try:
+            progress(0, desc="reading your images")
+            m, skipped = logic.fit(files, device=fit_device,
+                                   progress=lambda f, t: progress(0.1 * f, desc=t))
+            progress(0.97, desc="saving the model for download")
+            path = logic.save_for_download(m)
+            label = f"your model ({len(m.train_names)} images)"
+            new = {"model": m, "label": label}
+            msg = (f"✅ Fitted on {len(m.train_names)} images in {m.stats['fit_seconds']:.1f} s; "
+                   f"memory bank of {len(m.bank)} patches. Go to **Inspect** to try it; "
+                   "download it below.")
+            if m.threshold is None:
+                msg += " With a single image there is no threshold, so no verdicts: add more for one."
+            if skipped:
+                msg += "  \n" + _warn("Skipped: " + "; ".join(skipped))
+            return (new, msg, path) + do_card(new)
+        except Exception as exc:
+            return (session, _failure(exc), None) + do_card(session)
+
+    def do_reset():
+        return (None, f"Back to the default model ({model_label}).", None) + do_card(None)
+
+    def do_load_fit_examples():
+        return fit_examples
+
+    # ---------------------------------------------------------------- page
+    with gr.Blocks(title="PatchCore demo", analytics_enabled=False) as demo:
+        session_state = gr.State(None)   # {"model", "label"} fitted here; None: the default
+        last_state = gr.State(None)      # logic.Inspection of the last image
+
+        gr.Markdown(INTRO, elem_id="intro")
+        model_line = gr.Markdown(logic.describe_model(model, model_label), elem_id="model-line",
+                                 label="model in use")
+
+        with gr.Tabs():
+            with gr.Tab("Inspect", id="inspect"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=4, min_width=280):
+                        image_in = uploaded_image(label="Image to inspect (upload or pick below)",
+                                                  sources=["upload", "clipboard"], height=250,
+                                                  elem_id="image-in")
+                        run_btn = gr.Button("Inspect", variant="primary", elem_id="run")
+                        factor = gr.Slider(0.5, 3.0, value=1.0, step=0.05, elem_id="factor",
+                                           label="Region threshold (x the model's threshold)",
+                                           info="Moves the defect region; the model does not run again.")
+                        if examples:
+                            gr.Examples([[p] for p, _ in examples], inputs=[image_in],
+                                        example_labels=[lbl for _, lbl in examples],
+                                        label="Built-in examples: good and defective", examples_per_page=12)
+                    with gr.Column(scale=8):
+                        with gr.Row():
+                            score = gr.Number(label="Image score", precision=3, interactive=False,
+                                              elem_id="score", min_width=100)
+                            norm = gr.Number(label="Score / threshold", precision=3,
+                                             interactive=False, elem_id="norm", min_width=100)
+                            verdict = gr.Textbox(label="Verdict", interactive=False, elem_id="verdict",
+                                                 min_width=100)
+                        message = gr.Markdown("Upload an image or pick an example, then press **Inspect**.",
+                                              elem_id="message", label="message")
+                        with gr.Row():
+                            overlay = gr.Image(label="Heatmap (click a spot to explain it)",
+                                               type="numpy", format="png", interactive=False, height=260,
+                                               elem_id="overlay", buttons=["download", "fullscreen"])
+                            region = gr.Image(label="Defect region at the threshold", type="numpy",
+                                              format="png", interactive=False, height=260, elem_id="region",
+                                              buttons=["download", "fullscreen"])
+                            plot = gr.Plot(label="Anomaly map and colour bar", elem_id="heatmap",
+                                           show_label=False)
+
+                gr.Markdown("### Why? The nearest normal patch\nEach patch's score is its distance to the "
+                            "closest patch in the memory bank of normal patches. Click the heatmap to pick a "
+                            "patch (by default: the most anomalous one).")
+                with gr.Row(equal_height=False):
+                    ex_test = gr.Image(label="Your image: the patch (cyan)", format="png", interactive=False,
+                                       height=230, elem_id="explain-test", buttons=["download", "fullscreen"])
+                    ex_train = gr.Image(label="Its nearest normal patch (green)", format="png",
+                                        interactive=False, height=230, elem_id="explain-train",
+                                        buttons=["download", "fullscreen"])
+                    with gr.Column(min_width=240):
+                        ex_zoom = gr.Image(label="Zoom: yours | nearest normal", format="png",
+                                           interactive=False, height=120, elem_id="zoom",
+                                           buttons=["fullscreen"])
+                        ex_text = gr.Markdown(elem_id="explain-text", label="explanation text")
+                        with gr.Row():
+                            x_num = gr.Number(None, label="x (px, 224 view)", precision=0, min_width=80)
+                            y_num = gr.Number(None, label="y", precision=0, min_width=80)
+                        explain_btn = gr.Button("Explain this point", size="sm")
+                with gr.Accordion("Explanation details (JSON)", open=False):
+                    ex_json = gr.JSON(label="explanation")
+
+            with gr.Tab("Build your own", id="build"):
+                gr.Markdown("Upload a handful of **good** images of one kind of object or texture (one is "
+                            "enough; 2+ also calibrate a threshold). A model is fitted for this browser "
+                            "session only; the shared default model is not changed.")
+                with gr.Row():
+                    with gr.Column():
+                        fit_files = gr.File(file_count="multiple", type="filepath", file_types=["image"],
+                                            label=f"Good images (up to {logic.MAX_FIT_IMAGES})",
+                                            elem_id="fit-files", height=200)
+                        with gr.Row():
+                            if fit_examples:
+                                sample_btn = gr.Button(f"Use {len(fit_examples)} built-in good images",
+                                                       size="sm")
+                            fit_btn = gr.Button("Fit my model", variant="primary", elem_id="fit")
+                            reset_btn = gr.Button("Back to the default model", size="sm")
+                    with gr.Column():
+                        fit_msg = gr.Markdown(elem_id="fit-message", label="fit message")
+                        download = gr.File(label="Your model (.safetensors, safe to share: no pickle)",
+                                           interactive=False, elem_id="download")
+
+            with gr.Tab("Model card", id="card"):
+                card_md = gr.Markdown(logic.card_markdown(logic.model_card(model), model_label),
+                                      label="model card")
+                with gr.Accordion("Raw (JSON)", open=False):
+                    card_json = gr.JSON(logic.model_card(model), label="model card (JSON)")
+
+        # ------------------------------------------------------------ events
+        predict_outputs = [overlay, region, plot, score, norm, verdict, message, last_state]
+        explain_outputs = [ex_test, ex_train, ex_zoom, ex_text, ex_json]
+        gr.on([run_btn.click, image_in.change], do_predict, [image_in, factor, session_state],
+              predict_outputs, api_name="predict", trigger_mode="always_last",
+              ).then(do_explain_top, [last_state, session_state], [x_num, y_num] + explain_outputs,
+                     api_name="explain_most_anomalous", show_progress="minimal")
+        factor.change(do_region, [factor, last_state], [region, plot, message], api_name="update_region",
+                      trigger_mode="always_last", show_progress="hidden")
+        overlay.select(do_explain_click, [last_state, session_state], [x_num, y_num] + explain_outputs,
+                       api_name="explain_click")
+        explain_btn.click(do_explain, [image_in, x_num, y_num, session_state], explain_outputs,
+                          api_name="explain")
+        card_outputs = [model_line, card_md, card_json]
+        fit_btn.click(do_fit, [fit_files, session_state], [session_state, fit_msg, download] + card_outputs,
+                      api_name="fit", concurrency_limit=1, concurrency_id="fit")
+        reset_btn.click(do_reset, None, [session_state, fit_msg, download] + card_outputs,
+                        api_name="use_default_model")
+        if fit_examples:
+            sample_btn.click(do_load_fit_examples, None, fit_files, api_name="load_sample_images")
+        demo.load(do_card, session_state, card_outputs, api_name="model_card")
+
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    roots = {str(Path(p).parent) for p, _ in examples} | {str(Path(p).parent) for p in fit_examples}
+    demo.patchcore_launch_kwargs = {
+        "theme": gr.themes.Soft(primary_hue="orange", secondary_hue="slate"),
+        "css": CSS,
+        "allowed_paths": sorted(roots | set(allowed_paths or [])),
+        "max_file_size": "40mb",
+        "show_error": True,
+    }
+    return demo
+
+
+def launch(demo: gr.Blocks, **kwargs):
+    """``demo.launch`` with the page's theme, CSS and allowed folders."""
+    opts = dict(getattr(demo, "patchcore_launch_kwargs", {}))
+    opts.update(kwargs)
+    return demo.launch(**opts)
