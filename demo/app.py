@@ -59,7 +59,7 @@ def uploaded_image(**kwargs) -> gr.Image:
 
 def _warn(msg: str) -> str:
     gr.Warning(msg, duration=8)
-    return f"⚠️ {msg}"
+    return f"**Problem:** {msg}"
 
 
 def _failure(exc: Exception) -> str:
@@ -159,12 +159,12 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         try:
             progress(0, desc="reading your images")
             m, skipped = logic.fit(files, device=fit_device,
-                                   progress=lambda f, t: progress(0.1 * f, desc=t))
+                                   progress=lambda f, t: progress(0.1 * f, desc=t))  # then tqdm's bars
             progress(0.97, desc="saving the model for download")
             path = logic.save_for_download(m)
-            label = f"your model ({len(m.train_names)} images)"
+            label = "your model"
             new = {"model": m, "label": label}
-            msg = (f"✅ Fitted on {len(m.train_names)} images in {m.stats['fit_seconds']:.1f} s; "
+            msg = (f"**Done.** Fitted on {len(m.train_names)} images in {m.stats['fit_seconds']:.1f} s; "
                    f"memory bank of {len(m.bank)} patches. Go to **Inspect** to try it; "
                    "download it below.")
             if m.threshold is None:
@@ -216,12 +216,12 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                         message = gr.Markdown("Upload an image or pick an example, then press **Inspect**.",
                                               elem_id="message", label="message")
                         with gr.Row():
-                            overlay = gr.Image(label="Heatmap (click a spot to explain it)",
+                            overlay = gr.Image(label="Heatmap: click to explain",
                                                type="numpy", format="png", interactive=False, height=260,
-                                               elem_id="overlay", buttons=["download", "fullscreen"])
-                            region = gr.Image(label="Defect region at the threshold", type="numpy",
+                                               elem_id="overlay", buttons=["fullscreen"])
+                            region = gr.Image(label="Defect region", type="numpy",
                                               format="png", interactive=False, height=260, elem_id="region",
-                                              buttons=["download", "fullscreen"])
+                                              buttons=["fullscreen"])
                             plot = gr.Plot(label="Anomaly map and colour bar", elem_id="heatmap",
                                            show_label=False)
 
@@ -240,8 +240,9 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                                            buttons=["fullscreen"])
                         ex_text = gr.Markdown(elem_id="explain-text", label="explanation text")
                         with gr.Row():
-                            x_num = gr.Number(None, label="x (px, 224 view)", precision=0, min_width=80)
-                            y_num = gr.Number(None, label="y", precision=0, min_width=80)
+                            x_num = gr.Number(None, label="x (px, 224 view)", precision=0, min_width=80,
+                                              elem_id="x-num")
+                            y_num = gr.Number(None, label="y", precision=0, min_width=80, elem_id="y-num")
                         explain_btn = gr.Button("Explain this point", size="sm")
                 with gr.Accordion("Explanation details (JSON)", open=False):
                     ex_json = gr.JSON(label="explanation")
@@ -287,7 +288,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                           api_name="explain")
         card_outputs = [model_line, card_md, card_json]
         fit_btn.click(do_fit, [fit_files, session_state], [session_state, fit_msg, download] + card_outputs,
-                      api_name="fit", concurrency_limit=1, concurrency_id="fit")
+                      api_name="fit", concurrency_limit=1, concurrency_id="fit", show_progress_on=[fit_msg])
         reset_btn.click(do_reset, None, [session_state, fit_msg, download] + card_outputs,
                         api_name="use_default_model")
         if fit_examples:

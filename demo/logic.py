@@ -194,7 +194,11 @@ def _zoom(img: np.ndarray, box, pad: int = 8, size: int = 96) -> np.ndarray:
 
     x0, y0, x1, y1 = box
     h, w = img.shape[:2]
-    crop = img[max(0, y0 - pad):min(h, y1 + pad), max(0, x0 - pad):min(w, x1 + pad)]
+    side = min(max(x1 - x0, y1 - y0) + 2 * pad, h, w)
+    # a square window around the patch, shifted inside the image at its borders
+    top = min(max(0, y0 - pad), h - side)
+    left = min(max(0, x0 - pad), w - side)
+    crop = img[top:top + side, left:left + side]
     return np.asarray(Image.fromarray(crop).resize((size, size), Image.NEAREST))
 
 
@@ -216,8 +220,10 @@ def explain(model, image, x: float | None = None, y: float | None = None) -> Exp
     except Exception:  # the training file is not on this machine (a model from elsewhere)
         log.info("training image %s not available", e.train_name)
     gap = np.full((96, 8, 3), 255, np.uint8)
-    zoom_train = _zoom(train, e.train_box) if train is not None else np.full((96, 96, 3), 200, np.uint8)
-    zoom = np.concatenate([_zoom(test, e.box), gap, zoom_train], axis=1)
+    zoom_test = _zoom(draw_box(test, e.box, BOX_TEST, width=1), e.box)
+    zoom_train = (_zoom(draw_box(train, e.train_box, BOX_TRAIN, width=1), e.train_box) if train is not None
+                  else np.full((96, 96, 3), 200, np.uint8))
+    zoom = np.concatenate([zoom_test, gap, zoom_train], axis=1)
     which = ("the most anomalous patch" if row is None
              else f"the patch you picked (row {e.row}, column {e.col})")
     verdict = ""
@@ -315,8 +321,12 @@ def card_markdown(card: dict, label: str = "") -> str:
             return " x ".join(map(str, v)) if all(isinstance(i, int) for i in v) else ", ".join(map(str, v))
         return str(v)
 
-    lines = [f"### {label}" if label else "", "", "| | |", "|---|---|"]
-    lines += [f"| {name} | {fmt(card[key])} |" for key, name in CARD_ROWS if key in card]
+    lines = [f"### {label}" if label else "", "", "| Setting | Value |", "|---|---|"]
+    for key, name in CARD_ROWS:
+        if key in card:
+            lines.append(f"| {name} | {fmt(card[key])} |")
+        elif key == "predict_seconds_per_image":
+            lines.append(f"| {name} | not measured yet: inspect an image |")
     return "\n".join(lines)
 
 
