@@ -57,6 +57,22 @@ def uploaded_image(**kwargs) -> gr.Image:
     return image
 
 
+def uploaded_files(**kwargs) -> gr.File:
+    """A multi-file ``gr.File`` that hands over every uploaded path, whatever
+    its type, so :func:`demo.logic.fit` names each unreadable file itself
+    instead of Gradio refusing the whole upload."""
+    files = gr.File(file_count="multiple", type="filepath", **kwargs)
+
+    def preprocess(payload):
+        if payload is None:
+            return None
+        items = payload.root if hasattr(payload, "root") else [payload]
+        return [str(f.path) for f in items]
+
+    files.preprocess = preprocess
+    return files
+
+
 def _warn(msg: str) -> str:
     gr.Warning(msg, duration=8)
     return f"**Problem:** {msg}"
@@ -164,7 +180,8 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
             path = logic.save_for_download(m)
             label = "your model"
             new = {"model": m, "label": label}
-            msg = (f"**Done.** Fitted on {len(m.train_names)} images in {m.stats['fit_seconds']:.1f} s; "
+            n = len(m.train_names)
+            msg = (f"**Done.** Fitted on {n} image{'s' if n != 1 else ''} in {m.stats['fit_seconds']:.1f} s; "
                    f"memory bank of {len(m.bank)} patches. Go to **Inspect** to try it; "
                    "download it below.")
             if m.threshold is None:
@@ -253,9 +270,9 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                             "session only; the shared default model is not changed.")
                 with gr.Row():
                     with gr.Column():
-                        fit_files = gr.File(file_count="multiple", type="filepath", file_types=["image"],
-                                            label=f"Good images (up to {logic.MAX_FIT_IMAGES})",
-                                            elem_id="fit-files", height=200)
+                        fit_files = uploaded_files(file_types=["image"],
+                                                   label=f"Good images (up to {logic.MAX_FIT_IMAGES})",
+                                                   elem_id="fit-files", height=200)
                         with gr.Row():
                             if fit_examples:
                                 sample_btn = gr.Button(f"Use {len(fit_examples)} built-in good images",

@@ -255,6 +255,18 @@ def test_api_bad_upload_returns_a_message_not_a_crash(client, bad_files, samples
     assert client.predict(handle_file(samples[0]), 1.0, api_name="/predict")[3] > 0
 
 
+def test_api_fit_names_the_files_it_cannot_read(client, brick, tmp_path):
+    from gradio_client import handle_file
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    message, download, *_, card = client.predict([handle_file(str(notes))], api_name="/fit")
+    assert "notes.txt" in message and download is None and card["n_train"] == len(brick.train)
+    files = [handle_file(str(notes)), handle_file(str(brick.train[0]))]
+    message, download, *_, card = client.predict(files, api_name="/fit")
+    assert "Fitted on 1 image " in message and "notes.txt" in message and card["threshold"] is None
+
+
 def test_api_session_fit_never_changes_the_shared_model(app_url, client, brick, samples, fitted):
     from gradio_client import Client, handle_file
 
