@@ -42,6 +42,8 @@ def _config_args(p: argparse.ArgumentParser):
                    help="local aggregation size p (odd; default: %(default)s)")
     g.add_argument("--reweight", type=int, default=0, metavar="B",
                    help="reweight the image score with B neighbours (paper's Eq. 7); 0 = off")
+    g.add_argument("--upsample", default="bilinear", choices=["bilinear", "nearest"],
+                   help="how patch scores become pixels before the Gaussian (default: %(default)s)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed for the coreset and splits")
 
@@ -50,7 +52,8 @@ def _config(args) -> dict:
     resize = args.resize or round(args.image_size * 256 / 224)
     return dict(backbone=args.backbone, coreset_ratio=args.coreset_ratio, coreset=args.coreset,
                 image_size=args.image_size, resize=resize, crop_mode=args.crop_mode,
-                neighbourhood=args.neighbourhood, reweight_neighbours=args.reweight, seed=args.seed)
+                neighbourhood=args.neighbourhood, reweight_neighbours=args.reweight,
+                upsample=args.upsample, seed=args.seed)
 
 
 def _data_root(args) -> Path:

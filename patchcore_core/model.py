@@ -51,6 +51,7 @@ class PatchCoreConfig:
     projection_dim: int = 128                 # random projection for coreset distances
     reweight_neighbours: int = 0              # b of Eq. 7; 0 keeps s* = max patch score
     sigma: float = 4.0                        # Gaussian smoothing of the anomaly map (px)
+    upsample: str = "bilinear"                # patch scores to pixels: bilinear | nearest
     calibration_fraction: float = 0.1         # good images held out to set the threshold
     knn_backend: str = "faiss"                # faiss | torch (same answers)
     batch_size: int = 8
@@ -66,6 +67,7 @@ class PatchCoreConfig:
             "coreset": (self.coreset, ("greedy", "random", "none")),
             "crop_mode": (self.crop_mode, ("auto", "crop", "squash")),
             "knn_backend": (self.knn_backend, ("faiss", "torch")),
+            "upsample": (self.upsample, ("bilinear", "nearest")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -293,7 +295,7 @@ class PatchCore:
         out = []
         for batch in self._batches(list(images), "predict", progress):
             scores, patch, nearest = self._score_features(self.features(batch), self.bank)
-            maps = anomaly_map(patch, self.config.image_size, self.config.sigma)
+            maps = anomaly_map(patch, self.config.image_size, self.config.sigma, self.config.upsample)
             out.append((scores.cpu(), maps.cpu(), patch.cpu(), nearest.cpu()))
         return tuple(torch.cat(parts) for parts in zip(*out))
 

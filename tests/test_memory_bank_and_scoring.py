@@ -54,3 +54,11 @@ def test_anomaly_map_upsamples_and_smooths():
     assert smooth.sum().item() == pytest.approx(sharp.sum().item(), rel=0.02)  # ... mass kept
     peak = np.unravel_index(int(smooth[0].argmax()), (64, 64))
     assert abs(peak[0] - 36) <= 2 and abs(peak[1] - 36) <= 2
+
+
+def test_nearest_upsampling_fills_each_cell():
+    patch = torch.arange(4.0).view(1, 2, 2)
+    sharp = anomaly_map(patch, 8, sigma=0, upsample="nearest")
+    assert torch.equal(sharp[0, :4, :4], torch.zeros(4, 4)) and torch.equal(sharp[0, 4:, 4:], torch.full((4, 4), 3.0))
+    with pytest.raises(ValueError, match="nearest"):
+        anomaly_map(patch, 8, upsample="cubic")
