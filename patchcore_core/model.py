@@ -358,10 +358,10 @@ class PatchCore:
         return card
 
     # ---------------------------------------------------------- persistence
-    def save(self, path) -> None:
-        """Write the model as one safetensors file with JSON metadata (no pickle)."""
+    def save(self, path):
+        """Write the model as one safetensors file with JSON metadata (no pickle); returns the path."""
         from .serialization import save_model
-        save_model(self, path)
+        return save_model(self, path)
 
     @classmethod
     def load(cls, path, device: str = "auto") -> "PatchCore":
