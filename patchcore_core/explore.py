@@ -8,11 +8,11 @@ call the function directly and you get the same numbers or figure.
 * patch features (notebook 01): :func:`feature_maps`, :func:`layer_geometry`,
   :func:`receptive_field`, :func:`layer_view`, :func:`pca_rgb`;
 * memory bank and coreset (02): :func:`bank_footprint`, :func:`radius_curves`,
-  :func:`defect_patches`, :func:`embed_2d`;
+  :func:`coreset_trial`, :func:`defect_patches`, :func:`embed_2d`;
 * scoring and heatmaps (03): :func:`eq7_breakdown`, :func:`map_stages`,
   :func:`plot_explanation`;
 * evaluation (04): :func:`per_defect_table`, :func:`worst_failures`;
-* experiments (05): :func:`cached_evaluation`;
+* experiments (05): :func:`cached_evaluation`, :func:`plot_sweep`;
 * your own data (06): :func:`sample_own_data`;
 * shared: :func:`plot_predictions`, :func:`markdown_table`.
 """
@@ -35,9 +35,9 @@ from .viz import draw_box, overlay_heatmap
 
 __all__ = [
     "feature_maps", "layer_geometry", "receptive_field", "rf_extent", "layer_view", "pca_rgb",
-    "upsample_nearest", "bank_footprint", "radius_curves", "defect_patches", "embed_2d",
+    "upsample_nearest", "bank_footprint", "radius_curves", "coreset_trial", "defect_patches", "embed_2d",
     "eq7_breakdown", "map_stages", "plot_explanation", "per_defect_table", "worst_failures",
-    "experiment_cache_dir", "cached_evaluation", "sample_own_data", "plot_predictions",
+    "experiment_cache_dir", "cached_evaluation", "plot_sweep", "sample_own_data", "plot_predictions",
     "plot_layer_view", "markdown_table",
 ]
 
@@ -194,6 +194,48 @@ def radius_curves(features: torch.Tensor, counts, seed: int = 0, projection_dim:
     return {"counts": counts,
             "greedy": [covering_radius(features, greedy[:c]) for c in counts],
             "random": [covering_radius(features, rand[:c]) for c in counts]}
+
+
+def coreset_trial(train_features: torch.Tensor, test_features: torch.Tensor, labels, ratio: float,
+                  method: str = "greedy", seed: int = 0) -> dict:
+    """Build a bank from precomputed features and score the test set with it
+    (the logic of notebook 02's coreset slider; no backbone runs).
+
+    Args:
+        train_features: ``[..., D]`` training patch features (all patches).
+        test_features: ``[T, h, w, D]`` test patch features.
+        labels: ``[T]`` 1 = defective.
+        ratio: share of training patches kept; ``method``: greedy | random.
+
+    Returns:
+        dict with ``size``, ``megabytes``, ``covering_radius`` (full
+        feature space), ``image_auroc``, ``scores`` and ``seconds`` (coreset
+        selection time).
+    """
+    import time
+
+    from .memory_bank import MemoryBank
+    from .metrics import image_auroc
+
+    flat = train_features.reshape(-1, train_features.shape[-1])
+    t0 = time.perf_counter()
+    if method == "greedy":
+        idx = greedy_coreset(flat, ratio, seed=seed).indices
+    elif method == "random":
+        idx = random_coreset(flat, ratio, seed=seed).indices
+    else:
+        raise ValueError(f"method must be 'greedy' or 'random', not {method!r}")
+    seconds = time.perf_counter() - t0
+    bank = MemoryBank(flat[idx].contiguous(), torch.zeros(len(idx), 3, dtype=torch.long))
+    t = test_features
+    dist, _ = bank.search(t.reshape(-1, t.shape[-1]), k=1)
+    scores = dist[:, 0].view(t.shape[0], -1).amax(dim=1).numpy()
+    labels = np.asarray(labels, dtype=int)
+    both = 0 < labels.sum() < len(labels)
+    return {"size": len(idx), "megabytes": bank.nbytes / 2**20,
+            "covering_radius": covering_radius(flat, idx),
+            "image_auroc": image_auroc(labels, scores) if both else float("nan"),
+            "scores": scores, "seconds": seconds}
 
 
 def defect_patches(mask: np.ndarray, grid: tuple[int, int], min_fraction: float = 0.3) -> np.ndarray:
@@ -372,6 +414,43 @@ def cached_evaluation(root, category: str, shots: int | None = None, cache_dir=N
     tmp.write_text(json.dumps({"key": key, "metrics": metrics}, indent=1, default=str))
     tmp.replace(path)
     return {**metrics, "cached": False}
+
+
+def plot_sweep(rows: list[dict], x: str, title: str, xlabel: str | None = None,
+               metrics=("image_auroc", "pixel_auroc", "aupro"), cost: str = "fit_seconds",
+               logx: bool = False):
+    """Figure of one ablation: the metrics (left) and the cost (right) against
+    the swept setting ``x`` (numbers, or names shown as categories). Rows
+    with an ``error`` are left out of the lines and listed in the title."""
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if "error" not in r]
+    failed = [str(r.get(x)) for r in rows if "error" in r]
+    xs = [r[x] for r in ok]
+    categorical = any(isinstance(v, str) for v in xs)
+    pos = list(range(len(xs))) if categorical else xs
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for m in metrics:
+        a.plot(pos, [np.nan if r.get(m) is None else r[m] for r in ok], "o-", lw=2, label=m)
+    a.set_ylabel("metric (1 = perfect)")
+    a.legend(loc="lower right")
+    a.set_title("accuracy")
+    if categorical:
+        b.bar(pos, [r[cost] for r in ok], width=0.6, color="tab:grey")
+    else:
+        b.plot(pos, [r[cost] for r in ok], "s-", color="tab:grey", lw=2)
+    b.set_ylabel(cost.replace("_", " "))
+    b.set_title("cost")
+    for ax in (a, b):
+        ax.set_xlabel(xlabel or x)
+        ax.grid(alpha=0.3)
+        if categorical:
+            ax.set_xticks(pos, [str(v) for v in xs])
+        elif logx:
+            ax.set_xscale("log")
+    fig.suptitle(title + (f"  (failed: {', '.join(failed)})" if failed else ""), fontsize=13)
+    fig.tight_layout()
+    return fig
 
 
 # ------------------------------------------------------------ 06 your own data

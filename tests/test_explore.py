@@ -79,6 +79,24 @@ def test_radius_curves_greedy_covers_better_than_random():
         covering_radius(x, greedy_coreset(x, count=5).indices))
 
 
+def test_coreset_trial_scores_like_the_model(fitted, brick):
+    from patchcore_core.metrics import image_auroc
+
+    train = fitted.extract(brick.train[:6])
+    test = fitted.extract([t.path for t in brick.test])
+    labels = [int(t.is_anomalous) for t in brick.test]
+    full = explore.coreset_trial(train, test, labels, 1.0)
+    small = explore.coreset_trial(train, test, labels, 0.05, "random")
+    assert full["size"] == 6 * 28 * 28 and full["covering_radius"] < 0.5  # 0 up to cdist rounding
+    assert small["size"] == round(0.05 * full["size"]) and small["covering_radius"] > 0
+    # A bank of all patches: each test score is the max over patches of the NN distance.
+    d = torch.cdist(test.reshape(-1, test.shape[-1]), train.reshape(-1, train.shape[-1])).amin(1)
+    assert np.allclose(full["scores"], d.view(len(labels), -1).amax(1).numpy(), rtol=1e-3)
+    assert full["image_auroc"] == pytest.approx(image_auroc(labels, full["scores"]))
+    with pytest.raises(ValueError):
+        explore.coreset_trial(train, test, labels, 0.1, "kmeans")
+
+
 def test_defect_patches():
     mask = np.zeros((224, 224), bool)
     mask[:16, :16] = True
@@ -164,3 +182,17 @@ def test_plot_predictions_and_markdown(fitted, brick):
     plt.close(fig)
     md = explore.markdown_table([{"a": 1, "b": 0.12345}, {"a": 2, "b": 123456.0}])
     assert md.splitlines()[0] == "| a | b |" and "0.123" in md and "123,456" in md
+
+
+def test_plot_sweep_numeric_categorical_and_failed_rows():
+    rows = [{"r": 0.01, "image_auroc": 0.9, "pixel_auroc": 0.8, "aupro": None, "fit_seconds": 1.0},
+            {"r": 0.1, "image_auroc": 1.0, "pixel_auroc": 0.9, "aupro": 0.7, "fit_seconds": 2.0}]
+    fig = explore.plot_sweep(rows, "r", "ratio", logx=True)
+    assert fig.axes[0].get_xscale() == "log"
+    plt.close(fig)
+    rows = [{"b": "lite0", "image_auroc": 1.0, "pixel_auroc": 1.0, "aupro": 1.0, "fit_seconds": 1.0},
+            {"b": "lite1", "error": "not installed"}]
+    fig = explore.plot_sweep(rows, "b", "backbone")
+    assert "failed: lite1" in fig._suptitle.get_text()
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["lite0"]
+    plt.close(fig)

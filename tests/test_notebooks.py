@@ -1,0 +1,251 @@
+"""The teaching notebooks: committed clean, executable headlessly in time,
+served by JupyterLab, and rendered by a real browser.
+
+    pytest -m notebook tests/test_notebooks.py      # execute every notebook (minutes)
+    pytest -m browser tests/test_notebooks.py       # JupyterLab in headless chromium
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+TIME_LIMIT_S = 180  # each notebook, 2 CPU cores, FAST mode
+CHROMIUM = "/usr/bin/chromium"
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def _kernel_env(tmp_path: Path) -> dict:
+    """CI mode (FAST), a private cache, and this venv's python as 'python3'."""
+    env = dict(os.environ)
+    env.update(CI="1", PATCHCORE_CACHE=str(tmp_path / "cache"), MPLBACKEND="module://matplotlib_inline.backend_inline",
+               PATH=VENV_BIN + os.pathsep + env.get("PATH", ""), HF_HUB_OFFLINE="1")
+    env.pop("PATCHCORE_DATA_ROOT", None)
+    env.pop("PATCHCORE_CATEGORY", None)
+    return env
+
+
+def test_the_suite_is_complete():
+    assert [n[:2] for n in NAMES] == ["00", "01", "02", "03", "04", "05", "06"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_committed_without_outputs(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{name} cell {i} has outputs: strip them before committing"
+            assert cell.execution_count is None, f"{name} cell {i} has an execution count"
+    assert "widgets" not in nb.metadata, f"{name} stores widget state"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_follows_the_skeleton(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    first = nb.cells[0].source
+    assert first.startswith("# ") and "**You will learn**" in first and "\n> " in first
+    setup = nb.cells[next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")].source
+    for word in ("SEED", "DEVICE", "FAST", "DATA_ROOT", "CATEGORY", "PATCHCORE_DATA_ROOT"):
+        assert word in setup, f"{name}: the setup cell lacks {word}"
+    assert sum("FAST = " in c.source for c in nb.cells) == 1, f"{name}: exactly one setup cell"
+    tail = "\n".join(c.source for c in nb.cells[-2:])
+    assert "## Summary" in tail and "## Exercises" in tail and "<details>" in tail
+    assert any("assert " in c.source for c in nb.cells if c.cell_type == "code")
+
+
+def test_notebooks_equal_their_build_script(tmp_path):
+    sys.path.insert(0, str(NOTEBOOKS))
+    try:
+        import build_notebooks
+    finally:
+        sys.path.pop(0)
+    for path in build_notebooks.main(tmp_path):
+        committed = nbformat.read(NOTEBOOKS / path.name, as_version=4)
+        built = nbformat.read(path, as_version=4)
+        assert [c.source for c in committed.cells] == [c.source for c in built.cells], (
+            f"{path.name} differs from build_notebooks.py: edit the script and rerun it")
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.timeout(TIME_LIMIT_S * 2)
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_executes(name, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    for key, value in _kernel_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("PATCHCORE_DATA_ROOT", raising=False)
+    monkeypatch.delenv("PATCHCORE_CATEGORY", raising=False)
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    t0 = time.perf_counter()
+    NotebookClient(nb, timeout=TIME_LIMIT_S, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    seconds = time.perf_counter() - t0
+    print(f"\n{name}: executed in {seconds:.1f} s")
+    (tmp_path / "executed.ipynb").write_text(nbformat.writes(nb))
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.output_type == "error"]
+    assert not errors
+    n_plots = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
+                  for o in c.get("outputs", []))
+    assert n_plots >= 1, f"{name} drew no plot"
+    assert seconds < TIME_LIMIT_S, f"{name} took {seconds:.0f} s (limit {TIME_LIMIT_S} s)"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def readme_lab_command() -> list[str]:
+    """The JupyterLab command of notebooks/README.md (the line starting with 'jupyter lab')."""
+    text = (NOTEBOOKS / "README.md").read_text()
+    line = next(l.strip() for l in text.splitlines() if l.strip().startswith("jupyter lab"))
+    return line.split()
+
+
+class JupyterLab:
+    """The README's ``jupyter lab`` command on a free port, without a token."""
+
+    def __init__(self, tmp_path: Path, root: Path = NOTEBOOKS):
+        self.port = _free_port()
+        cmd = readme_lab_command()
+        cmd = [os.path.join(VENV_BIN, "jupyter")] + cmd[1:] + [
+            "--no-browser", "--allow-root", f"--port={self.port}", "--ServerApp.token=",
+            "--ServerApp.password=", "--ServerApp.ip=127.0.0.1", "--LabApp.news_url=None",
+            "--ServerApp.disable_check_xsrf=True", "--LabServerApp.check_for_updates_class="
+            "jupyterlab.NeverCheckForUpdate"]
+        cmd = [c.replace("--notebook-dir=notebooks", f"--notebook-dir={root}") for c in cmd]
+        env = _kernel_env(tmp_path)
+        env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
+        env["JUPYTERLAB_SETTINGS_DIR"] = str(tmp_path / "lab-settings")
+        env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")
+        # Render every cell (JupyterLab 4 virtualises cells outside the view) and ask about no news.
+        settings = tmp_path / "lab-settings" / "@jupyterlab"
+        for ext, conf in [("notebook-extension/tracker", {"windowingMode": "none"}),
+                          ("apputils-extension/notification", {"fetchNews": "false"})]:
+            (settings / ext).parent.mkdir(parents=True, exist_ok=True)
+            (settings / ext).with_suffix(".jupyterlab-settings").write_text(json.dumps(conf))
+        self.log = open(tmp_path / "jupyterlab.log", "w")
+        self.proc = subprocess.Popen(cmd, cwd=NOTEBOOKS.parent, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited: {(tmp_path / 'jupyterlab.log').read_text()[-2000:]}")
+            try:
+                self.get("/api/status")
+                return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise TimeoutError("jupyter lab did not answer within 90 s")
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    server = JupyterLab(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def lab_on_copy(tmp_path):
+    """JupyterLab on a copy of the notebooks: running cells in the browser
+    (and JupyterLab's autosave) must never write outputs into the repository."""
+    root = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    server = JupyterLab(tmp_path, root)
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_readme_jupyterlab_command_serves_the_notebooks(lab):
+    assert readme_lab_command()[:2] == ["jupyter", "lab"]
+    listing = lab.get("/api/contents/")
+    names = {item["name"] for item in listing["content"]}
+    assert set(NAMES) <= names
+    nb = lab.get("/api/contents/00_quickstart.ipynb")
+    assert nb["type"] == "notebook" and nb["content"]["cells"][0]["source"].startswith("# 00")
+    assert "python3" in lab.get("/api/kernelspecs")["kernelspecs"]
+    assert lab.proc.poll() is None
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_quickstart_runs_in_jupyterlab_in_chromium(lab_on_copy, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    lab = lab_on_copy
+    shot = tmp_path / "quickstart.png"
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(f"{lab.url}/lab/tree/00_quickstart.ipynb", wait_until="domcontentloaded",
+                      timeout=90_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+            time.sleep(5)  # "idle" shows before the kernel session is fully connected
+            page.locator(".jp-Notebook .jp-Cell").first.click()
+            # Run > Run All Cells, as a learner would.
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+            page.wait_for_selector(".jp-OutputArea-output img", timeout=300_000)
+            deadline = time.time() + 300
+            while time.time() < deadline:
+                prompts = page.eval_on_selector_all(".jp-CodeCell .jp-InputPrompt",
+                                                    "els => els.map(e => e.textContent.trim())")
+                if prompts and all(re.fullmatch(r"\[\d+\]:", t) for t in prompts):
+                    break
+                time.sleep(1)
+            else:
+                pytest.fail(f"cells did not finish: prompts {prompts}")
+            errors = page.query_selector_all(
+                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
+            assert errors == [], errors[0].inner_text()[:2000]
+            img = page.query_selector(".jp-OutputArea-output img")
+            assert img.bounding_box()["width"] > 300
+            # Scroll so the plot and the cells around it are in view.
+            page.evaluate("el => el.scrollIntoView({block: 'center'})", img)
+            time.sleep(1)
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 20_000
+    shutil.copy(shot, "/tmp/notebook_screenshot.png")
