@@ -87,6 +87,35 @@ def _failure(exc: Exception) -> str:
                  "Try another image; the app keeps running.")
 
 
+def _cache_images_atomically() -> None:
+    """Gradio caches output images under a hash of their bytes and rewrites
+    that file in place on every request, so two visitors who get the same
+    picture at once can be served a half-written file. Same bytes, same
+    name: write it once, through a temporary file, and never again."""
+    import os
+    import tempfile
+
+    from gradio import processing_utils as pu
+
+    if getattr(pu.save_pil_to_cache, "_atomic", False):
+        return
+
+    def save_pil_to_cache(img, cache_dir, name="image", format="webp"):
+        data = pu.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / pu.hash_bytes(data)
+        folder.mkdir(exist_ok=True, parents=True)
+        path = (folder / f"{name}.{format}").resolve()
+        if not path.exists():
+            fd, tmp = tempfile.mkstemp(dir=folder)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        return str(path)
+
+    save_pil_to_cache._atomic = True
+    pu.save_pil_to_cache = save_pil_to_cache
+
+
 def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label: str = "built-in brick",
                fit_device: str | None = None, fit_examples: list[str] | None = None,
                allowed_paths: list[str] | None = None) -> gr.Blocks:
@@ -100,6 +129,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         fit_examples: good image paths the "Build your own" tab can load in one click.
         allowed_paths: folders Gradio may serve files from (examples); passed to launch.
     """
+    _cache_images_atomically()
     if not model.is_fitted:
         raise ValueError("build_demo needs a fitted model")
     examples = list(examples or [])
