@@ -130,7 +130,7 @@ plt.show()
 '''),
         md("The heatmap lights up where the defects are, although the model never saw one. Look at the good "
            "images too: some may sit just above 1.0x the threshold. The threshold is the highest score of a "
-           "few held-out good training images (only 2 of 24 here), so it is tight; notebook 04 shows how it "
+           "few held-out good training images (5 of 24 here), so it can be tight; notebook 04 shows how it "
            "is set and what it costs. "
            "A notebook that runs is also a test: the cells below check the key results."),
         code('''
