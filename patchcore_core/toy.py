@@ -124,7 +124,7 @@ def plot_kcenter_step(trace: KCenterTrace, t: int, ax=None):
     if nxt is not None:
         ax.scatter(*pts[nxt], s=220, facecolors="none", edgecolors="red", lw=2.5,
                    label=f"next pick (distance {dist[nxt]:.2f})")
-    ax.set_title(f"greedy k-center, {t} centre(s): covering radius {radius:.2f}")
+    ax.set_title(f"greedy k-center, {t} centre(s)\ncovering radius {radius:.2f}")
     ax.set_xlabel("feature 1")
     ax.set_ylabel("feature 2")
     ax.set_aspect("equal")
