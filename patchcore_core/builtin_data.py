@@ -43,8 +43,9 @@ MARGIN = 40
 
 def default_cache_dir() -> Path:
     env = os.environ.get("PATCHCORE_CACHE")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "patchcore_core"
-    return base
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "patchcore_core"
 
 
 def _crop(texture: np.ndarray, rng: np.random.Generator) -> np.ndarray:

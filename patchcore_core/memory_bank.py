@@ -90,11 +90,11 @@ class MemoryBank:
         return self.features.numel() * self.features.element_size()
 
     @staticmethod
-    def concat(banks: list["MemoryBank"]) -> "MemoryBank":
+    def concat(banks: list[MemoryBank]) -> MemoryBank:
         return MemoryBank(torch.cat([b.features for b in banks]), torch.cat([b.origin for b in banks]),
                           banks[0].backend)
 
-    def to(self, device) -> "MemoryBank":
+    def to(self, device) -> MemoryBank:
         return MemoryBank(self.features.to(device), self.origin.to(device), self.backend)
 
     def search(self, queries: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

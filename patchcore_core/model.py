@@ -14,9 +14,8 @@ backbone feature maps (:mod:`.backbones`) -> locally aware patch features
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .backbones import FeatureExtractor, get_spec, load_backbone
 from .calibration import calibration_folds
-from .coreset import coreset_size, greedy_coreset, random_coreset
+from .coreset import greedy_coreset, random_coreset
 from .data import Preprocess, image_size, read_image
 from .device import resolve_device
 from .features import PatchEmbedding, aggregate_layers
@@ -80,7 +79,7 @@ class PatchCoreConfig:
             raise ValueError(f"reweight_neighbours must be >= 0, not {self.reweight_neighbours}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PatchCoreConfig":
+    def from_dict(cls, d: dict) -> PatchCoreConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -230,7 +229,7 @@ class PatchCore:
         return scores, patch, nearest
 
     # ------------------------------------------------------------------- API
-    def fit(self, images, names: list[str] | None = None, progress: bool = True) -> "PatchCore":
+    def fit(self, images, names: list[str] | None = None, progress: bool = True) -> PatchCore:
         """Learn "normal" from defect-free images (paths, PIL images or arrays).
 
         Holds out some images to calibrate a threshold (see
@@ -364,7 +363,7 @@ class PatchCore:
         return save_model(self, path)
 
     @classmethod
-    def load(cls, path, device: str = "auto") -> "PatchCore":
+    def load(cls, path, device: str = "auto") -> PatchCore:
         """Read a model written by :meth:`save`; never unpickles anything."""
         from .serialization import load_model
         return load_model(path, device)

@@ -5,7 +5,11 @@ from PIL import Image
 from skimage import data as skdata
 
 from patchcore_core.backbones import (
-    BACKBONES, BackboneError, get_spec, load_backbone, rename_efficientnet_lite_keys,
+    BACKBONES,
+    BackboneError,
+    get_spec,
+    load_backbone,
+    rename_efficientnet_lite_keys,
 )
 
 

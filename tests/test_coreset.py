@@ -2,7 +2,11 @@ import pytest
 import torch
 
 from patchcore_core.coreset import (
-    coreset_size, covering_radius, greedy_coreset, random_coreset, random_projection,
+    coreset_size,
+    covering_radius,
+    greedy_coreset,
+    random_coreset,
+    random_projection,
     reference_greedy_coreset,
 )
 

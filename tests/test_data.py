@@ -5,7 +5,13 @@ from PIL import Image
 from patchcore_core import PatchCore
 from patchcore_core.builtin_data import DEFECTS, write_builtin_dataset
 from patchcore_core.data import (
-    DataError, MVTecCategory, Preprocess, few_shot, image_folder, list_categories, read_image,
+    DataError,
+    MVTecCategory,
+    Preprocess,
+    few_shot,
+    image_folder,
+    list_categories,
+    read_image,
 )
 
 
@@ -20,7 +26,8 @@ def test_builtin_dataset_layout_and_exact_masks(builtin_root, brick):
 
 def test_builtin_dataset_is_deterministic(tmp_path, builtin_root):
     again = write_builtin_dataset(tmp_path / "again", seed=0, categories=["brick"])
-    for rel in ["brick/train/good/000.png", "brick/test/hole/001.png", "brick/ground_truth/patch/000_mask.png"]:
+    files = ["brick/train/good/000.png", "brick/test/hole/001.png", "brick/ground_truth/patch/000_mask.png"]
+    for rel in files:
         assert np.array_equal(np.asarray(Image.open(again / rel)), np.asarray(Image.open(builtin_root / rel)))
 
 

@@ -59,6 +59,7 @@ def test_anomaly_map_upsamples_and_smooths():
 def test_nearest_upsampling_fills_each_cell():
     patch = torch.arange(4.0).view(1, 2, 2)
     sharp = anomaly_map(patch, 8, sigma=0, upsample="nearest")
-    assert torch.equal(sharp[0, :4, :4], torch.zeros(4, 4)) and torch.equal(sharp[0, 4:, 4:], torch.full((4, 4), 3.0))
+    assert torch.equal(sharp[0, :4, :4], torch.zeros(4, 4))
+    assert torch.equal(sharp[0, 4:, 4:], torch.full((4, 4), 3.0))
     with pytest.raises(ValueError, match="nearest"):
         anomaly_map(patch, 8, upsample="cubic")

@@ -140,8 +140,9 @@ def test_unknown_backbone_in_config():
 
 
 def test_random_and_full_banks(brick):
-    full = PatchCore(device="cpu", coreset="none", calibration_fraction=0).fit(brick.train[:4], progress=False)
-    rand = PatchCore(device="cpu", coreset="random", calibration_fraction=0).fit(brick.train[:4], progress=False)
+    kw = dict(device="cpu", calibration_fraction=0)
+    full = PatchCore(coreset="none", **kw).fit(brick.train[:4], progress=False)
+    rand = PatchCore(coreset="random", **kw).fit(brick.train[:4], progress=False)
     assert len(full.bank) == 4 * 28 * 28 and len(rand.bank) == round(0.1 * 4 * 28 * 28)
 
 

@@ -26,3 +26,13 @@ def test_console_script_is_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["patchcore"] == "patchcore_core.cli:main"
     assert "dev" in project["optional-dependencies"]
+
+
+def test_code_is_lint_clean():
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    result = subprocess.run([ruff, "check", "patchcore_core", "demo", "tests", "benchmarks", "tools"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout

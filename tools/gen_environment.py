@@ -1,8 +1,9 @@
 """Print environment.yml for conda users, generated from pyproject.toml
 (so the two never drift; tests/test_packaging.py checks it)."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
