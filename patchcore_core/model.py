@@ -238,6 +238,14 @@ class PatchCore:
         images = list(images)
         if not images:
             raise ValueError("fit needs at least one good image")
+        before = dict(vars(self))
+        try:
+            return self._fit(images, names, progress)
+        except BaseException:
+            vars(self).update(before)  # a failed fit (e.g. a corrupt image) leaves the model as it was
+            raise
+
+    def _fit(self, images: list, names: list[str] | None, progress: bool) -> PatchCore:
         c = self.config
         t0 = time.perf_counter()
         mode = c.crop_mode

@@ -58,8 +58,11 @@ def test_corrupt_training_image_is_named_and_nothing_is_written(tmp_path):
     out = tmp_path / "model.safetensors"
     assert main(["fit", "--data", str(root), "--category", "cat", "--out", str(out), "--quiet"]) == 2
     assert not out.exists() and not list(tmp_path.glob("*.tmp"))
+    model = PatchCore(device="cpu").fit(MVTecCategory(root, "cat").train[:2], progress=False)
+    bank, threshold = model.bank, model.threshold
     with pytest.raises(DataError, match="bad.png"):
-        PatchCore(device="cpu").fit(MVTecCategory(root, "cat").train, progress=False)
+        model.fit(MVTecCategory(root, "cat").train, progress=False)
+    assert model.bank is bank and model.threshold == threshold  # a failed fit changes nothing
 
 
 def test_truncated_image_is_named(tmp_path):
