@@ -188,24 +188,10 @@ class ExplainResult:
     details: dict                    # row, col, distance, train_name, boxes, ...
 
 
-def _zoom(img: np.ndarray, box, pad: int = 8, size: int = 96) -> np.ndarray:
-    """The patch with ``pad`` pixels of context, enlarged to ``size`` (nearest neighbour)."""
-    from PIL import Image
-
-    x0, y0, x1, y1 = box
-    h, w = img.shape[:2]
-    side = min(max(x1 - x0, y1 - y0) + 2 * pad, h, w)
-    # a square window around the patch, shifted inside the image at its borders
-    top = min(max(0, y0 - pad), h - side)
-    left = min(max(0, x0 - pad), w - side)
-    crop = img[top:top + side, left:left + side]
-    return np.asarray(Image.fromarray(crop).resize((size, size), Image.NEAREST))
-
-
 def explain(model, image, x: float | None = None, y: float | None = None) -> ExplainResult:
     """The nearest normal patch for the patch under pixel (x, y) of the
     224 px model view (the most anomalous patch when x or y is None)."""
-    from patchcore_core.viz import draw_box
+    from patchcore_core.viz import draw_box, zoom_box
 
     path = _path_of(image)
     pil = check_image(path)
@@ -220,8 +206,9 @@ def explain(model, image, x: float | None = None, y: float | None = None) -> Exp
     except Exception:  # the training file is not on this machine (a model from elsewhere)
         log.info("training image %s not available", e.train_name)
     gap = np.full((96, 8, 3), 255, np.uint8)
-    zoom_test = _zoom(draw_box(test, e.box, BOX_TEST, width=1), e.box)
-    zoom_train = (_zoom(draw_box(train, e.train_box, BOX_TRAIN, width=1), e.train_box) if train is not None
+    zoom_test = zoom_box(draw_box(test, e.box, BOX_TEST, width=1), e.box, size=96)
+    zoom_train = (zoom_box(draw_box(train, e.train_box, BOX_TRAIN, width=1), e.train_box, size=96)
+                  if train is not None
                   else np.full((96, 96, 3), 200, np.uint8))
     zoom = np.concatenate([zoom_test, gap, zoom_train], axis=1)
     which = ("the most anomalous patch" if row is None

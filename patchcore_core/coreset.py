@@ -182,10 +182,12 @@ def random_coreset(features: torch.Tensor, ratio: float | None = 0.1, count: int
 
 
 def covering_radius(features: torch.Tensor, indices: torch.Tensor, chunk: int = 8192) -> float:
-    """Largest distance from any point to its nearest chosen point."""
-    centres = features[indices].float()
+    """Largest distance from any point to its nearest chosen point (float64 stays float64)."""
+    if not features.is_floating_point():
+        features = features.float()
+    centres = features[indices]
     worst = 0.0
     for start in range(0, len(features), chunk):
-        d = torch.cdist(features[start:start + chunk].float(), centres).amin(dim=1)
+        d = torch.cdist(features[start:start + chunk], centres).amin(dim=1)
         worst = max(worst, float(d.max()))
     return worst

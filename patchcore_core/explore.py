@@ -31,7 +31,7 @@ import torch
 from .coreset import covering_radius, greedy_coreset, random_coreset
 from .features import local_aggregate
 from .scoring import anomaly_map, reweighted_image_score
-from .viz import draw_box, overlay_heatmap
+from .viz import draw_box, overlay_heatmap, zoom_box
 
 __all__ = [
     "feature_maps", "layer_geometry", "receptive_field", "rf_extent", "layer_view", "pca_rgb",
@@ -324,20 +324,16 @@ def plot_explanation(model, image, row: int | None = None, col: int | None = Non
     test = model.display(image)
     train = _train_display(model, ex.train_index)
 
-    def zoom(img, box, pad=16):
-        x0, y0, x1, y1 = box
-        return img[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad]
-
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
     im = axes[0].imshow(pred.anomaly_map, cmap="inferno", vmin=0, vmax=vmax)
     axes[0].imshow(draw_box(test, ex.box, (0, 255, 0)), alpha=0.55)
     fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04, label="patch distance")
     axes[0].set_title(f"test patch ({ex.row}, {ex.col}): score {ex.distance:.1f}")
-    axes[1].imshow(zoom(test, ex.box))
+    axes[1].imshow(zoom_box(test, ex.box, pad=16))
     axes[1].set_title("test patch, zoomed")
     axes[2].imshow(draw_box(train, ex.train_box, (0, 200, 255)))
     axes[2].set_title(f"nearest normal: {Path(ex.train_name).name}\npatch ({ex.train_row}, {ex.train_col})")
-    axes[3].imshow(zoom(train, ex.train_box))
+    axes[3].imshow(zoom_box(train, ex.train_box, pad=16))
     axes[3].set_title("nearest normal patch, zoomed")
     for ax in axes:
         ax.set_xlabel("x (pixels)")

@@ -18,6 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from .coreset import covering_radius
 
 __all__ = ["toy_points", "KCenterTrace", "greedy_kcenter", "kcenter_state", "covering_radius_2d",
            "random_radii", "plot_kcenter_step"]
@@ -78,9 +81,8 @@ def greedy_kcenter(points: np.ndarray, k: int, first: int | None = None) -> KCen
 
 def covering_radius_2d(points: np.ndarray, centres_idx) -> float:
     """Largest distance from any point to its nearest centre (brute force)."""
-    centres = points[np.asarray(centres_idx)]
-    d = np.linalg.norm(points[:, None, :] - centres[None, :, :], axis=2)
-    return float(d.min(axis=1).max())
+    return covering_radius(torch.from_numpy(np.asarray(points, dtype=np.float64)),
+                           torch.as_tensor(np.asarray(centres_idx), dtype=torch.long))
 
 
 def kcenter_state(trace: KCenterTrace, t: int):

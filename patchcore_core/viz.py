@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import colormaps
 
-__all__ = ["colorize", "overlay_heatmap", "draw_box"]
+__all__ = ["colorize", "overlay_heatmap", "draw_box", "zoom_box"]
 
 
 def colorize(values: np.ndarray, vmin: float | None = None, vmax: float | None = None,
@@ -40,3 +40,21 @@ def draw_box(image: np.ndarray, box: tuple[int, int, int, int], colour=(0, 255, 
     out[y0:y1, x0:x0 + width] = colour
     out[y0:y1, x1 - width:x1] = colour
     return out
+
+
+def zoom_box(image: np.ndarray, box: tuple[int, int, int, int], pad: int = 8,
+             size: int | None = None) -> np.ndarray:
+    """A square window around ``box`` with ``pad`` pixels of context, shifted
+    inside the image at its borders (so patches keep their shape); enlarged
+    to ``size`` pixels (nearest neighbour) when given."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    h, w = image.shape[:2]
+    side = min(max(x1 - x0, y1 - y0) + 2 * pad, h, w)
+    top = min(max(0, y0 - pad), h - side)
+    left = min(max(0, x0 - pad), w - side)
+    crop = np.asarray(image)[top:top + side, left:left + side]
+    if size is None:
+        return crop
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(crop).resize((size, size), Image.NEAREST))

@@ -196,3 +196,14 @@ def test_plot_sweep_numeric_categorical_and_failed_rows():
     assert "failed: lite1" in fig._suptitle.get_text()
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["lite0"]
     plt.close(fig)
+
+
+def test_zoom_box_stays_square_at_the_border():
+    from patchcore_core.viz import zoom_box
+
+    img = np.arange(224 * 224 * 3, dtype=np.uint32).reshape(224, 224, 3).astype(np.uint8)
+    inner = zoom_box(img, (100, 100, 108, 108), pad=8)
+    corner = zoom_box(img, (0, 0, 8, 8), pad=8)
+    assert inner.shape == corner.shape == (24, 24, 3)
+    assert np.array_equal(inner, img[92:116, 92:116])
+    assert zoom_box(img, (0, 0, 8, 8), pad=8, size=96).shape == (96, 96, 3)
