@@ -107,7 +107,8 @@ def cmd_evaluate(args) -> int:
     for cat in cats:
         print(f"== {cat}", file=sys.stderr)
         res = evaluate_category(root, cat, shots=args.shots, device=args.device,
-                                progress=not args.quiet, **_config(args))
+                                progress=not args.quiet, mask_protocol=args.mask_protocol,
+                                **_config(args))
         rows.append(res.metrics)
     keys = ["category", "image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test",
             "memory_bank_size", "fit_seconds", "predict_seconds_per_image", "peak_rss_mb"]
@@ -190,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--category", default="all", help="a category, or 'all' (default: %(default)s)")
     e.add_argument("--shots", type=int, help="use only this many training images (few-shot)")
     e.add_argument("--json", help="also write the results to this JSON file")
+    e.add_argument("--mask-protocol", default="nearest", choices=["nearest", "strict"],
+                   help="how masks are resized to the model's resolution: 'nearest' pixel, or 'strict' "
+                        "(only pixels wholly inside a defect, as the PatchCore reference code scores "
+                        "them; use it to compare with that code's figures) (default: %(default)s)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     _config_args(e)
     e.set_defaults(func=cmd_evaluate)

@@ -21,11 +21,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
-    "DataError", "IMAGE_EXTENSIONS", "read_image", "read_mask", "Preprocess",
+    "DataError", "IMAGE_EXTENSIONS", "MASK_PROTOCOLS", "read_image", "read_mask", "Preprocess",
     "TestItem", "MVTecCategory", "list_categories", "image_folder", "few_shot",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MASK_PROTOCOLS = ("nearest", "strict")  # how masks are resized for evaluation (Preprocess.mask)
 # Larger images are refused before decoding (a decompression bomb would
 # otherwise fill the memory). 1 MVTec image is ~1 Mpx; 80 Mpx is generous.
 MAX_PIXELS = int(os.environ.get("PATCHCORE_MAX_PIXELS", 80_000_000))
@@ -141,9 +142,22 @@ class Preprocess:
         std = torch.tensor(self.std).view(3, 1, 1)
         return (x - mean) / std
 
-    def mask(self, mask: np.ndarray) -> np.ndarray:
-        """Transform a bool mask exactly as its image: ``bool [crop, crop]``."""
+    def mask(self, mask: np.ndarray, protocol: str = "nearest") -> np.ndarray:
+        """Transform a bool mask with its image's geometry: ``bool [crop, crop]``.
+
+        ``protocol`` says which resized pixels count as defect:
+
+        * ``"nearest"``: each pixel takes its nearest mask pixel (the usual
+          choice, and anomalib's);
+        * ``"strict"``: only pixels wholly inside the defect. The PatchCore
+          reference code resizes masks bilinearly and casts them to int, so
+          defect borders count as normal; use this to compare with its figures.
+        """
+        if protocol not in MASK_PROTOCOLS:
+            raise ValueError(f"mask protocol must be one of {', '.join(MASK_PROTOCOLS)}, not {protocol!r}")
         img = Image.fromarray(mask.astype(np.uint8) * 255)
+        if protocol == "strict":
+            return np.asarray(self._geometry(img, Image.BILINEAR)) == 255
         return np.asarray(self._geometry(img, Image.NEAREST)) > 127
 
     @staticmethod
@@ -253,11 +267,12 @@ class MVTecCategory:
     def defects(self) -> list[str]:
         return sorted({t.defect for t in self.test if t.is_anomalous})
 
-    def load_mask(self, item: TestItem, preprocess: Preprocess) -> np.ndarray:
+    def load_mask(self, item: TestItem, preprocess: Preprocess, protocol: str = "nearest") -> np.ndarray:
         """Ground truth for ``item`` after ``preprocess``: ``bool [crop, crop]``.
 
         Good images (and defects without a mask file) get an empty mask. A
         mask whose size differs from its image is an error, not a guess.
+        ``protocol``: see :meth:`Preprocess.mask`.
         """
         if item.mask_path is None:
             return np.zeros((preprocess.crop, preprocess.crop), dtype=bool)
@@ -268,4 +283,4 @@ class MVTecCategory:
                 f"{item.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
                 f"{item.path} is {w}x{h}; a mask must have its image's size"
             )
-        return preprocess.mask(mask)
+        return preprocess.mask(mask, protocol)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import MVTecCategory, few_shot
+from .data import MASK_PROTOCOLS, MVTecCategory, few_shot
 from .metrics import aupro, f1_max, image_auroc, pixel_auroc
 from .model import PatchCore
 
@@ -38,8 +38,14 @@ class CategoryResult:
 
 
 def evaluate_category(root, category: str, shots: int | None = None, device: str = "auto",
-                      progress: bool = True, **config) -> CategoryResult:
-    """Fit PatchCore on ``root/category/train/good`` and score its test set."""
+                      progress: bool = True, mask_protocol: str = "nearest", **config) -> CategoryResult:
+    """Fit PatchCore on ``root/category/train/good`` and score its test set.
+
+    ``mask_protocol`` says how the ground truth is resized to the model's
+    resolution (see :meth:`~patchcore_core.data.Preprocess.mask`).
+    """
+    if mask_protocol not in MASK_PROTOCOLS:
+        raise ValueError(f"mask protocol must be one of {', '.join(MASK_PROTOCOLS)}, not {mask_protocol!r}")
     cat = MVTecCategory(root, category)
     if not cat.test:
         raise ValueError(f"{cat.path / 'test'}: no test images to evaluate on")
@@ -53,7 +59,7 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
     scores, maps, _, _ = model.score([t.path for t in cat.test], progress=progress)
     predict_s = (time.perf_counter() - t0) / len(cat.test)
     labels = np.array([t.is_anomalous for t in cat.test], dtype=int)
-    masks = np.stack([cat.load_mask(t, model.preprocess) for t in cat.test])
+    masks = np.stack([cat.load_mask(t, model.preprocess, mask_protocol) for t in cat.test])
     maps, scores = maps.numpy(), scores.numpy()
 
     both = 0 < labels.sum() < len(labels)
@@ -73,6 +79,7 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
         "coreset_ratio": model.config.coreset_ratio,
         "image_size": model.config.image_size,
         "crop_mode": model.preprocess.mode,
+        "mask_protocol": mask_protocol,
         "threshold": model.threshold,
         "device": str(model.device),
     }

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from patchcore_core.cli import main
 
@@ -27,6 +28,26 @@ def test_evaluate_writes_the_table_and_json(builtin_root, tmp_path, capsys):
     res = json.loads(out.read_text())["gravel"]
     assert all(k in res for k in REQUIRED)
     assert res["n_train"] == 8 and res["n_test"] == 14 and res["image_auroc"] > 0.7
+
+
+def test_evaluate_with_strict_masks(builtin_root, tmp_path):
+    # gravel at twice its size, so that resizing the masks has borders to decide on
+    src, root = builtin_root / "gravel", tmp_path / "big"
+    for f in src.rglob("*.png"):
+        dst = root / "gravel" / f.relative_to(src)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(f) as im:
+            im.resize((2 * im.width, 2 * im.height), Image.NEAREST).save(dst)
+    runs = {}
+    for protocol in ("nearest", "strict"):
+        out = tmp_path / f"{protocol}.json"
+        assert main(["evaluate", "--data", str(root), "--category", "gravel", "--shots", "8",
+                     "--mask-protocol", protocol, "--json", str(out), "--quiet"]) == 0
+        runs[protocol] = json.loads(out.read_text())["gravel"]
+    assert runs["strict"]["mask_protocol"] == "strict"
+    # same model and maps: image figures agree, pixel figures are scored on other masks
+    assert runs["strict"]["image_auroc"] == runs["nearest"]["image_auroc"]
+    assert runs["strict"]["pixel_auroc"] != runs["nearest"]["pixel_auroc"]
 
 
 def test_fit_then_predict(builtin_root, tmp_path, capsys):

@@ -144,6 +144,20 @@ def test_preprocess_modes():
     assert not Preprocess(mode="crop").mask(mask).any()    # ... and is cut away by a centre crop
 
 
+def test_strict_masks_keep_only_pixels_wholly_inside_the_defect():
+    mask = np.zeros((1024, 1024), bool)
+    mask[300:700, 300:700] = True  # a square defect; 4 source pixels per model pixel
+    pre = Preprocess()
+    nearest, strict = pre.mask(mask), pre.mask(mask, "strict")
+    assert strict.sum() < nearest.sum()
+    assert not (strict & ~nearest).any()  # strict is an erosion of nearest ...
+    inner = np.zeros_like(nearest)
+    inner[1:-1, 1:-1] = nearest[:-2, 1:-1] & nearest[2:, 1:-1] & nearest[1:-1, :-2] & nearest[1:-1, 2:]
+    assert not (inner & ~strict).any()  # ... by no more than the border pixels
+    with pytest.raises(ValueError, match="nearest, strict.*'soft'"):
+        pre.mask(mask, "soft")
+
+
 def test_image_folder_and_few_shot(tmp_path):
     for i in range(5):
         _rgb(seed=i).save(tmp_path / f"{i}.png")
