@@ -49,7 +49,7 @@ environment: setup  ## regenerate environment.yml from pyproject.toml
 	$(PY) tools/gen_environment.py > environment.yml
 
 lint: setup
-	$(VENV)/bin/ruff check patchcore_core demo tests
+	$(VENV)/bin/ruff check patchcore_core demo tests benchmarks tools
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

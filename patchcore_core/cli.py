@@ -40,6 +40,10 @@ def _config_args(p: argparse.ArgumentParser):
                         "their borders stay in view (default: %(default)s)")
     g.add_argument("--neighbourhood", type=int, default=3,
                    help="local aggregation size p (odd; default: %(default)s)")
+    g.add_argument("--aggregation", default="mean", choices=["mean", "unfold"],
+                   help="mean: average each p x p neighbourhood (the paper); unfold: keep its "
+                        "values side by side, as the paper's code does with narrow layers "
+                        "(default: %(default)s)")
     g.add_argument("--reweight", type=int, default=0, metavar="B",
                    help="reweight the image score with B neighbours (paper's Eq. 7); 0 = off")
     g.add_argument("--upsample", default="bilinear", choices=["bilinear", "nearest"],
@@ -52,7 +56,8 @@ def _config(args) -> dict:
     resize = args.resize or round(args.image_size * 256 / 224)
     return dict(backbone=args.backbone, coreset_ratio=args.coreset_ratio, coreset=args.coreset,
                 image_size=args.image_size, resize=resize, crop_mode=args.crop_mode,
-                neighbourhood=args.neighbourhood, reweight_neighbours=args.reweight,
+                neighbourhood=args.neighbourhood, aggregation=args.aggregation,
+                reweight_neighbours=args.reweight,
                 upsample=args.upsample, seed=args.seed)
 
 

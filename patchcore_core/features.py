@@ -21,18 +21,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["local_aggregate", "aggregate_layers", "PatchEmbedding", "patch_features"]
+__all__ = ["AGGREGATIONS", "local_aggregate", "aggregate_layers", "PatchEmbedding", "patch_features"]
+
+AGGREGATIONS = ("mean", "unfold")  # see local_aggregate
 
 
-def local_aggregate(feature_map: torch.Tensor, size: int = 3) -> torch.Tensor:
-    """Average each location over its ``size x size`` neighbourhood.
+def local_aggregate(feature_map: torch.Tensor, size: int = 3, mode: str = "mean") -> torch.Tensor:
+    """Aggregate each location over its ``size x size`` neighbourhood.
 
     Args:
         feature_map: ``[B, C, H, W]``.
         size: neighbourhood size ``p`` (odd); 1 leaves the map unchanged.
+        mode: ``"mean"`` averages the neighbourhood, as the paper describes:
+            ``[B, C, H, W]``. ``"unfold"`` keeps every neighbour's values side
+            by side, ``[B, C * p * p, H, W]`` (channel-major, as
+            ``F.unfold``): the paper's code unfolds them too and then pools
+            to 1024 values per layer, which averages them for a wide layer
+            (WideResNet-50) but keeps them all for a narrow one (40 channels
+            x 9 = 360 values in EfficientNet-Lite0).
 
     Returns:
-        ``[B, C, H, W]``. Outside the map counts as zero, as in the paper's
+        The aggregated map. Outside the map counts as zero, as in the paper's
         code: border patches come out damped. Averaging only the existing
         neighbours instead makes the few corner patches so unlike the rest
         that they, not defects, set many images' scores (measured on MVTec
@@ -40,26 +49,34 @@ def local_aggregate(feature_map: torch.Tensor, size: int = 3) -> torch.Tensor:
     """
     if size < 1 or size % 2 == 0:
         raise ValueError(f"neighbourhood size must be a positive odd number, not {size}")
+    if mode not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, not {mode!r}")
     if size == 1:
         return feature_map
+    if mode == "unfold":
+        b, c, h, w = feature_map.shape
+        return F.unfold(feature_map, size, padding=size // 2).view(b, c * size * size, h, w)
     return F.avg_pool2d(feature_map, size, stride=1, padding=size // 2, count_include_pad=True)
 
 
 def aggregate_layers(feature_maps: dict[str, torch.Tensor] | list[torch.Tensor],
-                     neighbourhood: int = 3) -> tuple[list[torch.Tensor], tuple[int, int]]:
+                     neighbourhood: int = 3, mode: str = "mean"
+                     ) -> tuple[list[torch.Tensor], tuple[int, int]]:
     """Aggregate every layer locally and bring all layers to the first one's grid.
 
     Args:
         feature_maps: per layer ``[B, C_l, H_l, W_l]``, shallowest first.
+        mode: see :func:`local_aggregate`.
 
     Returns:
-        (per layer ``[B, C_l, H, W]`` on the first layer's grid, ``(H, W)``).
+        (per layer ``[B, C_l', H, W]`` on the first layer's grid, ``(H, W)``),
+        where ``C_l' = C_l`` for ``"mean"`` and ``C_l p^2`` for ``"unfold"``.
     """
     maps = list(feature_maps.values()) if isinstance(feature_maps, dict) else list(feature_maps)
     grid = tuple(maps[0].shape[-2:])
     out = []
     for fmap in maps:
-        fmap = local_aggregate(fmap.float(), neighbourhood)
+        fmap = local_aggregate(fmap.float(), neighbourhood, mode)
         if tuple(fmap.shape[-2:]) != grid:
             fmap = F.interpolate(fmap, size=grid, mode="bilinear", align_corners=False)
         out.append(fmap)
@@ -124,7 +141,7 @@ class PatchEmbedding:
 
 
 def patch_features(feature_maps: dict[str, torch.Tensor], neighbourhood: int = 3,
-                   pretrain_dim: int = 1024, target_dim: int = 1024
+                   pretrain_dim: int = 1024, target_dim: int = 1024, aggregation: str = "mean"
                    ) -> tuple[torch.Tensor, tuple[int, int]]:
     """The paper's locally aware patch features.
 
@@ -136,6 +153,6 @@ def patch_features(feature_maps: dict[str, torch.Tensor], neighbourhood: int = 3
         (``[B*H*W, target_dim]`` patch features in row-major order of
         image, row, column; the grid ``(H, W)``).
     """
-    layers, grid = aggregate_layers(feature_maps, neighbourhood)
+    layers, grid = aggregate_layers(feature_maps, neighbourhood, aggregation)
     embedding = PatchEmbedding([l.shape[1] for l in layers], pretrain_dim, target_dim)
     return embedding.full(PatchEmbedding.concat(layers)), grid

@@ -26,7 +26,7 @@ from .calibration import calibration_folds
 from .coreset import greedy_coreset, random_coreset
 from .data import Preprocess, image_size, read_image
 from .device import resolve_device
-from .features import PatchEmbedding, aggregate_layers
+from .features import AGGREGATIONS, PatchEmbedding, aggregate_layers
 from .memory_bank import MemoryBank
 from .scoring import anomaly_map, image_scores, reweighted_image_score
 
@@ -43,6 +43,7 @@ class PatchCoreConfig:
     image_size: int = 224                     # ... centre-crop, as in the paper
     crop_mode: str = "auto"                   # auto: crop square images, squash elongated ones
     neighbourhood: int = 3                    # p: local aggregation over p x p
+    aggregation: str = "mean"                 # mean (the paper) | unfold (its code, narrow layers)
     pretrain_dim: int = 1024                  # per-layer pooled width
     target_dim: int = 1024                    # final patch feature width
     coreset: str = "greedy"                   # greedy | random | none
@@ -67,6 +68,7 @@ class PatchCoreConfig:
             "crop_mode": (self.crop_mode, ("auto", "crop", "squash")),
             "knn_backend": (self.knn_backend, ("faiss", "torch")),
             "upsample": (self.upsample, ("bilinear", "nearest")),
+            "aggregation": (self.aggregation, AGGREGATIONS),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -179,7 +181,8 @@ class PatchCore:
         ``D`` is :attr:`PatchEmbedding.compact_dim`: distances equal those of
         the paper's ``target_dim`` features (see :class:`PatchEmbedding`).
         """
-        layers, grid = aggregate_layers(self.extractor(batch), self.config.neighbourhood)
+        layers, grid = aggregate_layers(self.extractor(batch), self.config.neighbourhood,
+                                       self.config.aggregation)
         if self.embedding is None:
             self.embedding = PatchEmbedding([l.shape[1] for l in layers],
                                             self.config.pretrain_dim, self.config.target_dim)

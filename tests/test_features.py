@@ -18,11 +18,25 @@ def test_local_aggregate_size_one_is_identity_and_even_sizes_fail():
         local_aggregate(x, 2)
 
 
+def test_unfold_keeps_each_neighbour_and_averages_to_the_mean():
+    x = torch.randn(1, 4, 6, 6)
+    u = local_aggregate(x, 3, mode="unfold")
+    assert u.shape == (1, 4 * 9, 6, 6)
+    # channel-major: channel c's 3x3 neighbourhood, row by row
+    torch.testing.assert_close(u[0, :, 2, 3].view(4, 3, 3), x[0, :, 1:4, 2:5])
+    # zeros outside the map in both modes, so the neighbours' mean is the mean mode
+    torch.testing.assert_close(u.view(1, 4, 9, 6, 6).mean(dim=2), local_aggregate(x, 3))
+    with pytest.raises(ValueError, match="mean, unfold.*'max'"):
+        local_aggregate(x, 3, mode="max")
+
+
 def test_layers_are_brought_to_the_first_grid():
     maps = {"a": torch.randn(2, 3, 8, 8), "b": torch.randn(2, 5, 4, 4)}
     layers, grid = aggregate_layers(maps, 3)
     assert grid == (8, 8)
     assert [l.shape for l in layers] == [(2, 3, 8, 8), (2, 5, 8, 8)]
+    layers, _ = aggregate_layers(maps, 3, mode="unfold")
+    assert [l.shape for l in layers] == [(2, 27, 8, 8), (2, 45, 8, 8)]
 
 
 def test_patch_features_shape_and_order():

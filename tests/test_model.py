@@ -146,6 +146,22 @@ def test_random_and_full_banks(brick):
     assert len(full.bank) == 4 * 28 * 28 and len(rand.bank) == round(0.1 * 4 * 28 * 28)
 
 
+def test_unfold_aggregation_fits_saves_and_finds_defects(brick, tmp_path):
+    model = PatchCore(device="cpu", aggregation="unfold").fit(brick.train[:6], progress=False)
+    assert model.bank.features.shape[1] == 1024  # (40 + 112) x 9 values, pooled to 1024
+    path = tmp_path / "unfold.safetensors"
+    model.save(path)
+    again = PatchCore.load(path, device="cpu")
+    assert again.config.aggregation == "unfold"
+    good = [t.path for t in brick.test if not t.is_anomalous][:2]
+    bad = [t.path for t in brick.test if t.is_anomalous][:4]
+    scores = again.score(good + bad)[0]
+    torch.testing.assert_close(scores, model.score(good + bad)[0])
+    assert scores[2:].min() > scores[:2].max()
+    with pytest.raises(ValueError, match="aggregation must be one of mean, unfold"):
+        PatchCoreConfig(aggregation="max")
+
+
 def test_torch_and_faiss_search_agree(brick):
     kw = dict(device="cpu", calibration_fraction=0)
     a = PatchCore(knn_backend="faiss", **kw).fit(brick.train[:4], progress=False)
