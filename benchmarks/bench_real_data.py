@@ -8,6 +8,9 @@ few test images (14 in grid) that one run can move AUPRO by 0.02.
 
     python benchmarks/bench_real_data.py [--root ../shared/data] [--sets grid hazelnut mtd]
     python benchmarks/bench_real_data.py --sets grid hazelnut --seeds 5 --mask-protocol strict
+
+Other options are passed on to ``patchcore evaluate``; for example
+``--aggregation unfold`` runs the paper's code's features.
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ ACCURACY = ("image_auroc", "pixel_auroc", "aupro")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_once(root: Path, folder: str, cat: str, seed: int, protocol: str) -> dict:
+def run_once(root: Path, folder: str, cat: str, seed: int, protocol: str, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "patchcore_core.cli", "evaluate", "--data", str(root / folder),
-               "--category", cat, "--seed", str(seed), "--mask-protocol", protocol, "--json", str(out)]
+               "--category", cat, "--seed", str(seed), "--mask-protocol", protocol,
+               "--json", str(out), "--quiet", *extra]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
         return json.loads(out.read_text())[cat]
@@ -61,7 +65,7 @@ def main():
     ap.add_argument("--mask-protocol", default="nearest", choices=["nearest", "strict"],
                     help="see 'patchcore evaluate --help' (default: %(default)s)")
     ap.add_argument("--json", help="write all results here")
-    args = ap.parse_args()
+    args, extra = ap.parse_known_args()
     root = Path(args.root)
     if not root.is_dir():
         print(f"no real data at {root}: nothing to measure")
@@ -72,9 +76,10 @@ def main():
         if not (root / folder / cat).is_dir():
             print(f"skip {name}: {root / folder / cat} not found")
             continue
-        results[name] = [run_once(root, folder, cat, seed, args.mask_protocol) for seed in range(args.seeds)]
+        results[name] = [run_once(root, folder, cat, seed, args.mask_protocol, extra)
+                         for seed in range(args.seeds)]
 
-    print(f"\n{args.seeds} seed(s), masks: {args.mask_protocol}; mean±std over seeds")
+    print(f"\n{args.seeds} seed(s), masks: {args.mask_protocol} {' '.join(extra)}; mean±std over seeds")
     print("set       img AUROC     px AUROC      AUPRO@0.3     fit (s)  predict ms/img  peak RSS MB  bank")
     for name, runs in results.items():
         cols = [mean_std([r[k] for r in runs]) for k in ACCURACY]

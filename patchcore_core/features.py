@@ -35,10 +35,10 @@ def local_aggregate(feature_map: torch.Tensor, size: int = 3, mode: str = "mean"
         mode: ``"mean"`` averages the neighbourhood, as the paper describes:
             ``[B, C, H, W]``. ``"unfold"`` keeps every neighbour's values side
             by side, ``[B, C * p * p, H, W]`` (channel-major, as
-            ``F.unfold``): the paper's code unfolds them too and then pools
-            to 1024 values per layer, which averages them for a wide layer
-            (WideResNet-50) but keeps them all for a narrow one (40 channels
-            x 9 = 360 values in EfficientNet-Lite0).
+            ``F.unfold``). With :class:`PatchEmbedding` after it, that is the
+            paper's code: pooling ``C * 9`` values to 1024 averages 4-5
+            neighbours at a time for WideResNet-50 (512 x 9) but keeps all
+            nine for EfficientNet-Lite0's narrow layers (40 x 9 = 360).
 
     Returns:
         The aggregated map. Outside the map counts as zero, as in the paper's
