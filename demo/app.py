@@ -229,7 +229,9 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         return fit_examples
 
     # ---------------------------------------------------------------- page
-    with gr.Blocks(title="PatchCore demo", analytics_enabled=False) as demo:
+    # delete_cache: Gradio's copies of heatmaps and models older than 6 h go, checked hourly,
+    # so a demo left running for a course does not fill the disk.
+    with gr.Blocks(title="PatchCore demo", analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
         session_state = gr.State(None)   # {"model", "label"} fitted here; None: the default
         last_state = gr.State(None)      # logic.Inspection of the last image
 

@@ -7,8 +7,10 @@ the page, and the tests call them directly. Bad input raises
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -261,9 +263,25 @@ def fit(images, device: str = "cpu", progress=None, **config):
     return model, skipped
 
 
+_downloads: Path | None = None
+
+
+def downloads_folder() -> Path:
+    """This process's folder for visitors' model files, removed when it exits."""
+    global _downloads
+    if _downloads is None:
+        _downloads = Path(tempfile.mkdtemp(prefix="patchcore-demo-"))
+        atexit.register(shutil.rmtree, _downloads, ignore_errors=True)
+    return _downloads
+
+
 def save_for_download(model, folder=None, name: str = "my_patchcore.safetensors") -> str:
-    """Save ``model`` (safetensors, never pickle) to a fresh temp folder; the path."""
-    folder = Path(folder or tempfile.mkdtemp(prefix="patchcore-demo-"))
+    """Save ``model`` (safetensors, never pickle) to a fresh folder; the path.
+
+    Each call gets its own subfolder of :func:`downloads_folder`, so two
+    visitors never share a file.
+    """
+    folder = Path(folder or tempfile.mkdtemp(dir=downloads_folder()))
     model.save(folder / name)
     return str(folder / name)
 

@@ -142,6 +142,22 @@ def test_model_card_and_download(fitted, tmp_path):
     assert len(PatchCore.load(path, device="cpu").bank) == len(fitted.bank)
 
 
+def test_downloads_get_own_folders_and_are_removed_at_exit():
+    code = (
+        "from pathlib import Path\n"
+        "from demo import logic\n"
+        "class Model:\n"
+        "    def save(self, path): Path(path).write_bytes(b'model')\n"
+        "print(logic.save_for_download(Model()))\n"
+        "print(logic.save_for_download(Model()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    first, second = (Path(line) for line in out.stdout.split())
+    assert first != second and first.parent.parent == second.parent.parent  # one folder each ...
+    assert first.parent.parent.name.startswith("patchcore-demo-")
+    assert not first.parent.parent.exists()  # ... all removed when the demo's process ended
+
+
 def test_default_model_is_loaded_from_the_cache(fitted, builtin_root, tmp_path):
     path = logic.default_model_path("brick", tmp_path)
     fitted.save(path)
