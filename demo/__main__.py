@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 CATEGORIES = ("brick", "grass", "gravel")  # the built-in dataset's (kept here: --help stays instant)
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = build_demo(model, examples=examples, model_label=label, fit_examples=fit_examples)
     say(f"serving the demo at http://{args.host}:{args.port} (Ctrl+C to stop)")
+    # `kill`, `docker stop` and systemd send SIGTERM, which would end Python without its
+    # exit handlers; exiting normally lets them remove the visitors' files.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     launch(demo, server_name=args.host, server_port=args.port, share=args.share)
     return 0
 

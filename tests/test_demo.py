@@ -3,6 +3,7 @@ through gradio_client (the browser test is in test_demo_browser.py)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -201,6 +202,35 @@ def test_cli_refuses_a_bad_model_file_clearly(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert "bad.safetensors" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cli_stops_cleanly_on_sigterm(fitted, tmp_path):
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    model = tmp_path / "m.safetensors"
+    fitted.save(model)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PATCHCORE_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "demo", "--model", str(model), "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+                time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0  # a normal exit: the exit handlers ran
+    finally:
+        proc.kill()
 
 
 def test_import_is_light():
