@@ -22,6 +22,8 @@ __all__ = ["main"]
 
 def _config_args(p: argparse.ArgumentParser):
     from .backbones import BACKBONES
+    from .features import AGGREGATIONS
+    from .scoring import UPSAMPLE_MODES
 
     g = p.add_argument_group("model settings")
     g.add_argument("--backbone", default="efficientnet_lite0", choices=list(BACKBONES),
@@ -40,13 +42,13 @@ def _config_args(p: argparse.ArgumentParser):
                         "their borders stay in view (default: %(default)s)")
     g.add_argument("--neighbourhood", type=int, default=3,
                    help="local aggregation size p (odd; default: %(default)s)")
-    g.add_argument("--aggregation", default="mean", choices=["mean", "unfold"],
+    g.add_argument("--aggregation", default="mean", choices=AGGREGATIONS,
                    help="mean: average each p x p neighbourhood (the paper); unfold: keep its "
                         "values side by side, as the paper's code does with narrow layers "
                         "(default: %(default)s)")
     g.add_argument("--reweight", type=int, default=0, metavar="B",
                    help="reweight the image score with B neighbours (paper's Eq. 7); 0 = off")
-    g.add_argument("--upsample", default="bilinear", choices=["bilinear", "nearest"],
+    g.add_argument("--upsample", default="bilinear", choices=UPSAMPLE_MODES,
                    help="how patch scores become pixels before the Gaussian (default: %(default)s)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed for the coreset and splits")
@@ -146,16 +148,13 @@ def cmd_fit(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .data import IMAGE_EXTENSIONS
+    from .data import image_folder
     from .model import PatchCore
 
     model = PatchCore.load(args.model, device=args.device)
     paths = []
     for item in map(Path, args.images):
-        if item.is_dir():
-            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-        else:
-            paths.append(item)
+        paths += image_folder(item) if item.is_dir() else [item]
     preds = model.predict(paths, progress=not args.quiet)
     rows = [{"image": str(p), "score": pr.score, "normalised": pr.normalised_score, "verdict": pr.verdict}
             for p, pr in zip(paths, preds)]
@@ -178,6 +177,8 @@ def cmd_predict(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data import MASK_PROTOCOLS
+
     p = argparse.ArgumentParser(
         prog="patchcore",
         description="PatchCore anomaly detection (Roth et al., CVPR 2022): learn 'normal' from "
@@ -196,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--category", default="all", help="a category, or 'all' (default: %(default)s)")
     e.add_argument("--shots", type=int, help="use only this many training images (few-shot)")
     e.add_argument("--json", help="also write the results to this JSON file")
-    e.add_argument("--mask-protocol", default="nearest", choices=["nearest", "strict"],
+    e.add_argument("--mask-protocol", default="nearest", choices=MASK_PROTOCOLS,
                    help="how masks are resized to the model's resolution: 'nearest' pixel, or 'strict' "
                         "(only pixels wholly inside a defect, as the PatchCore reference code scores "
                         "them; use it to compare with that code's figures) (default: %(default)s)")

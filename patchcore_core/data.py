@@ -21,8 +21,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
-    "DataError", "IMAGE_EXTENSIONS", "MASK_PROTOCOLS", "read_image", "read_mask", "Preprocess",
-    "TestItem", "MVTecCategory", "list_categories", "image_folder", "few_shot",
+    "DataError", "IMAGE_EXTENSIONS", "MASK_PROTOCOLS", "check_mask_protocol", "read_image", "read_mask",
+    "Preprocess", "TestItem", "MVTecCategory", "list_categories", "image_folder", "few_shot",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -30,6 +30,11 @@ MASK_PROTOCOLS = ("nearest", "strict")  # how masks are resized for evaluation (
 # Larger images are refused before decoding (a decompression bomb would
 # otherwise fill the memory). 1 MVTec image is ~1 Mpx; 80 Mpx is generous.
 MAX_PIXELS = int(os.environ.get("PATCHCORE_MAX_PIXELS", 80_000_000))
+
+
+def check_mask_protocol(protocol: str) -> None:
+    if protocol not in MASK_PROTOCOLS:
+        raise ValueError(f"mask protocol must be one of {', '.join(MASK_PROTOCOLS)}, not {protocol!r}")
 
 
 class DataError(ValueError):
@@ -153,8 +158,7 @@ class Preprocess:
           reference code resizes masks bilinearly and casts them to int, so
           defect borders count as normal; use this to compare with its figures.
         """
-        if protocol not in MASK_PROTOCOLS:
-            raise ValueError(f"mask protocol must be one of {', '.join(MASK_PROTOCOLS)}, not {protocol!r}")
+        check_mask_protocol(protocol)
         img = Image.fromarray(mask.astype(np.uint8) * 255)
         if protocol == "strict":
             return np.asarray(self._geometry(img, Image.BILINEAR)) == 255

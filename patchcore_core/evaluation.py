@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import MASK_PROTOCOLS, MVTecCategory, few_shot
+from .data import MVTecCategory, check_mask_protocol, few_shot
 from .metrics import aupro, f1_max, image_auroc, pixel_auroc
 from .model import PatchCore
 
@@ -44,8 +44,7 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
     ``mask_protocol`` says how the ground truth is resized to the model's
     resolution (see :meth:`~patchcore_core.data.Preprocess.mask`).
     """
-    if mask_protocol not in MASK_PROTOCOLS:
-        raise ValueError(f"mask protocol must be one of {', '.join(MASK_PROTOCOLS)}, not {mask_protocol!r}")
+    check_mask_protocol(mask_protocol)  # before minutes of fitting, not after
     cat = MVTecCategory(root, category)
     if not cat.test:
         raise ValueError(f"{cat.path / 'test'}: no test images to evaluate on")

@@ -28,7 +28,7 @@ from .data import Preprocess, image_size, read_image
 from .device import resolve_device
 from .features import AGGREGATIONS, PatchEmbedding, aggregate_layers
 from .memory_bank import MemoryBank
-from .scoring import anomaly_map, image_scores, reweighted_image_score
+from .scoring import UPSAMPLE_MODES, anomaly_map, image_scores, reweighted_image_score
 
 __all__ = ["PatchCoreConfig", "PatchCore", "Prediction", "Explanation"]
 
@@ -67,7 +67,7 @@ class PatchCoreConfig:
             "coreset": (self.coreset, ("greedy", "random", "none")),
             "crop_mode": (self.crop_mode, ("auto", "crop", "squash")),
             "knn_backend": (self.knn_backend, ("faiss", "torch")),
-            "upsample": (self.upsample, ("bilinear", "nearest")),
+            "upsample": (self.upsample, UPSAMPLE_MODES),
             "aggregation": (self.aggregation, AGGREGATIONS),
         }
         for name, (value, allowed) in checks.items():

@@ -206,15 +206,14 @@ def test_cli_refuses_a_bad_model_file_clearly(tmp_path):
 
 def test_cli_stops_cleanly_on_sigterm(fitted, tmp_path):
     import signal
-    import socket
     import time
     import urllib.request
 
+    from demo.testing import free_port
+
     model = tmp_path / "m.safetensors"
     fitted.save(model)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "PATCHCORE_CACHE": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-m", "demo", "--model", str(model), "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -10,6 +10,12 @@ from patchcore_core.calibration import calibration_folds
 from patchcore_core.serialization import FORMAT_VERSION, ModelFileError
 
 
+def fit_small(brick, **config) -> PatchCore:
+    """A quick model on four brick images, no threshold (all four in the bank)."""
+    return PatchCore(**{"device": "cpu", "calibration_fraction": 0, **config}).fit(brick.train[:4],
+                                                                                    progress=False)
+
+
 def test_defects_score_above_normal_images(fitted, brick):
     preds = fitted.predict([t.path for t in brick.test])
     good = [p.score for p, t in zip(preds, brick.test) if not t.is_anomalous]
@@ -140,9 +146,7 @@ def test_unknown_backbone_in_config():
 
 
 def test_random_and_full_banks(brick):
-    kw = dict(device="cpu", calibration_fraction=0)
-    full = PatchCore(coreset="none", **kw).fit(brick.train[:4], progress=False)
-    rand = PatchCore(coreset="random", **kw).fit(brick.train[:4], progress=False)
+    full, rand = fit_small(brick, coreset="none"), fit_small(brick, coreset="random")
     assert len(full.bank) == 4 * 28 * 28 and len(rand.bank) == round(0.1 * 4 * 28 * 28)
 
 
@@ -163,17 +167,13 @@ def test_unfold_aggregation_fits_saves_and_finds_defects(brick, tmp_path):
 
 
 def test_torch_and_faiss_search_agree(brick):
-    kw = dict(device="cpu", calibration_fraction=0)
-    a = PatchCore(knn_backend="faiss", **kw).fit(brick.train[:4], progress=False)
-    b = PatchCore(knn_backend="torch", **kw).fit(brick.train[:4], progress=False)
+    a, b = fit_small(brick, knn_backend="faiss"), fit_small(brick, knn_backend="torch")
     sa, sb = a.predict(brick.test[-1].path)[0], b.predict(brick.test[-1].path)[0]
     np.testing.assert_allclose(sa.patch_scores, sb.patch_scores, rtol=1e-3, atol=1e-3)
 
 
 def test_reweighting_changes_only_the_image_score(brick):
-    plain = PatchCore(device="cpu", calibration_fraction=0).fit(brick.train[:4], progress=False)
-    rew = PatchCore(device="cpu", calibration_fraction=0, reweight_neighbours=3)
-    rew = rew.fit(brick.train[:4], progress=False)
+    plain, rew = fit_small(brick), fit_small(brick, reweight_neighbours=3)
     a, b = plain.predict(brick.test[-1].path)[0], rew.predict(brick.test[-1].path)[0]
     np.testing.assert_allclose(a.patch_scores, b.patch_scores)
     assert 0 < b.score <= a.score
@@ -182,8 +182,7 @@ def test_reweighting_changes_only_the_image_score(brick):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(brick):
-    cpu = PatchCore(device="cpu", calibration_fraction=0).fit(brick.train[:4], progress=False)
-    gpu = PatchCore(device="cuda", calibration_fraction=0).fit(brick.train[:4], progress=False)
+    cpu, gpu = fit_small(brick), fit_small(brick, device="cuda")
     assert gpu.bank.features.is_cuda
     a, b = cpu.predict(brick.test[-1].path)[0], gpu.predict(brick.test[-1].path)[0]
     assert a.score == pytest.approx(b.score, rel=1e-2)

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from demo.testing import free_port
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -107,12 +108,6 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     assert seconds < TIME_LIMIT_S, f"{name} took {seconds:.0f} s (limit {TIME_LIMIT_S} s)"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def readme_lab_command() -> list[str]:
     """The JupyterLab command of notebooks/README.md (the line starting with 'jupyter lab')."""
     text = (NOTEBOOKS / "README.md").read_text()
@@ -124,7 +119,7 @@ class JupyterLab:
     """The README's ``jupyter lab`` command on a free port, without a token."""
 
     def __init__(self, tmp_path: Path, root: Path = NOTEBOOKS):
-        self.port = _free_port()
+        self.port = free_port()
         cmd = readme_lab_command()
         cmd = [os.path.join(VENV_BIN, "jupyter")] + cmd[1:] + [
             "--no-browser", "--allow-root", f"--port={self.port}", "--ServerApp.token=",
