@@ -26,7 +26,7 @@ warm: setup  ## compile umap's numba code once (~50 s), so notebooks don't each 
 	$(PY) -c "import umap" 2>/dev/null
 
 test: setup browser warm  ## the whole test suite, notebooks and browser tests included
-	GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 $(PY) -m pytest
+	GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 $(PY) -m pytest --durations=15
 
 test-fast: setup  ## unit tests only
 	$(PY) -m pytest -m "not notebook and not browser and not slow"
@@ -40,16 +40,17 @@ lab: setup  ## the notebooks in JupyterLab
 evaluate: setup  ## evaluate on the built-in data (DATA=root CATEGORY=name for real data)
 	$(VENV)/bin/patchcore evaluate $(if $(DATA),--data $(DATA)) --category $(or $(CATEGORY),all)
 
-benchmark: setup  ## speed and memory figures (coreset, fit, predict; real data when present)
+benchmark: setup  ## speed and memory figures (coreset, fit, predict, notebooks; real data when present)
 	$(PY) benchmarks/bench_coreset.py
 	$(PY) benchmarks/bench_predict.py
 	$(PY) benchmarks/bench_real_data.py
+	$(PY) notebooks/run_notebooks.py
 
 environment: setup  ## regenerate environment.yml from pyproject.toml
 	$(PY) tools/gen_environment.py > environment.yml
 
 lint: setup
-	$(VENV)/bin/ruff check patchcore_core demo tests benchmarks tools
+	$(VENV)/bin/ruff check patchcore_core demo tests benchmarks tools notebooks/*.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

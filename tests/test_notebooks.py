@@ -1,5 +1,6 @@
-"""The teaching notebooks: committed clean, executable headlessly in time,
-served by JupyterLab, and rendered by a real browser.
+"""The teaching notebooks: committed clean, executable headlessly, served by
+JupyterLab, and rendered by a real browser. (Their execution times are
+figures printed by ``notebooks/run_notebooks.py``, not asserted here.)
 
     pytest -m notebook tests/test_notebooks.py      # execute every notebook (minutes)
     pytest -m browser tests/test_notebooks.py       # JupyterLab in headless chromium
@@ -23,20 +24,14 @@ import pytest
 from demo.testing import free_port
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-TIME_LIMIT_S = 180  # each notebook, 2 CPU cores, FAST mode
+sys.path.insert(0, str(NOTEBOOKS))
+import build_notebooks  # noqa: E402
+import run_notebooks  # noqa: E402
+
+sys.path.pop(0)
+NAMES = run_notebooks.notebook_names()
 CHROMIUM = "/usr/bin/chromium"
 VENV_BIN = str(Path(sys.executable).parent)
-
-
-def _kernel_env(tmp_path: Path) -> dict:
-    """CI mode (FAST), a private cache, and this venv's python as 'python3'."""
-    env = dict(os.environ)
-    env.update(CI="1", PATCHCORE_CACHE=str(tmp_path / "cache"), MPLBACKEND="module://matplotlib_inline.backend_inline",
-               PATH=VENV_BIN + os.pathsep + env.get("PATH", ""), HF_HUB_OFFLINE="1")
-    env.pop("PATCHCORE_DATA_ROOT", None)
-    env.pop("PATCHCORE_CATEGORY", None)
-    return env
 
 
 def test_the_suite_is_complete():
@@ -69,11 +64,6 @@ def test_notebook_follows_the_skeleton(name):
 
 
 def test_notebooks_equal_their_build_script(tmp_path):
-    sys.path.insert(0, str(NOTEBOOKS))
-    try:
-        import build_notebooks
-    finally:
-        sys.path.pop(0)
     for path in build_notebooks.main(tmp_path):
         committed = nbformat.read(NOTEBOOKS / path.name, as_version=4)
         built = nbformat.read(path, as_version=4)
@@ -83,20 +73,10 @@ def test_notebooks_equal_their_build_script(tmp_path):
 
 @pytest.mark.notebook
 @pytest.mark.slow
-@pytest.mark.timeout(TIME_LIMIT_S * 2)
+@pytest.mark.timeout(2 * run_notebooks.CELL_TIMEOUT_S)  # a hang guard only
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_executes(name, tmp_path, monkeypatch):
-    from nbclient import NotebookClient
-
-    for key, value in _kernel_env(tmp_path).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("PATCHCORE_DATA_ROOT", raising=False)
-    monkeypatch.delenv("PATCHCORE_CATEGORY", raising=False)
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    t0 = time.perf_counter()
-    NotebookClient(nb, timeout=TIME_LIMIT_S, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    seconds = time.perf_counter() - t0
+def test_notebook_executes(name, tmp_path):
+    nb, seconds = run_notebooks.execute(name, tmp_path / "cache", fast=True)
     print(f"\n{name}: executed in {seconds:.1f} s")
     (tmp_path / "executed.ipynb").write_text(nbformat.writes(nb))
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
@@ -105,7 +85,6 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     n_plots = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
                   for o in c.get("outputs", []))
     assert n_plots >= 1, f"{name} drew no plot"
-    assert seconds < TIME_LIMIT_S, f"{name} took {seconds:.0f} s (limit {TIME_LIMIT_S} s)"
 
 
 def readme_lab_command() -> list[str]:
@@ -127,7 +106,7 @@ class JupyterLab:
             "--ServerApp.disable_check_xsrf=True", "--LabServerApp.check_for_updates_class="
             "jupyterlab.NeverCheckForUpdate"]
         cmd = [c.replace("--notebook-dir=notebooks", f"--notebook-dir={root}") for c in cmd]
-        env = _kernel_env(tmp_path)
+        env = run_notebooks.kernel_env(tmp_path / "cache")
         env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
         env["JUPYTERLAB_SETTINGS_DIR"] = str(tmp_path / "lab-settings")
         env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")

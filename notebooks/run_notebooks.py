@@ -1,0 +1,91 @@
+"""Execute the notebooks headlessly, as CI does, and print how long each took.
+
+    python notebooks/run_notebooks.py                 # all, FAST mode, built-in data
+    python notebooks/run_notebooks.py 02 05 --full    # some, with the full sweeps
+
+Teachers: run this once on the machine you will teach on. The goal is under
+3 minutes per notebook in FAST mode on 2 CPU cores; that is a figure printed
+here (and by ``make benchmark``), not a timed test, because a busy CI machine
+can be several times slower than a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+NOTEBOOKS = Path(__file__).resolve().parent
+GOAL_S = 180  # each notebook, FAST mode, 2 CPU cores
+CELL_TIMEOUT_S = 900  # a hang guard, far above any cell's real time
+
+
+def notebook_names() -> list[str]:
+    return sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def kernel_env(cache: Path, fast: bool = True) -> dict:
+    """The environment a headless kernel runs in: FAST mode (``CI`` set), a
+    private data cache, the built-in data, and this interpreter's folder first
+    on PATH so that the ``python3`` kernel is this environment's python."""
+    env = dict(os.environ)
+    env.pop("CI", None)
+    if fast:
+        env["CI"] = "1"
+    env.update(PATCHCORE_CACHE=str(cache), MPLBACKEND="module://matplotlib_inline.backend_inline",
+               PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
+               HF_HUB_OFFLINE="1")
+    env.pop("PATCHCORE_DATA_ROOT", None)
+    env.pop("PATCHCORE_CATEGORY", None)
+    return env
+
+
+def execute(name: str, cache: Path, fast: bool = True):
+    """Run every cell of ``notebooks/<name>`` in a fresh kernel.
+
+    Returns ``(notebook with outputs, seconds)``. The kernel runs in
+    :func:`kernel_env`; this process's own environment is left as it is.
+    A cell that raises stops the run with nbclient's ``CellExecutionError``.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    t0 = time.perf_counter()
+    NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute(
+        env=kernel_env(cache, fast), stderr=subprocess.DEVNULL)  # kernel shutdown chatter
+    seconds = time.perf_counter() - t0
+    return nb, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("only", nargs="*", metavar="NN",
+                        help="notebook numbers or names to run (default: all)")
+    parser.add_argument("--full", action="store_true", help="full sweeps instead of FAST mode")
+    args = parser.parse_args(argv)
+    names = [n for n in notebook_names() if not args.only or any(n.startswith(o) for o in args.only)]
+    if not names:
+        parser.error(f"no notebook matches {args.only}; choose from {notebook_names()}")
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="patchcore-notebooks-") as tmp:
+        for name in names:
+            try:
+                _, seconds = execute(name, Path(tmp) / "cache", fast=not args.full)
+            except Exception as exc:  # report every notebook, then fail
+                failed += 1
+                print(f"{name:40s}   FAILED: {str(exc).strip().splitlines()[-1][:200]}", flush=True)
+                continue
+            note = "" if args.full or seconds < GOAL_S else f"   over the {GOAL_S} s goal"
+            print(f"{name:40s} {seconds:6.1f} s{note}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
