@@ -92,10 +92,10 @@ def _cache_images_atomically() -> None:
     that file in place on every request, so two visitors who get the same
     picture at once can be served a half-written file. Same bytes, same
     name: write it once, through a temporary file, and never again."""
-    import os
-    import tempfile
 
     from gradio import processing_utils as pu
+
+    from patchcore_core.atomic import atomic_path
 
     if getattr(pu.save_pil_to_cache, "_atomic", False):
         return
@@ -106,10 +106,8 @@ def _cache_images_atomically() -> None:
         folder.mkdir(exist_ok=True, parents=True)
         path = (folder / f"{name}.{format}").resolve()
         if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=folder)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data)
         return str(path)
 
     save_pil_to_cache._atomic = True

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_path
 from .coreset import covering_radius, greedy_coreset, random_coreset
 from .features import local_aggregate
 from .scoring import anomaly_map, reweighted_image_score
@@ -405,10 +406,8 @@ def cached_evaluation(root, category: str, shots: int | None = None, cache_dir=N
     result = evaluate_category(root, category, shots=shots, device=device, progress=False, **config)
     metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v)
                for k, v in result.metrics.items()}
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "metrics": metrics}, indent=1, default=str))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"key": key, "metrics": metrics}, indent=1, default=str))
     return {**metrics, "cached": False}
 
 

@@ -9,14 +9,13 @@ so a model file from a stranger cannot run code.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import __version__
+from .atomic import atomic_path
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "save_model", "load_model"]
 
@@ -50,15 +49,8 @@ def save_model(model, path) -> Path:
     }
     tensors = {"bank.features": model.bank.features.detach().float().cpu().contiguous(),
                "bank.origin": model.bank.origin.detach().cpu().contiguous()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"patchcore": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
