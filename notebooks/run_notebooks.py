@@ -2,6 +2,7 @@
 
     python notebooks/run_notebooks.py                 # all, FAST mode, built-in data
     python notebooks/run_notebooks.py 02 05 --full    # some, with the full sweeps
+    python notebooks/run_notebooks.py --out executed  # keep copies with their outputs
 
 Teachers: run this once on the machine you will teach on. The goal is under
 3 minutes per notebook in FAST mode on 2 CPU cores; that is a figure printed
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("only", nargs="*", metavar="NN",
                         help="notebook numbers or names to run (default: all)")
     parser.add_argument("--full", action="store_true", help="full sweeps instead of FAST mode")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="also write the executed notebooks, with their outputs, to DIR")
     args = parser.parse_args(argv)
     names = [n for n in notebook_names() if not args.only or any(n.startswith(o) for o in args.only)]
     if not names:
@@ -77,11 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="patchcore-notebooks-") as tmp:
         for name in names:
             try:
-                _, seconds = execute(name, Path(tmp) / "cache", fast=not args.full)
+                nb, seconds = execute(name, Path(tmp) / "cache", fast=not args.full)
             except Exception as exc:  # report every notebook, then fail
                 failed += 1
                 print(f"{name:40s}   FAILED: {str(exc).strip().splitlines()[-1][:200]}", flush=True)
                 continue
+            if args.out:
+                import nbformat
+
+                args.out.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, args.out / name)
             note = "" if args.full or seconds < GOAL_S else f"   over the {GOAL_S} s goal"
             print(f"{name:40s} {seconds:6.1f} s{note}", flush=True)
     return 1 if failed else 0

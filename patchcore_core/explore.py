@@ -413,34 +413,45 @@ def cached_evaluation(root, category: str, shots: int | None = None, cache_dir=N
 
 def plot_sweep(rows: list[dict], x: str, title: str, xlabel: str | None = None,
                metrics=("image_auroc", "pixel_auroc", "aupro"), cost: str = "fit_seconds",
-               logx: bool = False):
+               logx: bool = False, by: str | None = None):
     """Figure of one ablation: the metrics (left) and the cost (right) against
     the swept setting ``x`` (numbers, or names shown as categories). Rows
-    with an ``error`` are left out of the lines and listed in the title."""
+    with an ``error`` are left out of the lines and listed in the title.
+    ``by`` names a second setting (e.g. ``"sampling"``): one line per value
+    of it, told apart by line style, in the metric's colour."""
     import matplotlib.pyplot as plt
 
     ok = [r for r in rows if "error" not in r]
     failed = [str(r.get(x)) for r in rows if "error" in r]
-    xs = [r[x] for r in ok]
+    groups = list(dict.fromkeys(r[by] for r in ok)) if by else [None]
+    xs = list(dict.fromkeys(r[x] for r in ok))
     categorical = any(isinstance(v, str) for v in xs)
-    pos = list(range(len(xs))) if categorical else xs
+    where = {v: (i if categorical else v) for i, v in enumerate(xs)}
+    styles = ["o-", "s--", "^:", "d-."]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for m in metrics:
-        a.plot(pos, [np.nan if r.get(m) is None else r[m] for r in ok], "o-", lw=2, label=m)
+    for g, style in zip(groups, styles * len(groups)):
+        part = [r for r in ok if by is None or r[by] == g]
+        pos = [where[r[x]] for r in part]
+        suffix = "" if by is None else f", {g}"
+        for colour, m in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], metrics):
+            a.plot(pos, [np.nan if r.get(m) is None else r[m] for r in part], style, color=colour,
+                   lw=2, label=m + suffix)
+        if categorical and by is None:
+            b.bar(pos, [r[cost] for r in part], width=0.6, color="tab:grey")
+        else:
+            b.plot(pos, [r[cost] for r in part], style, color="tab:grey", lw=2, label=g)
     a.set_ylabel("metric (1 = perfect)")
-    a.legend(loc="lower right")
+    a.legend(loc="lower right", fontsize=9 if by else None)
     a.set_title("accuracy")
-    if categorical:
-        b.bar(pos, [r[cost] for r in ok], width=0.6, color="tab:grey")
-    else:
-        b.plot(pos, [r[cost] for r in ok], "s-", color="tab:grey", lw=2)
     b.set_ylabel(cost.replace("_", " "))
     b.set_title("cost")
+    if by:
+        b.legend()
     for ax in (a, b):
         ax.set_xlabel(xlabel or x)
         ax.grid(alpha=0.3)
         if categorical:
-            ax.set_xticks(pos, [str(v) for v in xs])
+            ax.set_xticks(range(len(xs)), [str(v) for v in xs])
         elif logx:
             ax.set_xscale("log")
     fig.suptitle(title + (f"  (failed: {', '.join(failed)})" if failed else ""), fontsize=13)

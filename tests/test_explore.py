@@ -198,6 +198,20 @@ def test_plot_sweep_numeric_categorical_and_failed_rows():
     plt.close(fig)
 
 
+def test_plot_sweep_by_group_draws_one_line_per_group_and_metric():
+    rows = [{"r": r, "s": s, "image_auroc": 0.5 + r, "pixel_auroc": 0.6 + r, "aupro": 0.4 + r,
+             "fit_seconds": r} for s in ("greedy", "random") for r in (0.01, 0.1)]
+    fig = explore.plot_sweep(rows, "r", "sampling", logx=True, by="s")
+    acc, cost = fig.axes[:2]
+    labels = [line.get_label() for line in acc.get_lines()]
+    metrics = ("image_auroc", "pixel_auroc", "aupro")
+    assert labels == [f"{m}, {s}" for s in ("greedy", "random") for m in metrics]
+    greedy_px = acc.get_lines()[1]
+    assert list(greedy_px.get_xdata()) == [0.01, 0.1] and list(greedy_px.get_ydata()) == [0.61, 0.7]
+    assert [line.get_label() for line in cost.get_lines()] == ["greedy", "random"]
+    plt.close(fig)
+
+
 def test_zoom_box_stays_square_at_the_border():
     from patchcore_core.viz import zoom_box
 
