@@ -64,6 +64,23 @@ def execute(name: str, cache: Path, fast: bool = True):
     return nb, seconds
 
 
+def slowest_cell(nb) -> tuple[int, float]:
+    """``(cell index, seconds)`` of the slowest code cell, from the timings
+    nbclient records in each cell's metadata."""
+    from datetime import datetime
+
+    def seconds(cell) -> float:
+        t = cell.metadata.get("execution", {})
+        if "iopub.status.busy" not in t or "iopub.status.idle" not in t:
+            return 0.0
+        start, end = (datetime.fromisoformat(t[k].replace("Z", "+00:00"))
+                      for k in ("iopub.status.busy", "iopub.status.idle"))
+        return (end - start).total_seconds()
+
+    return max(((i, seconds(c)) for i, c in enumerate(nb.cells) if c.cell_type == "code"),
+               key=lambda pair: pair[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 args.out.mkdir(parents=True, exist_ok=True)
                 nbformat.write(nb, args.out / name)
+            cell, cell_s = slowest_cell(nb)
             note = "" if args.full or seconds < GOAL_S else f"   over the {GOAL_S} s goal"
-            print(f"{name:40s} {seconds:6.1f} s{note}", flush=True)
+            first_line = nb.cells[cell].source.splitlines()[0][:40]
+            print(f"{name:36s} {seconds:6.1f} s   slowest cell {cell_s:5.1f} s: {first_line}{note}",
+                  flush=True)
     return 1 if failed else 0
 
 

@@ -77,7 +77,9 @@ def test_notebooks_equal_their_build_script(tmp_path):
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_executes(name, tmp_path):
     nb, seconds = run_notebooks.execute(name, tmp_path / "cache", fast=True)
-    print(f"\n{name}: executed in {seconds:.1f} s")
+    cell, cell_s = run_notebooks.slowest_cell(nb)
+    print(f"\n{name}: executed in {seconds:.1f} s; slowest cell {cell} ({cell_s:.1f} s)")
+    assert 0 < cell_s < seconds
     (tmp_path / "executed.ipynb").write_text(nbformat.writes(nb))
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.output_type == "error"]
@@ -85,6 +87,15 @@ def test_notebook_executes(name, tmp_path):
     n_plots = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
                   for o in c.get("outputs", []))
     assert n_plots >= 1, f"{name} drew no plot"
+
+
+def test_slowest_cell_reads_nbclients_timings():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# t"),
+                                         nbformat.v4.new_code_cell("a"), nbformat.v4.new_code_cell("b")])
+    for cell, (start, end) in zip(nb.cells[1:], [("00.5", "01.0"), ("01.0", "04.5")]):
+        cell.metadata["execution"] = {"iopub.status.busy": f"2026-01-01T10:00:{start}Z",
+                                      "iopub.status.idle": f"2026-01-01T10:00:{end}Z"}
+    assert run_notebooks.slowest_cell(nb) == (2, 3.5)
 
 
 def readme_lab_command() -> list[str]:
