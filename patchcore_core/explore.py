@@ -411,6 +411,25 @@ def cached_evaluation(root, category: str, shots: int | None = None, cache_dir=N
     return {**metrics, "cached": False}
 
 
+def mean_over_seeds(runs: list[dict]) -> dict:
+    """One setting run with several seeds -> one row: numbers averaged, each
+    with ``<key>_std`` (sample standard deviation; 0 for a single run).
+    ``cached`` is true only if every run was; a failed run (``error``) is
+    returned as it is."""
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    row = {**runs[0], "seeds": len(runs), "cached": all(r.get("cached", False) for r in runs)}
+    for key, value in runs[0].items():
+        values = [r.get(key) for r in runs]
+        if isinstance(value, bool) or not all(isinstance(v, (int, float)) for v in values):
+            continue
+        same = all(v == values[0] for v in values)  # sizes, counts: keep them as they are
+        row[key] = value if same else float(np.mean(values))
+        row[f"{key}_std"] = 0.0 if same else float(np.std(values, ddof=1))
+    return row
+
+
 def plot_sweep(rows: list[dict], x: str, title: str, xlabel: str | None = None,
                metrics=("image_auroc", "pixel_auroc", "aupro"), cost: str = "fit_seconds",
                logx: bool = False, by: str | None = None):
@@ -418,7 +437,8 @@ def plot_sweep(rows: list[dict], x: str, title: str, xlabel: str | None = None,
     the swept setting ``x`` (numbers, or names shown as categories). Rows
     with an ``error`` are left out of the lines and listed in the title.
     ``by`` names a second setting (e.g. ``"sampling"``): one line per value
-    of it, told apart by line style, in the metric's colour."""
+    of it, told apart by line style, in the metric's colour. Rows from
+    :func:`mean_over_seeds` get error bars of one standard deviation."""
     import matplotlib.pyplot as plt
 
     ok = [r for r in rows if "error" not in r]
@@ -434,8 +454,12 @@ def plot_sweep(rows: list[dict], x: str, title: str, xlabel: str | None = None,
         pos = [where[r[x]] for r in part]
         suffix = "" if by is None else f", {g}"
         for colour, m in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], metrics):
-            a.plot(pos, [np.nan if r.get(m) is None else r[m] for r in part], style, color=colour,
-                   lw=2, label=m + suffix)
+            ys = [np.nan if r.get(m) is None else r[m] for r in part]
+            spread = [r.get(f"{m}_std") or 0.0 for r in part]
+            if any(spread):
+                a.errorbar(pos, ys, yerr=spread, fmt=style, color=colour, lw=2, capsize=3, label=m + suffix)
+            else:
+                a.plot(pos, ys, style, color=colour, lw=2, label=m + suffix)
         if categorical and by is None:
             b.bar(pos, [r[cost] for r in part], width=0.6, color="tab:grey")
         else:

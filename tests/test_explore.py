@@ -221,3 +221,23 @@ def test_zoom_box_stays_square_at_the_border():
     assert inner.shape == corner.shape == (24, 24, 3)
     assert np.array_equal(inner, img[92:116, 92:116])
     assert zoom_box(img, (0, 0, 8, 8), pad=8, size=96).shape == (96, 96, 3)
+
+
+def test_mean_over_seeds_averages_numbers_and_keeps_the_spread():
+    runs = [{"backbone": "lite0", "aupro": 0.8, "n_train": 24, "cached": True},
+            {"backbone": "lite0", "aupro": 0.9, "n_train": 24, "cached": False}]
+    row = explore.mean_over_seeds(runs)
+    assert row["backbone"] == "lite0" and row["seeds"] == 2 and row["cached"] is False
+    assert row["aupro"] == pytest.approx(0.85) and row["aupro_std"] == pytest.approx(0.0707, abs=1e-4)
+    assert row["n_train"] == 24 and isinstance(row["n_train"], int) and row["n_train_std"] == 0
+    assert explore.mean_over_seeds(runs[:1])["aupro_std"] == 0.0
+    assert explore.mean_over_seeds([runs[0], {"error": "not installed"}]) == {"error": "not installed"}
+
+
+def test_plot_sweep_draws_error_bars_for_rows_with_a_spread():
+    rows = [{"r": r, "image_auroc": 0.9, "image_auroc_std": 0.05, "pixel_auroc": 0.8, "aupro": 0.7,
+             "fit_seconds": 1.0} for r in (0.01, 0.1)]
+    fig = explore.plot_sweep(rows, "r", "ratio", logx=True)
+    bars = fig.axes[0].containers
+    assert len(bars) == 1 and bars[0].get_label() == "image_auroc"
+    plt.close(fig)
