@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from patchcore_core import explore
+from patchcore_core.builtin_data import DEFECTS, N_PER_DEFECT, N_TEST_GOOD
 from patchcore_core.coreset import covering_radius, greedy_coreset
 
 matplotlib.use("Agg")
@@ -172,7 +173,8 @@ def test_sample_own_data(builtin_root, tmp_path):
     out = explore.sample_own_data(tmp_path / "mine", builtin_root, "grass")
     assert len(list(out["good"].glob("*.png"))) == 24
     names = [p.name for p in out["test"].glob("*.png")]
-    assert len(names) == 14 and any(n.startswith("good_") for n in names)
+    assert len(names) == N_TEST_GOOD + N_PER_DEFECT * len(DEFECTS)
+    assert any(n.startswith("good_") for n in names)
 
 
 def test_plot_predictions_and_markdown(fitted, brick):

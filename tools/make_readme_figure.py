@@ -17,7 +17,7 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "heatmaps.png"
 
 def main():
     root = builtin_root()
-    picks = [("brick", "good"), ("brick", "hole"), ("grass", "hole"), ("gravel", "stain"),
+    picks = [("brick", "good"), ("brick", "hole"), ("grass", "hole"), ("gravel", "scratch"),
              ("gravel", "patch")]
     fig, axes = plt.subplots(2, len(picks), figsize=(3 * len(picks), 7.2))
     models = {}
