@@ -171,8 +171,9 @@ Reference: """ + REFERENCE),
           "still stand out on textures."),
          ("Switch `CATEGORY` to `\"grass\"` or `\"gravel\"` and rerun. Which defects are hardest?",
           "Compare the scores of each defect type with the threshold.",
-          "On busy textures (gravel) faint stains are the hardest: their patches resemble normal variation. "
-          "Holes and pasted patches are easy everywhere."),
+          "On busy textures faint stains are the hardest (gravel: none of 4 flagged at the default settings): "
+          "their patches resemble normal variation. Holes and scratches are caught everywhere; a pasted patch "
+          "of another texture is missed now and then."),
          ("Predict a training image. What score does it get, and why?",
           "Its patches are in the memory bank (or close to a coreset patch).",
           "Close to zero for patches kept in the coreset and small for the rest: the memory bank covers its own "
