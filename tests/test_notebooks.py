@@ -89,6 +89,38 @@ def test_notebook_executes(name, tmp_path):
     assert n_plots >= 1, f"{name} drew no plot"
 
 
+def _notebook(folder: Path, *sources: str) -> str:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nbformat.write(nb, folder / "99_probe.ipynb")
+    return "99_probe.ipynb"
+
+
+@pytest.mark.slow
+def test_a_stalled_cell_is_rerun_once_in_a_fresh_kernel(tmp_path, monkeypatch):
+    # The first run sleeps past the cell timeout, as a stalled reply would; the rerun does not.
+    monkeypatch.setattr(run_notebooks, "NOTEBOOKS", tmp_path)
+    monkeypatch.setattr(run_notebooks, "CELL_TIMEOUT_S", 2)
+    name = _notebook(tmp_path, "import pathlib, time\n"
+                               "first = not pathlib.Path('ran').exists()\n"
+                               "pathlib.Path('ran').touch()\n"
+                               "time.sleep(30 if first else 0)\n"
+                               "print('done')")
+    with pytest.warns(RuntimeWarning, match="99_probe.ipynb: a cell got no reply within 2 s"):
+        nb, _ = run_notebooks.execute(name, tmp_path / "cache")
+    assert nb.cells[0].outputs[0]["text"] == "done\n"
+
+
+@pytest.mark.slow
+def test_a_cell_that_raises_is_not_rerun(tmp_path, monkeypatch):
+    from nbclient.exceptions import CellExecutionError
+
+    monkeypatch.setattr(run_notebooks, "NOTEBOOKS", tmp_path)
+    name = _notebook(tmp_path, "open('runs', 'a').write('x')\nraise ValueError('broken notebook')")
+    with pytest.raises(CellExecutionError, match="broken notebook"):
+        run_notebooks.execute(name, tmp_path / "cache")
+    assert (tmp_path / "runs").read_text() == "x"
+
+
 def test_slowest_cell_reads_nbclients_timings():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# t"),
                                          nbformat.v4.new_code_cell("a"), nbformat.v4.new_code_cell("b")])
