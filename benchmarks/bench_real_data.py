@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from patchcore_core.explore import mean_over_seeds
 
 SETS = {
     "grid": ("mvtec_grid_mini", "grid"),
@@ -51,12 +52,6 @@ def run_once(root: Path, folder: str, cat: str, seed: int, extra: list[str]) -> 
         return json.loads(out.read_text())[cat]
 
 
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f}±{statistics.stdev(values):.3f}"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=str(ROOT.parent / "shared" / "data"))
@@ -80,12 +75,11 @@ def main():
     print(f"\n{args.seeds} seed(s), options: {' '.join(extra) or 'defaults'}; mean±std over seeds")
     print("set       img AUROC     px AUROC      AUPRO@0.3     fit (s)  predict ms/img  peak RSS MB  bank")
     for name, runs in results.items():
-        cols = [mean_std([r[k] for r in runs]) for k in ACCURACY]
-        last = runs[-1]
-        print(f"{name:9s} {cols[0]:13s} {cols[1]:13s} {cols[2]:13s} "
-              f"{statistics.mean(r['fit_seconds'] for r in runs):7.1f} "
-              f"{1000 * statistics.mean(r['predict_seconds_per_image'] for r in runs):15.0f} "
-              f"{max(r['peak_rss_mb'] for r in runs):12.0f}  {last['memory_bank_size']}")
+        row = mean_over_seeds(runs)
+        cols = [f"{row[k]:.3f}" + (f"±{row[k + '_std']:.3f}" if len(runs) > 1 else "") for k in ACCURACY]
+        print(f"{name:9s} {cols[0]:13s} {cols[1]:13s} {cols[2]:13s} {row['fit_seconds']:7.1f} "
+              f"{1000 * row['predict_seconds_per_image']:15.0f} "
+              f"{max(r['peak_rss_mb'] for r in runs):12.0f}  {row['memory_bank_size']}")
         for ref, figures in REFERENCE[name].items():
             print(f"  {ref:7s} {figures[0]:13.3f} {figures[1]:13.3f} {figures[2]:13.3f}")
     if args.json:

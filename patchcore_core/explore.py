@@ -20,6 +20,7 @@ call the function directly and you get the same numbers or figure.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import shutil
@@ -447,9 +448,9 @@ def plot_sweep(rows: list[dict], x: str, title: str, xlabel: str | None = None,
     xs = list(dict.fromkeys(r[x] for r in ok))
     categorical = any(isinstance(v, str) for v in xs)
     where = {v: (i if categorical else v) for i, v in enumerate(xs)}
-    styles = ["o-", "s--", "^:", "d-."]
+    styles = itertools.cycle(["o-", "s--", "^:", "d-."])
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for g, style in zip(groups, styles * len(groups)):
+    for g, style in zip(groups, styles):
         part = [r for r in ok if by is None or r[by] == g]
         pos = [where[r[x]] for r in part]
         suffix = "" if by is None else f", {g}"
