@@ -1,9 +1,13 @@
-"""Serve the demo in this process on a free port, for tests and notebooks."""
+"""Serve the demo in this process on a free port, for tests and notebooks;
+wait for a server in another process to answer."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import time
+import urllib.request
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -24,3 +28,19 @@ def serve(model, **build_kwargs):
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+def wait_until_answering(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    """Poll ``url`` until it answers. Raises ``RuntimeError`` if ``proc``
+    exits first and ``TimeoutError`` after ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before {url} answered")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s") from None
+            time.sleep(0.5)

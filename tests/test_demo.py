@@ -206,10 +206,8 @@ def test_cli_refuses_a_bad_model_file_clearly(tmp_path):
 
 def test_cli_stops_cleanly_on_sigterm(fitted, tmp_path):
     import signal
-    import time
-    import urllib.request
 
-    from demo.testing import free_port
+    from demo.testing import free_port, wait_until_answering
 
     model = tmp_path / "m.safetensors"
     fitted.save(model)
@@ -218,14 +216,10 @@ def test_cli_stops_cleanly_on_sigterm(fitted, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "demo", "--model", str(model), "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
-                time.sleep(0.5)
+        try:
+            wait_until_answering(f"http://127.0.0.1:{port}/", proc, timeout_s=120)
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.fail(f"{exc}\n{proc.stdout.read() if proc.poll() is not None else ''}")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0  # a normal exit: the exit handlers ran
     finally:
@@ -350,3 +344,12 @@ def test_several_visitors_at_once(app_url, samples):
         t.join(timeout=120)
     assert not errors and len(scores) == 3
     assert scores[0] == pytest.approx(scores[2]) and scores[1] > scores[0]
+
+
+def test_waiting_for_a_server_that_exits_fails_at_once():
+    from demo.testing import free_port, wait_until_answering
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    with pytest.raises(RuntimeError, match="exited with code 0"):
+        wait_until_answering(f"http://127.0.0.1:{free_port()}/", proc, timeout_s=60)

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from demo.testing import free_port
+from demo.testing import free_port, wait_until_answering
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 sys.path.insert(0, str(NOTEBOOKS))
@@ -163,17 +163,14 @@ class JupyterLab:
         self.proc = subprocess.Popen(cmd, cwd=NOTEBOOKS.parent, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited: {(tmp_path / 'jupyterlab.log').read_text()[-2000:]}")
-            try:
-                self.get("/api/status")
-                return
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise TimeoutError("jupyter lab did not answer within 90 s")
+        try:
+            wait_until_answering(self.url + "/api/status", self.proc, timeout_s=90)
+        except RuntimeError:
+            log = (tmp_path / "jupyterlab.log").read_text()[-2000:]
+            raise RuntimeError(f"jupyter lab exited: {log}") from None
+        except TimeoutError:
+            self.stop()
+            raise
 
     def get(self, path: str):
         with urllib.request.urlopen(self.url + path, timeout=10) as r:
