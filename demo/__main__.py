@@ -11,9 +11,9 @@ import sys
 CATEGORIES = ("brick", "grass", "gravel")  # the built-in dataset's (kept here: --help stays instant)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m demo") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m demo",
+        prog=prog,
         description="PatchCore anomaly detection demo (Gradio). Without --model it fits a model on the "
                     "built-in data once (about 10-30 s on a laptop CPU) and caches it for later starts.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; "
@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
+    args = build_parser(prog).parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("demo").setLevel(logging.INFO)

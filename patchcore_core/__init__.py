@@ -5,8 +5,8 @@ from defect-free images only, with a memory bank of locally aware patch
 features, shrunk by a greedy coreset, and nearest-neighbour scoring.
 """
 
-__version__ = "0.1.0"
-
-from .model import Explanation, PatchCore, PatchCoreConfig, Prediction  # noqa: E402
+from ._version import __version__
+from .config import PatchCoreConfig
+from .model import Explanation, PatchCore, Prediction
 
 __all__ = ["PatchCore", "PatchCoreConfig", "Prediction", "Explanation", "__version__"]

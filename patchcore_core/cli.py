@@ -10,57 +10,56 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import sys
+import typing
 from pathlib import Path
 
 from .atomic import atomic_path
+from .tables import format_table, format_value
 
 __all__ = ["main"]
 
 
-def _config_args(p: argparse.ArgumentParser):
-    from .backbones import BACKBONES
-    from .features import AGGREGATIONS
-    from .scoring import UPSAMPLE_MODES
+def _option_type(hint) -> tuple[type, str | None]:
+    """(element type, nargs) for a config field's type hint, e.g. ``int | None`` -> (int, None)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    inner = args[0]
+    if typing.get_origin(inner) is tuple:
+        return typing.get_args(inner)[0], "+"
+    return inner, None
 
+
+def add_config_options(p: argparse.ArgumentParser, config_cls=None) -> None:
+    """One option per field of the config, with its help, default and choices.
+
+    Options left out keep the config's default (argparse's default is None),
+    so the config alone decides every default.
+    """
+    from .config import PatchCoreConfig
+
+    config_cls = config_cls or PatchCoreConfig
+    hints = typing.get_type_hints(config_cls)
     g = p.add_argument_group("model settings")
-    g.add_argument("--backbone", default="efficientnet_lite0", choices=list(BACKBONES),
-                   help="feature extractor (default: %(default)s, works offline; "
-                        "wide_resnet50_2 is the paper's and downloads its weights once)")
-    g.add_argument("--coreset-ratio", type=float, default=0.1,
-                   help="share of patches kept in the memory bank, in (0, 1] (default: %(default)s)")
-    g.add_argument("--coreset", default="greedy", choices=["greedy", "random", "none"],
-                   help="how the memory bank is subsampled (default: %(default)s)")
-    g.add_argument("--image-size", type=int, default=224,
-                   help="centre-crop size in pixels after resizing to --resize (default: %(default)s)")
-    g.add_argument("--resize", type=int, default=None,
-                   help="resize before cropping (default: image size x 256/224)")
-    g.add_argument("--crop-mode", default="auto", choices=["auto", "crop", "squash"],
-                   help="auto: crop square images as the paper, squash elongated ones so "
-                        "their borders stay in view (default: %(default)s)")
-    g.add_argument("--neighbourhood", type=int, default=3,
-                   help="local aggregation size p (odd; default: %(default)s)")
-    g.add_argument("--aggregation", default="mean", choices=AGGREGATIONS,
-                   help="mean: average each p x p neighbourhood (the paper); unfold: keep its "
-                        "values side by side, as the paper's code does with narrow layers "
-                        "(default: %(default)s)")
-    g.add_argument("--reweight", type=int, default=0, metavar="B",
-                   help="reweight the image score with B neighbours (paper's Eq. 7); 0 = off")
-    g.add_argument("--upsample", default="bilinear", choices=UPSAMPLE_MODES,
-                   help="how patch scores become pixels before the Gaussian (default: %(default)s)")
+    for f in dataclasses.fields(config_cls):
+        kind, nargs = _option_type(hints[f.name])
+        flags = ["--" + f.name.replace("_", "-")] + ([f.metadata["cli"]] if "cli" in f.metadata else [])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f.metadata.get("help", "").replace("%", "%%")
+        g.add_argument(*flags, dest=f.name, type=kind, nargs=nargs, default=None,
+                       choices=f.metadata.get("choices"), metavar=None if nargs is None else "NAME",
+                       help=help_text if default is None else f"{help_text} (default: {default})")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=0, help="seed for the coreset and splits")
 
 
-def _config(args) -> dict:
-    resize = args.resize or round(args.image_size * 256 / 224)
-    return dict(backbone=args.backbone, coreset_ratio=args.coreset_ratio, coreset=args.coreset,
-                image_size=args.image_size, resize=resize, crop_mode=args.crop_mode,
-                neighbourhood=args.neighbourhood, aggregation=args.aggregation,
-                reweight_neighbours=args.reweight,
-                upsample=args.upsample, seed=args.seed)
+def config_from_args(args, config_cls=None) -> dict:
+    """The config fields given on the command line (the rest keep their defaults)."""
+    from .config import PatchCoreConfig
+
+    config_cls = config_cls or PatchCoreConfig
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
+            if getattr(args, f.name, None) is not None}
 
 
 def _data_root(args) -> Path:
@@ -77,20 +76,6 @@ def cmd_data(args) -> int:
     root = write_builtin_dataset(Path(args.out), seed=args.seed) if args.out else builtin_root(args.seed)
     print(root)
     return 0
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "n/a" if math.isnan(v) else f"{v:.3f}"
-    return str(v)
-
-
-def _table(rows: list[dict], keys: list[str]) -> str:
-    cells = [[_fmt(r.get(k)) for k in keys] for r in rows]
-    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
-    line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w)  # noqa: E731
-                                  for i, (v, w) in enumerate(zip(vals, widths)))
-    return "\n".join([line(keys), line(["-" * w for w in widths])] + [line(c) for c in cells])
 
 
 def _write_json_atomic(path: Path, data) -> None:
@@ -112,11 +97,11 @@ def cmd_evaluate(args) -> int:
         print(f"== {cat}", file=sys.stderr)
         res = evaluate_category(root, cat, shots=args.shots, device=args.device,
                                 progress=not args.quiet, mask_protocol=args.mask_protocol,
-                                **_config(args))
+                                **config_from_args(args))
         rows.append(res.metrics)
     keys = ["category", "image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test",
             "memory_bank_size", "fit_seconds", "predict_seconds_per_image", "peak_rss_mb"]
-    print(_table(rows, keys))
+    print(format_table(rows, keys))
     if args.json:
         _write_json_atomic(Path(args.json), {r["category"]: r for r in rows})
         print(f"wrote {args.json}", file=sys.stderr)
@@ -124,6 +109,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_fit(args) -> int:
+    from .config import PatchCoreConfig
     from .data import MVTecCategory, few_shot, image_folder
     from .model import PatchCore
 
@@ -135,12 +121,13 @@ def cmd_fit(args) -> int:
                   file=sys.stderr)
             return 2
         train = MVTecCategory(_data_root(args), args.category).train
-    train = few_shot(train, args.shots, seed=args.seed)
-    model = PatchCore(device=args.device, **_config(args)).fit(train, progress=not args.quiet)
+    config = PatchCoreConfig(**config_from_args(args))
+    train = few_shot(train, args.shots, seed=config.seed)
+    model = PatchCore(config, device=args.device).fit(train, progress=not args.quiet)
     model.save(args.out)
     card = model.summary()
     print(f"saved {args.out}: {card['n_train']} images, memory bank {card['memory_bank_size']} patches, "
-          f"threshold {_fmt(card['threshold'])}, fit {card['fit_seconds']:.1f} s")
+          f"threshold {format_value(card['threshold'])}, fit {card['fit_seconds']:.1f} s")
     return 0
 
 
@@ -155,7 +142,7 @@ def cmd_predict(args) -> int:
     preds = model.predict(paths, progress=not args.quiet)
     rows = [{"image": str(p), "score": pr.score, "normalised": pr.normalised_score, "verdict": pr.verdict}
             for p, pr in zip(paths, preds)]
-    print(_table(rows, ["image", "score", "normalised", "verdict"]))
+    print(format_table(rows, ["image", "score", "normalised", "verdict"]))
     if args.heatmaps:
         from PIL import Image
 
@@ -171,6 +158,12 @@ def cmd_predict(args) -> int:
     if args.json:
         _write_json_atomic(Path(args.json), rows)
     return 0
+
+
+def cmd_demo(args) -> int:
+    from demo.__main__ import main as demo_main
+
+    return demo_main(args.demo_args, prog="patchcore demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(only pixels wholly inside a defect, as the PatchCore reference code scores "
                         "them; use it to compare with that code's figures) (default: %(default)s)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
-    _config_args(e)
+    add_config_options(e)
     e.set_defaults(func=cmd_evaluate)
 
     f = sub.add_parser("fit", help="fit on good images and save the model (.safetensors)")
@@ -210,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", required=True, help="model file to write, ending in .safetensors")
     f.add_argument("--shots", type=int, help="use only this many training images")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
-    _config_args(f)
+    add_config_options(f)
     f.set_defaults(func=cmd_fit)
 
     r = sub.add_parser("predict", help="score images with a saved model")
@@ -221,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_predict)
+
+    # The demo parses its own options (python -m demo --help lists them).
+    m = sub.add_parser("demo", help="serve the Gradio demo (same options as python -m demo)",
+                       add_help=False)
+    m.set_defaults(func=cmd_demo)
     return p
 
 
@@ -229,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .serialization import ModelFileError
 
-    args = build_parser().parse_args(argv)
+    args, rest = build_parser().parse_known_args(argv)
+    if args.command == "demo":
+        args.demo_args = rest
+    elif rest:
+        build_parser().parse_args(argv)  # the usual error for unknown options
     try:
         return args.func(args)
     except (DataError, ModelFileError, BackboneError, ValueError) as exc:

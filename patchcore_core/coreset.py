@@ -28,8 +28,12 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["CoresetResult", "coreset_size", "random_projection", "greedy_coreset",
+__all__ = ["CORESET_METHODS", "CoresetResult", "coreset_size", "random_projection", "greedy_coreset",
            "reference_greedy_coreset", "random_coreset", "covering_radius"]
+
+# How the memory bank is subsampled: the paper's greedy k-center, its random
+# baseline, or the full bank.
+CORESET_METHODS = ("greedy", "random", "none")
 
 
 @dataclass
@@ -55,9 +59,10 @@ def coreset_size(n: int, ratio: float | None = None, count: int | None = None) -
 
 def random_projection(features: torch.Tensor, dim: int = 128, seed: int = 0) -> torch.Tensor:
     """Project ``[N, D]`` to ``[N, dim]`` with a Gaussian matrix scaled to keep
-    distances in expectation. Features no wider than ``dim`` are returned as is."""
+    distances in expectation. Features no wider than ``dim`` are returned as is
+    (float64 stays float64, e.g. the 2-D toy; anything else becomes float32)."""
     if features.shape[1] <= dim:
-        return features.float()
+        return features if features.dtype == torch.float64 else features.float()
     g = torch.Generator().manual_seed(seed)
     matrix = torch.randn(features.shape[1], dim, generator=g) / math.sqrt(dim)
     return features.float() @ matrix.to(features.device)
@@ -71,14 +76,16 @@ def _first_pick(x: torch.Tensor, n_starts: int, seed: int) -> int:
 
 
 def reference_greedy_coreset(features: torch.Tensor, n: int, projection_dim: int = 128,
-                             n_starts: int = 10, seed: int = 0) -> CoresetResult:
+                             n_starts: int = 10, seed: int = 0, first: int | None = None) -> CoresetResult:
     """The plain greedy k-center loop: one pass over all points per pick.
 
     Kept as the readable definition, and as the baseline for tests and
-    benchmarks. Same picks as :func:`greedy_coreset`.
+    benchmarks. Same picks as :func:`greedy_coreset`. ``first`` fixes the
+    first pick (default: the point farthest on average from ``n_starts``
+    random points).
     """
     x = random_projection(features, projection_dim, seed)
-    idx = _first_pick(x, n_starts, seed)
+    idx = _first_pick(x, n_starts, seed) if first is None else int(first)
     min_dist = torch.linalg.vector_norm(x - x[idx], dim=1)  # distance to nearest pick
     min_dist[idx] = -1.0  # picked: never again
     picks, radii = [idx], [float(min_dist.max())]
@@ -88,7 +95,7 @@ def reference_greedy_coreset(features: torch.Tensor, n: int, projection_dim: int
         min_dist[idx] = -1.0
         picks.append(idx)
         radii.append(float(min_dist.max()))
-    return CoresetResult(torch.tensor(picks, device=features.device), torch.tensor(radii))
+    return CoresetResult(torch.tensor(picks, device=features.device), torch.tensor(radii, dtype=x.dtype))
 
 
 def _sq_dist(x: torch.Tensor, sq: torch.Tensor, c: torch.Tensor, c_sq: torch.Tensor) -> torch.Tensor:

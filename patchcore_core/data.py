@@ -21,8 +21,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
-    "DataError", "IMAGE_EXTENSIONS", "MASK_PROTOCOLS", "check_mask_protocol", "read_image", "read_mask",
-    "Preprocess", "TestItem", "MVTecCategory", "list_categories", "image_folder", "few_shot",
+    "DataError", "IMAGE_EXTENSIONS", "MASK_PROTOCOLS", "CROP_MODES", "check_mask_protocol", "read_image",
+    "read_mask", "Preprocess", "TestItem", "MVTecCategory", "list_categories", "image_folder", "few_shot",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -102,6 +102,10 @@ def read_mask(path) -> np.ndarray:
     """Read a ground-truth mask as a bool array ``[H, W]`` (non-zero = defect)."""
     img = _to_uint8(_open(path))
     return np.asarray(img.convert("L")) > 0
+
+
+# auto: crop square images as the paper does, squash elongated ones (see Preprocess).
+CROP_MODES = ("auto", "crop", "squash")
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,29 @@
-"""Fit on a category's good images, predict its test set, and measure."""
+"""Fit on a category's good images, predict its test set, and measure.
+
+Also what sweeps build on: results cached as JSON (:func:`cached_evaluation`)
+and several seeds of one setting summarised (:func:`mean_over_seeds`).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import resource
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .data import MVTecCategory, check_mask_protocol, few_shot
 from .metrics import aupro, f1_max, image_auroc, pixel_auroc
 from .model import PatchCore
 
-__all__ = ["CategoryResult", "evaluate_category", "peak_rss_mb"]
+__all__ = ["CategoryResult", "evaluate_category", "peak_rss_mb", "experiment_cache_dir", "cached_evaluation",
+           "mean_over_seeds"]
 
 
 def peak_rss_mb() -> float:
@@ -84,3 +94,55 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
     }
     return CategoryResult(metrics, labels, scores, [t.defect for t in cat.test],
                           [t.path for t in cat.test], masks, maps, model)
+
+
+def experiment_cache_dir() -> Path:
+    """Where :func:`cached_evaluation` keeps its JSON results
+    (``$PATCHCORE_CACHE/experiments``, else ``~/.cache/patchcore_core/experiments``)."""
+    from .builtin_data import default_cache_dir
+
+    return default_cache_dir() / "experiments"
+
+
+def cached_evaluation(root, category: str, shots: int | None = None, cache_dir=None,
+                      device: str = "cpu", **config) -> dict:
+    """:func:`~patchcore_core.evaluation.evaluate_category`'s metrics, cached as JSON.
+
+    The cache key is everything that changes the result: data root,
+    category, shots, device, settings and package version. A second call
+    with the same key reads the file (``"cached": True`` in the result).
+    """
+    from ._version import __version__
+
+    key = {"root": str(Path(root).resolve()), "category": category, "shots": shots,
+           "device": device, "config": dict(sorted(config.items())), "version": __version__}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) if cache_dir is not None else experiment_cache_dir()
+    path = cache / f"{category}-{digest}.json"
+    if path.is_file():
+        return {**json.loads(path.read_text())["metrics"], "cached": True}
+    result = evaluate_category(root, category, shots=shots, device=device, progress=False, **config)
+    metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+               for k, v in result.metrics.items()}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"key": key, "metrics": metrics}, indent=1, default=str))
+    return {**metrics, "cached": False}
+
+
+def mean_over_seeds(runs: list[dict]) -> dict:
+    """One setting run with several seeds -> one row: numbers averaged, each
+    with ``<key>_std`` (sample standard deviation; 0 for a single run).
+    ``cached`` is true only if every run was; a failed run (``error``) is
+    returned as it is."""
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    row = {**runs[0], "seeds": len(runs), "cached": all(r.get("cached", False) for r in runs)}
+    for key, value in runs[0].items():
+        values = [r.get(key) for r in runs]
+        if isinstance(value, bool) or not all(isinstance(v, (int, float)) for v in values):
+            continue
+        same = all(v == values[0] for v in values)  # sizes, counts: keep them as they are
+        row[key] = value if same else float(np.mean(values))
+        row[f"{key}_std"] = 0.0 if same else float(np.std(values, ddof=1))
+    return row

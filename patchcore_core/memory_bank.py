@@ -18,7 +18,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["MemoryBank", "knn_search"]
+__all__ = ["KNN_BACKENDS", "MemoryBank", "knn_search"]
+
+# Exact searches, same answers: faiss (flat L2 index) or chunked torch.
+KNN_BACKENDS = ("faiss", "torch")
 
 
 def _torch_knn(queries: torch.Tensor, bank: torch.Tensor, k: int, chunk_bytes: int):
@@ -61,7 +64,7 @@ def knn_search(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, backend: s
     if backend == "torch":
         return _torch_knn(queries, bank.to(queries.device), k, chunk_bytes)
     if backend != "faiss":
-        raise ValueError(f"knn backend must be 'faiss' or 'torch', not {backend!r}")
+        raise ValueError(f"knn backend must be one of {', '.join(KNN_BACKENDS)}, not {backend!r}")
     index = index or _faiss_index(bank)
     d2, i = index.search(np.ascontiguousarray(queries.detach().float().cpu().numpy()), k)
     d = torch.from_numpy(d2).clamp_(min=0).sqrt_()

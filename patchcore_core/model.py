@@ -15,7 +15,8 @@ backbone feature maps (:mod:`.backbones`) -> locally aware patch features
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,67 +24,16 @@ from tqdm.auto import tqdm
 
 from .backbones import FeatureExtractor, get_spec, load_backbone
 from .calibration import calibration_folds
+from .config import PatchCoreConfig
 from .coreset import greedy_coreset, random_coreset
 from .data import Preprocess, image_size, read_image
 from .device import resolve_device
-from .features import AGGREGATIONS, PatchEmbedding, aggregate_layers
+from .features import PatchEmbedding, aggregate_layers
 from .memory_bank import MemoryBank
-from .scoring import UPSAMPLE_MODES, anomaly_map, image_scores, reweighted_image_score
+from .scoring import anomaly_map, image_scores, reweighted_image_scores
+from .serialization import ModelFileError, read_state, write_state
 
 __all__ = ["PatchCoreConfig", "PatchCore", "Prediction", "Explanation"]
-
-
-@dataclass
-class PatchCoreConfig:
-    """Every setting of a PatchCore model; saved with it."""
-
-    backbone: str = "efficientnet_lite0"      # offline default; the paper: wide_resnet50_2
-    layers: tuple[str, ...] | None = None     # None: the backbone's stride-8 and -16 stages
-    resize: int = 256                         # resize, then ...
-    image_size: int = 224                     # ... centre-crop, as in the paper
-    crop_mode: str = "auto"                   # auto: crop square images, squash elongated ones
-    neighbourhood: int = 3                    # p: local aggregation over p x p
-    aggregation: str = "mean"                 # mean (the paper) | unfold (its code, narrow layers)
-    pretrain_dim: int = 1024                  # per-layer pooled width
-    target_dim: int = 1024                    # final patch feature width
-    coreset: str = "greedy"                   # greedy | random | none
-    coreset_ratio: float = 0.1                # share of patches kept (paper: 1-10%)
-    projection_dim: int = 128                 # random projection for coreset distances
-    reweight_neighbours: int = 0              # b of Eq. 7; 0 keeps s* = max patch score
-    sigma: float = 4.0                        # Gaussian smoothing of the anomaly map (px)
-    upsample: str = "bilinear"                # patch scores to pixels: bilinear | nearest
-    calibration_fraction: float = 0.1         # good images held out to set the threshold
-    knn_backend: str = "faiss"                # faiss | torch (same answers)
-    batch_size: int = 8
-    seed: int = 0
-
-    def __post_init__(self):
-        get_spec(self.backbone)  # unknown names raise, listing the choices
-        if self.layers is not None:
-            self.layers = tuple(self.layers)
-        if not 0 < self.coreset_ratio <= 1:
-            raise ValueError(f"coreset_ratio must be in (0, 1], not {self.coreset_ratio}")
-        checks = {
-            "coreset": (self.coreset, ("greedy", "random", "none")),
-            "crop_mode": (self.crop_mode, ("auto", "crop", "squash")),
-            "knn_backend": (self.knn_backend, ("faiss", "torch")),
-            "upsample": (self.upsample, UPSAMPLE_MODES),
-            "aggregation": (self.aggregation, AGGREGATIONS),
-        }
-        for name, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; not {value!r}")
-        if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
-            raise ValueError(f"neighbourhood must be a positive odd number, not {self.neighbourhood}")
-        if not 0 < self.image_size <= self.resize:
-            raise ValueError(f"need 0 < image_size <= resize; got {self.image_size} and {self.resize}")
-        if self.reweight_neighbours < 0:
-            raise ValueError(f"reweight_neighbours must be >= 0, not {self.reweight_neighbours}")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PatchCoreConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass
@@ -164,7 +114,7 @@ class PatchCore:
 
     def _make_preprocess(self, mode: str) -> Preprocess:
         c = self.config
-        return Preprocess(c.resize, c.image_size, mode, self.spec.mean, self.spec.std)
+        return Preprocess(c.resize_to, c.image_size, mode, self.spec.mean, self.spec.std)
 
     def _batches(self, images, desc: str, progress: bool):
         bs = self.config.batch_size
@@ -224,9 +174,8 @@ class PatchCore:
         nearest = idx[:, 0].view(b, h, w)
         k = self.config.reweight_neighbours
         if k > 0:
-            scores = torch.stack([
-                reweighted_image_score(flat.view(b, h * w, d)[i], patch[i].flatten(),
-                                       nearest[i].flatten(), bank, k) for i in range(b)])
+            scores = reweighted_image_scores(flat.view(b, h * w, d), patch.flatten(1), nearest.flatten(1),
+                                             bank, k)
         else:
             scores = image_scores(patch)
         return scores, patch, nearest
@@ -359,25 +308,71 @@ class PatchCore:
         return self.preprocess.display(image)
 
     def summary(self) -> dict:
-        """A model card: settings, sizes, threshold and timings."""
-        card = {"backbone": self.config.backbone, "layers": list(self.layers),
-                "image_size": self.config.image_size, "coreset": self.config.coreset,
-                "coreset_ratio": self.config.coreset_ratio, "threshold": self.threshold,
+        """A model card: every setting, sizes, threshold and timings."""
+        card = {**self.config.to_dict(), "layers": list(self.layers), "threshold": self.threshold,
                 "grid": list(self.grid) if self.grid else None}
         card.update(self.stats)
         return card
 
     # ---------------------------------------------------------- persistence
-    def save(self, path):
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Everything a fitted model is: (CPU tensors, JSON-able metadata).
+
+        :meth:`from_state_dict` turns the pair back into a model;
+        :mod:`.serialization` turns it into bytes.
+        """
+        self._require_fitted()
+        tensors = {"bank.features": self.bank.features.detach().float().cpu().contiguous(),
+                   "bank.origin": self.bank.origin.detach().cpu().contiguous()}
+        metadata = {
+            "config": self.config.to_dict(),
+            "preprocess": {"resize": self.preprocess.resize, "crop": self.preprocess.crop,
+                           "mode": self.preprocess.mode},
+            "channels": self.embedding.channels,
+            "grid": list(self.grid),
+            "threshold": self.threshold,
+            "calibration_scores": self.calibration_scores,
+            "train_names": self.train_names,
+            "stats": self.stats,
+        }
+        return tensors, metadata
+
+    @classmethod
+    def from_state_dict(cls, tensors: dict[str, torch.Tensor], metadata: dict,
+                        device: str = "auto") -> PatchCore:
+        """A fitted model from what :meth:`state_dict` returned."""
+        missing = {"bank.features", "bank.origin"} - tensors.keys()
+        if missing:
+            raise ValueError(f"the state lacks tensors {sorted(missing)}")
+        model = cls(PatchCoreConfig.from_dict(metadata["config"]), device=device)
+        c, p = model.config, metadata["preprocess"]
+        model.preprocess = Preprocess(p["resize"], p["crop"], p["mode"], model.spec.mean, model.spec.std)
+        model.embedding = PatchEmbedding(metadata["channels"], c.pretrain_dim, c.target_dim)
+        feats, origin = tensors["bank.features"], tensors["bank.origin"]
+        if feats.ndim != 2 or feats.shape[1] != model.embedding.compact_dim or len(origin) != len(feats):
+            raise ValueError(f"bank shape {tuple(feats.shape)} does not match its metadata "
+                             f"({model.embedding.compact_dim} features per row)")
+        model.bank = MemoryBank(feats.to(model.device), origin.to(model.device), c.knn_backend)
+        model.grid = tuple(metadata["grid"])
+        model.threshold = metadata["threshold"]
+        model.calibration_scores = metadata.get("calibration_scores", [])
+        model.train_names = metadata["train_names"]
+        model.stats = metadata.get("stats", {})
+        return model
+
+    def save(self, path) -> Path:
         """Write the model as one safetensors file with JSON metadata (no pickle); returns the path."""
-        from .serialization import save_model
-        return save_model(self, path)
+        return write_state(path, *self.state_dict())
 
     @classmethod
     def load(cls, path, device: str = "auto") -> PatchCore:
         """Read a model written by :meth:`save`; never unpickles anything."""
-        from .serialization import load_model
-        return load_model(path, device)
+        tensors, metadata = read_state(path)
+        try:
+            return cls.from_state_dict(tensors, metadata, device)
+        except (KeyError, TypeError, ValueError) as exc:
+            detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ModelFileError(f"{path}: inconsistent model file: {detail}") from None
 
     def __repr__(self) -> str:
         state = f"bank={len(self.bank)}x{self.bank.features.shape[1]}" if self.bank else "not fitted"

@@ -15,7 +15,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from .memory_bank import MemoryBank
 
-__all__ = ["UPSAMPLE_MODES", "image_scores", "reweighted_image_score", "anomaly_map"]
+__all__ = ["UPSAMPLE_MODES", "image_scores", "reweighted_image_scores", "anomaly_map"]
 
 UPSAMPLE_MODES = ("bilinear", "nearest")  # see anomaly_map
 
@@ -25,32 +25,47 @@ def image_scores(patch_scores: torch.Tensor) -> torch.Tensor:
     return patch_scores.flatten(1).amax(dim=1)
 
 
-def reweighted_image_score(patch_features: torch.Tensor, patch_scores: torch.Tensor,
-                           nearest: torch.Tensor, bank: MemoryBank, b: int) -> torch.Tensor:
-    """The paper's Eq. 7 for one image.
+def reweighted_image_scores(patch_features: torch.Tensor, patch_scores: torch.Tensor,
+                            nearest: torch.Tensor, bank: MemoryBank, b: int, return_terms: bool = False):
+    """The paper's Eq. 7 for a batch of images, as one tensor computation.
 
     ``s = (1 - exp ||m^test,* - m*|| / sum_{m in N_b(m*)} exp ||m^test,* - m||) * s*``
 
+    ``m*`` is the nearest bank patch, so its distance is the smallest in the
+    softmax and the weight lies in ``[1 - 1/b, 1)``: a score whose ``m*`` is
+    isolated (its neighbours far from the test patch) keeps nearly all of
+    ``s*``; one whose ``m*`` sits in a dense neighbourhood is discounted
+    towards ``(1 - 1/b) s*``.
+
     Args:
-        patch_features: ``[N, D]`` the image's patches ``m^test``.
-        patch_scores: ``[N]`` their distances ``s_i``.
-        nearest: ``[N]`` index of each patch's nearest bank row.
+        patch_features: ``[B, N, D]`` the images' patches ``m^test``.
+        patch_scores: ``[B, N]`` their distances ``s_i``.
+        nearest: ``[B, N]`` index of each patch's nearest bank row.
         bank: the memory bank ``M``.
         b: neighbourhood size of ``m*`` (``N_b`` includes ``m*`` itself).
+        return_terms: also return every intermediate term, named.
 
     Returns:
-        the reweighted image score (scalar tensor). A test patch whose
-        nearest normal patch sits among close neighbours keeps less of its
-        score than one whose nearest patch is itself rare.
+        ``[B]`` reweighted image scores; with ``return_terms``, also a dict of
+        ``[B]`` / ``[B, b]`` tensors: ``patch`` (index of ``m^test,*``),
+        ``s_star``, ``m_star``, ``neighbours``, ``distances``, ``softmax``, ``weight``.
     """
-    i = int(patch_scores.argmax())                 # m^test,*: the most anomalous patch
-    s_star = patch_scores[i]                       # s*
-    m_star = bank.features[nearest[i]].to(patch_features)[None]   # m*: its nearest bank patch
-    _, support = bank.search(m_star, k=b)          # N_b(m*), m* first
-    dists = torch.linalg.vector_norm(
-        bank.features[support[0].to(bank.features.device)].to(patch_features) - patch_features[i], dim=1)
-    weight = 1.0 - torch.softmax(dists, dim=0)[0]  # 1 - exp(d(m*)) / sum exp(d(N_b))
-    return weight * s_star
+    rows = torch.arange(len(patch_scores), device=patch_scores.device)
+    i = patch_scores.argmax(dim=1)                           # m^test,*: each image's most anomalous patch
+    s_star = patch_scores[rows, i]                           # s*
+    m_test = patch_features[rows, i]                         # [B, D]
+    m_star = nearest[rows, i]                                # bank row of m*, its nearest normal patch
+    feats = bank.features
+    _, support = bank.search(feats[m_star.to(feats.device)].to(m_test), k=b)  # N_b(m*), m* first
+    neighbours = feats[support.to(feats.device)].to(m_test)  # [B, b, D]
+    dists = torch.linalg.vector_norm(neighbours - m_test[:, None], dim=2)
+    soft = torch.softmax(dists, dim=1)
+    weight = 1.0 - soft[:, 0]                                # 1 - exp(d(m*)) / sum exp(d(N_b))
+    scores = weight * s_star
+    if not return_terms:
+        return scores
+    return scores, {"patch": i, "s_star": s_star, "m_star": m_star, "neighbours": support,
+                    "distances": dists, "softmax": soft, "weight": weight}
 
 
 def anomaly_map(patch_scores: torch.Tensor, size: int | tuple[int, int], sigma: float = 4.0,

@@ -1,9 +1,10 @@
-"""Save and load models as safetensors plus JSON metadata.
+"""Model files: safetensors tensors plus JSON metadata, never pickle.
 
-One ``.safetensors`` file holds the memory bank tensors; its header's
-metadata holds a JSON document with the configuration, the transform,
-the threshold and the training image names. Nothing is ever unpickled,
-so a model file from a stranger cannot run code.
+This module only turns a model's state (:meth:`PatchCore.state_dict`:
+plain tensors and JSON-able metadata) into bytes and back, and checks the
+file's format and version. What the state means is the model's business
+(:meth:`PatchCore.from_state_dict`). Nothing is ever unpickled, so a model
+file from a stranger cannot run code.
 """
 
 from __future__ import annotations
@@ -11,46 +12,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from . import __version__
+from ._version import __version__
 from .atomic import atomic_path
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "save_model", "load_model"]
+__all__ = ["FORMAT_VERSION", "ModelFileError", "write_state", "read_state"]
 
 FORMAT = "patchcore_core"
 FORMAT_VERSION = 1
 
 
 class ModelFileError(ValueError):
-    """A model file that is missing, truncated, foreign or of another format version."""
+    """A model file that is missing, truncated, foreign, inconsistent or of another format version."""
 
 
-def save_model(model, path) -> Path:
-    """Write ``model`` to ``path`` atomically (temp file, then rename)."""
-    model._require_fitted()
+def write_state(path, tensors: dict[str, torch.Tensor], metadata: dict) -> Path:
+    """Write a state to ``path`` atomically (temp file, then rename)."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: model files end in .safetensors")
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "package_version": __version__,
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(model.config).items()},
-        "preprocess": {"resize": model.preprocess.resize, "crop": model.preprocess.crop,
-                       "mode": model.preprocess.mode},
-        "channels": model.embedding.channels,
-        "grid": list(model.grid),
-        "threshold": model.threshold,
-        "calibration_scores": model.calibration_scores,
-        "train_names": model.train_names,
-        "stats": model.stats,
-    }
-    tensors = {"bank.features": model.bank.features.detach().float().cpu().contiguous(),
-               "bank.origin": model.bank.origin.detach().cpu().contiguous()}
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__,
+              **metadata}
     with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata={"patchcore": json.dumps(meta)})
+        save_file(tensors, tmp, metadata={"patchcore": json.dumps(header)})
     return path
 
 
@@ -71,16 +58,14 @@ def _read(path: Path):
     return meta, tensors
 
 
-def load_model(path, device: str = "auto"):
-    from .data import Preprocess
-    from .features import PatchEmbedding
-    from .memory_bank import MemoryBank
-    from .model import PatchCore, PatchCoreConfig
-
+def read_state(path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of a model file, after checking its format and version."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     meta, tensors = _read(path)
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: its metadata is not a JSON object")
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -89,23 +74,4 @@ def load_model(path, device: str = "auto"):
             f"patchcore_core {meta.get('package_version')}; this patchcore_core "
             f"({__version__}) reads format version {FORMAT_VERSION}. Refit the model "
             "or use the matching package version.")
-    missing = {"bank.features", "bank.origin"} - tensors.keys()
-    if missing:
-        raise ModelFileError(f"{path}: the model file lacks tensors {sorted(missing)}")
-    model = PatchCore(PatchCoreConfig.from_dict(meta["config"]), device=device)
-    p = meta["preprocess"]
-    model.preprocess = Preprocess(p["resize"], p["crop"], p["mode"], model.spec.mean, model.spec.std)
-    c = model.config
-    model.embedding = PatchEmbedding(meta["channels"], c.pretrain_dim, c.target_dim)
-    feats = tensors["bank.features"]
-    if feats.ndim != 2 or feats.shape[1] != model.embedding.compact_dim or \
-            len(tensors["bank.origin"]) != len(feats):
-        raise ModelFileError(f"{path}: bank shape {tuple(feats.shape)} does not match its metadata")
-    model.bank = MemoryBank(feats.to(model.device), tensors["bank.origin"].to(model.device),
-                            c.knn_backend)
-    model.grid = tuple(meta["grid"])
-    model.threshold = meta["threshold"]
-    model.calibration_scores = meta.get("calibration_scores", [])
-    model.train_names = meta["train_names"]
-    model.stats = meta.get("stats", {})
-    return model
+    return tensors, meta

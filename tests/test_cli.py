@@ -91,3 +91,46 @@ def test_data_command_writes_the_builtin_dataset(tmp_path, capsys):
     assert main(["data", "--out", str(tmp_path / "d")]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "d")
     assert (tmp_path / "d" / "grass" / "ground_truth" / "scratch" / "000_mask.png").is_file()
+
+
+def test_every_config_field_is_a_cli_option():
+    import dataclasses
+
+    from patchcore_core import PatchCoreConfig
+    from patchcore_core.cli import build_parser
+
+    for command in ("evaluate", "fit"):
+        sub = build_parser()._subparsers._group_actions[0].choices[command]
+        dests = {a.dest for a in sub._actions}
+        assert {f.name for f in dataclasses.fields(PatchCoreConfig)} <= dests, command
+
+
+def test_a_new_config_field_appears_in_the_parser():
+    import argparse
+    import dataclasses
+
+    from patchcore_core import PatchCoreConfig
+    from patchcore_core.cli import add_config_options, config_from_args
+    from patchcore_core.config import setting
+
+    Extended = dataclasses.make_dataclass(
+        "Extended", [("new_knob", int, setting(7, "a knob only this test has", choices=(7, 8)))],
+        bases=(PatchCoreConfig,))
+    p = argparse.ArgumentParser()
+    add_config_options(p, Extended)
+    assert "--new-knob" in p.format_help() and "a knob only this test has (default: 7)" in " ".join(
+        p.format_help().split())
+    args = p.parse_args(["--new-knob", "8", "--coreset-ratio", "0.05", "--layers", "a", "b"])
+    assert config_from_args(args, Extended) == {"new_knob": 8, "coreset_ratio": 0.05, "layers": ["a", "b"]}
+    with pytest.raises(SystemExit):
+        p.parse_args(["--new-knob", "9"])  # not among the field's choices
+
+
+def test_cli_defaults_come_from_the_config(builtin_root, tmp_path):
+    """No option given: the saved model's settings are exactly the config's defaults."""
+    from patchcore_core import PatchCore, PatchCoreConfig
+
+    out = tmp_path / "m.safetensors"
+    assert main(["fit", "--data", str(builtin_root), "--category", "brick", "--shots", "3",
+                 "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    assert PatchCore.load(out, device="cpu").config == PatchCoreConfig()

@@ -207,7 +207,7 @@ def test_cli_refuses_a_bad_model_file_clearly(tmp_path):
 def test_cli_stops_cleanly_on_sigterm(fitted, tmp_path):
     import signal
 
-    from demo.testing import free_port, wait_until_answering
+    from servers import free_port, wait_until_answering
 
     model = tmp_path / "m.safetensors"
     fitted.save(model)
@@ -236,7 +236,7 @@ def test_import_is_light():
 # --------------------------------------------------- the app, via gradio_client
 @pytest.fixture(scope="module")
 def app_url(fitted, brick):
-    from demo.testing import serve
+    from servers import serve
 
     examples = [(str(t.path), t.defect) for t in brick.test[::3]]
     with serve(fitted, examples=examples, fit_examples=[str(p) for p in brick.train[:4]]) as url:
@@ -347,7 +347,7 @@ def test_several_visitors_at_once(app_url, samples):
 
 
 def test_waiting_for_a_server_that_exits_fails_at_once():
-    from demo.testing import free_port, wait_until_answering
+    from servers import free_port, wait_until_answering
 
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()

@@ -21,7 +21,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def app_url(fitted, brick, tmp_path_factory):
-    from demo.testing import serve
+    from servers import serve
 
     mp = pytest.MonkeyPatch()
     mp.setenv("PATCHCORE_CACHE", str(tmp_path_factory.mktemp("demo_cache")))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from patchcore_core.memory_bank import MemoryBank, knn_search
-from patchcore_core.scoring import anomaly_map, image_scores, reweighted_image_score
+from patchcore_core.scoring import anomaly_map, image_scores, reweighted_image_scores
 
 
 @pytest.mark.parametrize("backend", ["faiss", "torch"])
@@ -38,10 +38,26 @@ def test_eq7_by_hand():
     feats = torch.tensor([[-2.0], [0.5]])
     scores = torch.tensor([2.0, 0.5])
     nearest = torch.tensor([0, 0])
-    s = reweighted_image_score(feats, scores, nearest, bank, b=3)
+    s, terms = reweighted_image_scores(feats[None], scores[None], nearest[None], bank, b=3,
+                                       return_terms=True)
     d = torch.tensor([2.0, 3.0, 5.0])  # ||m_test* - m|| for m in N_3(m*) = {0, 1, 3}
     expected = (1 - math.exp(2.0) / torch.exp(d).sum()) * 2.0
     assert s.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert terms["neighbours"][0].tolist() == [0, 1, 2] and terms["distances"][0].tolist() == d.tolist()
+    assert terms["weight"].item() == pytest.approx(s.item() / 2.0)
+
+
+def test_eq7_batch_equals_one_image_at_a_time():
+    g = torch.Generator().manual_seed(0)
+    bank = MemoryBank(torch.randn(50, 4, generator=g), torch.zeros(50, 3))
+    feats = torch.randn(3, 6, 4, generator=g)
+    dist, idx = bank.search(feats.reshape(-1, 4), k=1)
+    scores, nearest = dist[:, 0].view(3, 6), idx[:, 0].view(3, 6)
+    batch = reweighted_image_scores(feats, scores, nearest, bank, b=4)
+    one = [reweighted_image_scores(feats[i:i + 1], scores[i:i + 1], nearest[i:i + 1], bank, b=4)
+           for i in range(3)]
+    torch.testing.assert_close(batch, torch.cat(one))
+    assert ((batch <= scores.amax(1)) & (batch >= (1 - 1 / 4) * scores.amax(1) - 1e-6)).all()
 
 
 def test_anomaly_map_upsamples_and_smooths():

@@ -186,3 +186,60 @@ def test_cuda_matches_cpu(brick):
     assert gpu.bank.features.is_cuda
     a, b = cpu.predict(brick.test[-1].path)[0], gpu.predict(brick.test[-1].path)[0]
     assert a.score == pytest.approx(b.score, rel=1e-2)
+
+
+def test_state_dict_round_trip_predicts_the_same(fitted, brick):
+    tensors, metadata = fitted.state_dict()
+    assert all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in tensors.values())
+    json.dumps(metadata)  # plain JSON, nothing else
+    again = PatchCore.from_state_dict(tensors, metadata, device="cpu")
+    path = brick.test[-1].path
+    np.testing.assert_allclose(again.predict(path)[0].anomaly_map, fitted.predict(path)[0].anomaly_map)
+    assert again.threshold == fitted.threshold and again.train_names == fitted.train_names
+
+
+def test_serialization_knows_nothing_of_the_model():
+    import ast
+    from pathlib import Path
+
+    import patchcore_core.serialization as ser
+
+    tree = ast.parse(Path(ser.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not any(m and m.endswith("model") for m in imported), imported
+    assert "_require_fitted" not in Path(ser.__file__).read_text()
+
+
+def test_model_file_of_the_previous_layout_still_loads(fitted, brick, tmp_path):
+    """Files written before `resize` defaulted to None store the resolved 256."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = tmp_path / "old.safetensors"
+    fitted.save(path)
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["patchcore"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    assert meta["config"]["resize"] is None
+    meta["config"]["resize"] = 256
+    save_file(tensors, path, metadata={"patchcore": json.dumps(meta)})
+    old = PatchCore.load(path, device="cpu")
+    assert old.config.resize == 256 and old.preprocess.resize == 256
+    np.testing.assert_allclose(old.predict(brick.test[0].path)[0].score,
+                               fitted.predict(brick.test[0].path)[0].score, rtol=1e-5)
+
+
+def test_resize_is_decided_by_the_config():
+    assert PatchCoreConfig().resize is None and PatchCoreConfig().resize_to == 256
+    assert PatchCoreConfig(image_size=320).resize_to == round(320 * 256 / 224)
+    assert PatchCoreConfig(image_size=320, resize=400).resize_to == 400
+    with pytest.raises(ValueError, match="image_size <= resize"):
+        PatchCoreConfig(image_size=300, resize=256)
+    assert PatchCore(image_size=160, device="cpu")._make_preprocess("crop").resize == round(160 * 256 / 224)
+
+
+@pytest.mark.parametrize("field,value", [("coreset", "kmeans"), ("crop_mode", "pad"),
+                                         ("knn_backend", "annoy"), ("upsample", "cubic")])
+def test_every_choice_is_checked_by_the_config(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be one of"):
+        PatchCoreConfig(**{field: value})

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from demo.testing import free_port, wait_until_answering
+from servers import free_port, wait_until_answering
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 sys.path.insert(0, str(NOTEBOOKS))

@@ -4,7 +4,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from patchcore_core.toy import (
+from patchcore_core.teaching.toy import (
     covering_radius_2d,
     greedy_kcenter,
     kcenter_state,

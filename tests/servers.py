@@ -19,7 +19,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 @contextlib.contextmanager
 def serve(model, **build_kwargs):
     """``with serve(model, examples=...) as url:`` the demo runs at ``url`` until the block ends."""
-    from .app import build_demo, launch
+    from demo.app import build_demo, launch
 
     demo = build_demo(model, **build_kwargs)
     port = free_port()

@@ -1,4 +1,4 @@
-"""The notebook helpers of patchcore_core.explore, on the built-in brick data."""
+"""The notebook helpers of patchcore_core.teaching and the sweeps' cache, on the built-in brick data."""
 
 import json
 
@@ -7,72 +7,77 @@ import numpy as np
 import pytest
 import torch
 
-from patchcore_core import explore
+from patchcore_core import evaluation
 from patchcore_core.builtin_data import DEFECTS, N_PER_DEFECT, N_TEST_GOOD
 from patchcore_core.coreset import covering_radius, greedy_coreset
+from patchcore_core.tables import format_table
+from patchcore_core.teaching import coreset as tcoreset
+from patchcore_core.teaching import evaluation as tevaluation
+from patchcore_core.teaching import features, own_data, sweeps
+from patchcore_core.teaching import scoring as tscoring
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
 def test_feature_maps_and_geometry(fitted, brick):
-    maps = explore.feature_maps(fitted, brick.train[0])
+    maps = features.feature_maps(fitted, brick.train[0])
     assert list(maps) == list(fitted.layers)
-    geo = explore.layer_geometry(fitted, brick.train[0])
+    geo = features.layer_geometry(fitted, brick.train[0])
     assert [g["stride"] for g in geo] == [8, 16]
     assert geo[0]["grid"] == tuple(fitted.grid)
 
 
 def test_receptive_field_grows_with_depth_and_aggregation(fitted, brick):
     img = brick.train[0]
-    shallow = explore.rf_extent(explore.receptive_field(fitted, img, "blocks.2"))
-    deep = explore.rf_extent(explore.receptive_field(fitted, img, "blocks.4"))
-    wider = explore.rf_extent(explore.receptive_field(fitted, img, "blocks.2", neighbourhood=3))
+    shallow = features.rf_extent(features.receptive_field(fitted, img, "blocks.2"))
+    deep = features.rf_extent(features.receptive_field(fitted, img, "blocks.4"))
+    wider = features.rf_extent(features.receptive_field(fitted, img, "blocks.2", neighbourhood=3))
     assert 8 < shallow[0] < deep[0] <= 224
     assert wider[0] >= shallow[0] + 8 * 2 - 1  # two more cells of stride 8
     with pytest.raises(ValueError):
-        explore.receptive_field(fitted, img, "nope")
+        features.receptive_field(fitted, img, "nope")
 
 
 def test_pca_rgb_is_deterministic_and_spans_colours():
     g = torch.Generator().manual_seed(0)
     f = torch.randn(2, 6, 7, 10, generator=g)
-    rgb = explore.pca_rgb(f)
+    rgb = features.pca_rgb(f)
     assert rgb.shape == (2, 6, 7, 3) and rgb.dtype == np.uint8
-    assert np.array_equal(rgb, explore.pca_rgb(f))
+    assert np.array_equal(rgb, features.pca_rgb(f))
     assert rgb.reshape(-1, 3).min(0).max() < 30 and rgb.reshape(-1, 3).max(0).min() > 220
     # The first component of a rank-1 cloud carries its ordering.
     line = torch.linspace(-1, 1, 20)[:, None] * torch.tensor([1.0, 2.0, 0.5])
-    red = explore.pca_rgb(line)[:, 0].astype(int)
+    red = features.pca_rgb(line)[:, 0].astype(int)
     assert np.all(np.diff(red) >= 0) or np.all(np.diff(red) <= 0)
 
 
 def test_upsample_nearest_repeats_cells():
     grid = np.arange(4).reshape(2, 2)
-    up = explore.upsample_nearest(grid, 4)
+    up = features.upsample_nearest(grid, 4)
     assert np.array_equal(up, np.kron(grid, np.ones((2, 2), dtype=int)))
 
 
 def test_layer_view_aggregation_smooths(fitted, brick):
-    v1 = explore.layer_view(fitted, brick.train[0], "blocks.2", 1)
-    v3 = explore.layer_view(fitted, brick.train[0], "blocks.2", 3)
+    v1 = features.layer_view(fitted, brick.train[0], "blocks.2", 1)
+    v3 = features.layer_view(fitted, brick.train[0], "blocks.2", 3)
     assert torch.equal(v1["raw"], v1["aggregated"])
     assert v3["smoothness"] < v1["smoothness"]
     assert v3["rgb"].shape == (28, 28, 3) and len(v3["channels"]) == 4
-    fig = explore.plot_layer_view(fitted, brick.train[0], "blocks.4", 3)
+    fig = features.plot_layer_view(fitted, brick.train[0], "blocks.4", 3)
     assert "blocks.4" in fig._suptitle.get_text()
     plt.close(fig)
 
 
 def test_bank_footprint():
-    fp = explore.bank_footprint(2, (28, 28), 1024)
+    fp = tcoreset.bank_footprint(2, (28, 28), 1024)
     assert fp["patches"] == 1568 and fp["megabytes"] == pytest.approx(1568 * 4096 / 2**20)
 
 
 def test_radius_curves_greedy_covers_better_than_random():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(500, 8, generator=g), 8 + torch.randn(5, 8, generator=g)])
-    r = explore.radius_curves(x, [5, 20, 50])
+    r = tcoreset.radius_curves(x, [5, 20, 50])
     assert r["counts"] == [5, 20, 50]
     assert all(a >= b - 1e-5 for a, b in zip(r["greedy"], r["greedy"][1:]))
     assert r["greedy"][-1] < r["random"][-1]
@@ -86,8 +91,8 @@ def test_coreset_trial_scores_like_the_model(fitted, brick):
     train = fitted.extract(brick.train[:6])
     test = fitted.extract([t.path for t in brick.test])
     labels = [int(t.is_anomalous) for t in brick.test]
-    full = explore.coreset_trial(train, test, labels, 1.0)
-    small = explore.coreset_trial(train, test, labels, 0.05, "random")
+    full = tcoreset.coreset_trial(train, test, labels, 1.0)
+    small = tcoreset.coreset_trial(train, test, labels, 0.05, "random")
     assert full["size"] == 6 * 28 * 28 and full["covering_radius"] < 0.5  # 0 up to cdist rounding
     assert small["size"] == round(0.05 * full["size"]) and small["covering_radius"] > 0
     # A bank of all patches: each test score is the max over patches of the NN distance.
@@ -95,32 +100,37 @@ def test_coreset_trial_scores_like_the_model(fitted, brick):
     assert np.allclose(full["scores"], d.view(len(labels), -1).amax(1).numpy(), rtol=1e-3)
     assert full["image_auroc"] == pytest.approx(image_auroc(labels, full["scores"]))
     with pytest.raises(ValueError):
-        explore.coreset_trial(train, test, labels, 0.1, "kmeans")
+        tcoreset.coreset_trial(train, test, labels, 0.1, "kmeans")
 
 
 def test_defect_patches():
     mask = np.zeros((224, 224), bool)
     mask[:16, :16] = True
-    m = explore.defect_patches(mask, (28, 28))
+    m = tcoreset.defect_patches(mask, (28, 28))
     assert m.shape == (28, 28) and m.sum() == 4 and m[:2, :2].all()
 
 
 def test_embed_2d_pca():
     x = np.random.default_rng(0).normal(size=(50, 5))
-    y = explore.embed_2d(x, "pca")
+    y = tcoreset.embed_2d(x, "pca")
     assert y.shape == (50, 2)
     with pytest.raises(ValueError):
-        explore.embed_2d(x, "tsne")
+        tcoreset.embed_2d(x, "tsne")
 
 
 def test_eq7_breakdown_matches_the_package(fitted, brick):
     bad = next(t for t in brick.test if t.is_anomalous)
-    eq = explore.eq7_breakdown(fitted, bad.path, b=3)
+    eq = tscoring.eq7_breakdown(fitted, bad.path, b=3)
     assert len(eq["neighbours"]) == 3 and eq["neighbours"][0] == eq["m_star"]
     assert eq["distances"][0] == pytest.approx(eq["s_star"], rel=1e-4)
     assert sum(eq["softmax"]) == pytest.approx(1.0)
     assert 0 <= eq["weight"] <= 1
-    assert eq["score"] == pytest.approx(eq["package_score"], rel=1e-4)
+    assert eq["score"] == pytest.approx(eq["weight"] * eq["s_star"], rel=1e-6)
+    # The same image scored by the model with Eq. 7 switched on (same bank).
+    tensors, meta = fitted.state_dict()
+    meta["config"]["reweight_neighbours"] = 3
+    reweighted = type(fitted).from_state_dict(tensors, meta, device="cpu")
+    assert eq["score"] == pytest.approx(reweighted.predict([bad.path])[0].score, rel=1e-4)
     pred = fitted.predict([bad.path])[0]
     assert eq["s_star"] == pytest.approx(pred.score, rel=1e-4)
 
@@ -128,7 +138,7 @@ def test_eq7_breakdown_matches_the_package(fitted, brick):
 def test_map_stages():
     p = np.zeros((4, 4), np.float32)
     p[1, 2] = 1
-    st = explore.map_stages(p, 32, 2.0)
+    st = tscoring.map_stages(p, 32, 2.0)
     assert st["nearest"].shape == st["bilinear"].shape == st["smoothed"].shape == (32, 32)
     assert st["nearest"].max() == 1 and st["smoothed"].max() < st["bilinear"].max()
     assert st["smoothed"].sum() == pytest.approx(st["bilinear"].sum(), rel=0.05)
@@ -136,7 +146,7 @@ def test_map_stages():
 
 def test_plot_explanation(fitted, brick):
     bad = next(t for t in brick.test if t.is_anomalous)
-    fig = explore.plot_explanation(fitted, bad.path)
+    fig = tscoring.plot_explanation(fitted, bad.path)
     assert len(fig.axes) >= 4 and "nearest normal" in fig.axes[2].get_title()
     plt.close(fig)
 
@@ -144,10 +154,10 @@ def test_plot_explanation(fitted, brick):
 def test_per_defect_table_and_worst_failures():
     defects = ["good", "good", "hole", "hole", "scratch"]
     scores = [1.0, 3.0, 5.0, 2.5, 4.0]
-    rows = explore.per_defect_table(defects, scores, threshold=2.0)
+    rows = tevaluation.per_defect_table(defects, scores, threshold=2.0)
     assert [r["defect"] for r in rows] == ["good", "hole", "scratch"]
     assert rows[0]["flagged"] == 0.5 and rows[1]["flagged"] == 1.0
-    worst = explore.worst_failures([0, 0, 1, 1, 1], scores, threshold=2.0, n=2)
+    worst = tevaluation.worst_failures([0, 0, 1, 1, 1], scores, threshold=2.0, n=2)
     assert [w["index"] for w in worst] == [1, 3]
     assert worst[0]["kind"] == "false alarm" and worst[1]["kind"] == "closest defect"
 
@@ -160,9 +170,9 @@ def test_cached_evaluation_reads_its_cache(builtin_root, tmp_path, monkeypatch):
         metrics = {"image_auroc": 1.0, "aupro": float("nan")}
 
     monkeypatch.setattr(ev, "evaluate_category", lambda *a, **k: calls.append(k) or Fake())
-    a = explore.cached_evaluation(builtin_root, "brick", cache_dir=tmp_path, coreset_ratio=0.05)
-    b = explore.cached_evaluation(builtin_root, "brick", cache_dir=tmp_path, coreset_ratio=0.05)
-    c = explore.cached_evaluation(builtin_root, "brick", cache_dir=tmp_path, coreset_ratio=0.1)
+    a = evaluation.cached_evaluation(builtin_root, "brick", cache_dir=tmp_path, coreset_ratio=0.05)
+    b = evaluation.cached_evaluation(builtin_root, "brick", cache_dir=tmp_path, coreset_ratio=0.05)
+    c = evaluation.cached_evaluation(builtin_root, "brick", cache_dir=tmp_path, coreset_ratio=0.1)
     assert len(calls) == 2 and not a["cached"] and b["cached"] and not c["cached"]
     assert a["aupro"] is None and b["image_auroc"] == 1.0
     files = list(tmp_path.glob("brick-*.json"))
@@ -170,7 +180,7 @@ def test_cached_evaluation_reads_its_cache(builtin_root, tmp_path, monkeypatch):
 
 
 def test_sample_own_data(builtin_root, tmp_path):
-    out = explore.sample_own_data(tmp_path / "mine", builtin_root, "grass")
+    out = own_data.sample_own_data(tmp_path / "mine", builtin_root, "grass")
     assert len(list(out["good"].glob("*.png"))) == 24
     names = [p.name for p in out["test"].glob("*.png")]
     assert len(names) == N_TEST_GOOD + N_PER_DEFECT * len(DEFECTS)
@@ -179,22 +189,25 @@ def test_sample_own_data(builtin_root, tmp_path):
 
 def test_plot_predictions_and_markdown(fitted, brick):
     paths = [t.path for t in brick.test[:3]]
-    fig = explore.plot_predictions(fitted, paths, fitted.predict(paths), titles=["a", "b", "c"], ncols=2)
+    fig = tevaluation.plot_predictions(fitted, paths, fitted.predict(paths), titles=["a", "b", "c"], ncols=2)
     assert "score" in fig.axes[0].get_title()
     plt.close(fig)
-    md = explore.markdown_table([{"a": 1, "b": 0.12345}, {"a": 2, "b": 123456.0}])
-    assert md.splitlines()[0] == "| a | b |" and "0.123" in md and "123,456" in md
+    rows = [{"a": 1, "b": 0.12345}, {"a": 2, "b": 123456.0}, {"a": 3, "b": float("nan")}]
+    md = format_table(rows, markdown=True)
+    assert md.splitlines()[0] == "| a | b |" and "0.123" in md and "123,456" in md and "n/a" in md
+    plain = format_table(rows, ["b", "a"]).splitlines()
+    assert plain[0].split() == ["b", "a"] and set(plain[1]) <= {"-", " "} and len(plain) == 5
 
 
 def test_plot_sweep_numeric_categorical_and_failed_rows():
     rows = [{"r": 0.01, "image_auroc": 0.9, "pixel_auroc": 0.8, "aupro": None, "fit_seconds": 1.0},
             {"r": 0.1, "image_auroc": 1.0, "pixel_auroc": 0.9, "aupro": 0.7, "fit_seconds": 2.0}]
-    fig = explore.plot_sweep(rows, "r", "ratio", logx=True)
+    fig = sweeps.plot_sweep(rows, "r", "ratio", logx=True)
     assert fig.axes[0].get_xscale() == "log"
     plt.close(fig)
     rows = [{"b": "lite0", "image_auroc": 1.0, "pixel_auroc": 1.0, "aupro": 1.0, "fit_seconds": 1.0},
             {"b": "lite1", "error": "not installed"}]
-    fig = explore.plot_sweep(rows, "b", "backbone")
+    fig = sweeps.plot_sweep(rows, "b", "backbone")
     assert "failed: lite1" in fig._suptitle.get_text()
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["lite0"]
     plt.close(fig)
@@ -203,7 +216,7 @@ def test_plot_sweep_numeric_categorical_and_failed_rows():
 def test_plot_sweep_by_group_draws_one_line_per_group_and_metric():
     rows = [{"r": r, "s": s, "image_auroc": 0.5 + r, "pixel_auroc": 0.6 + r, "aupro": 0.4 + r,
              "fit_seconds": r} for s in ("greedy", "random") for r in (0.01, 0.1)]
-    fig = explore.plot_sweep(rows, "r", "sampling", logx=True, by="s")
+    fig = sweeps.plot_sweep(rows, "r", "sampling", logx=True, by="s")
     acc, cost = fig.axes[:2]
     labels = [line.get_label() for line in acc.get_lines()]
     metrics = ("image_auroc", "pixel_auroc", "aupro")
@@ -228,18 +241,18 @@ def test_zoom_box_stays_square_at_the_border():
 def test_mean_over_seeds_averages_numbers_and_keeps_the_spread():
     runs = [{"backbone": "lite0", "aupro": 0.8, "n_train": 24, "cached": True},
             {"backbone": "lite0", "aupro": 0.9, "n_train": 24, "cached": False}]
-    row = explore.mean_over_seeds(runs)
+    row = evaluation.mean_over_seeds(runs)
     assert row["backbone"] == "lite0" and row["seeds"] == 2 and row["cached"] is False
     assert row["aupro"] == pytest.approx(0.85) and row["aupro_std"] == pytest.approx(0.0707, abs=1e-4)
     assert row["n_train"] == 24 and isinstance(row["n_train"], int) and row["n_train_std"] == 0
-    assert explore.mean_over_seeds(runs[:1])["aupro_std"] == 0.0
-    assert explore.mean_over_seeds([runs[0], {"error": "not installed"}]) == {"error": "not installed"}
+    assert evaluation.mean_over_seeds(runs[:1])["aupro_std"] == 0.0
+    assert evaluation.mean_over_seeds([runs[0], {"error": "not installed"}]) == {"error": "not installed"}
 
 
 def test_plot_sweep_draws_error_bars_for_rows_with_a_spread():
     rows = [{"r": r, "image_auroc": 0.9, "image_auroc_std": 0.05, "pixel_auroc": 0.8, "aupro": 0.7,
              "fit_seconds": 1.0} for r in (0.01, 0.1)]
-    fig = explore.plot_sweep(rows, "r", "ratio", logx=True)
+    fig = sweeps.plot_sweep(rows, "r", "ratio", logx=True)
     bars = fig.axes[0].containers
     assert len(bars) == 1 and bars[0].get_label() == "image_auroc"
     plt.close(fig)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .coreset import covering_radius
+from ..coreset import covering_radius, reference_greedy_coreset
 
 __all__ = ["toy_points", "KCenterTrace", "greedy_kcenter", "kcenter_state", "covering_radius_2d",
            "random_radii", "plot_kcenter_step"]
@@ -60,23 +60,18 @@ class KCenterTrace:
 
 
 def greedy_kcenter(points: np.ndarray, k: int, first: int | None = None) -> KCenterTrace:
-    """Exact greedy k-center: start at ``first`` (default: the point farthest
-    from the mean) and repeatedly add the point farthest from all centres."""
+    """Greedy k-center on 2-D points, by the package's own loop
+    (:func:`~patchcore_core.coreset.reference_greedy_coreset`, no projection):
+    start at ``first`` (default: the point farthest from the mean) and
+    repeatedly add the point farthest from all centres."""
     points = np.asarray(points, dtype=np.float64)
     n = len(points)
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and {n}, not {k}")
     if first is None:
         first = int(np.linalg.norm(points - points.mean(0), axis=1).argmax())
-    picks = [first]
-    nearest = np.linalg.norm(points - points[first], axis=1)  # distance to the nearest centre
-    radii = [nearest.max()]
-    for _ in range(1, k):
-        nxt = int(nearest.argmax())  # the worst-covered point becomes a centre
-        picks.append(nxt)
-        nearest = np.minimum(nearest, np.linalg.norm(points - points[nxt], axis=1))
-        radii.append(nearest.max())
-    return KCenterTrace(points, np.array(picks), np.array(radii))
+    run = reference_greedy_coreset(torch.from_numpy(points), k, projection_dim=points.shape[1], first=first)
+    return KCenterTrace(points, run.indices.numpy(), run.radii.double().numpy())
 
 
 def covering_radius_2d(points: np.ndarray, centres_idx) -> float:

@@ -1,0 +1,106 @@
+"""Every setting of a PatchCore model, declared once.
+
+Each field carries its help text (and its choices, where there is a
+list) in ``metadata``; the CLI builds its model options from these
+fields, the model file stores them, and the model card shows them. A new
+setting is one field here. The lists of choices live next to the code
+that implements them and are checked here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from .backbones import BACKBONES, get_spec
+from .coreset import CORESET_METHODS
+from .data import CROP_MODES
+from .features import AGGREGATIONS
+from .memory_bank import KNN_BACKENDS
+from .scoring import UPSAMPLE_MODES
+
+__all__ = ["PatchCoreConfig", "setting"]
+
+
+def setting(default, help: str, choices=None, cli: str | None = None):
+    """A config field with its help text, choices and (optionally) its CLI flag."""
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    if cli is not None:
+        meta["cli"] = cli
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class PatchCoreConfig:
+    """Every setting of a PatchCore model; saved with it."""
+
+    backbone: str = setting(
+        "efficientnet_lite0", "feature extractor (efficientnet_lite* work offline; wide_resnet50_2 is "
+        "the paper's and downloads its weights once)", choices=BACKBONES)
+    layers: tuple[str, ...] | None = setting(
+        None, "backbone stages to use (default: the backbone's stride-8 and stride-16 stages)")
+    resize: int | None = setting(
+        None, "resize to this many pixels before cropping (default: image size x 256/224, as the paper)")
+    image_size: int = setting(224, "centre-crop size in pixels: the model's input")
+    crop_mode: str = setting(
+        "auto", "auto: crop square images as the paper, squash elongated ones so their borders stay "
+        "in view", choices=CROP_MODES)
+    neighbourhood: int = setting(3, "local aggregation size p (odd)")
+    aggregation: str = setting(
+        "mean", "mean: average each p x p neighbourhood (the paper); unfold: keep its values side by "
+        "side, as the paper's code does with narrow layers", choices=AGGREGATIONS)
+    pretrain_dim: int = setting(1024, "width each layer is pooled to")
+    target_dim: int = setting(1024, "final patch feature width")
+    coreset: str = setting("greedy", "how the memory bank is subsampled", choices=CORESET_METHODS)
+    coreset_ratio: float = setting(0.1, "share of patches kept in the memory bank, in (0, 1] (paper: 1-10%)")
+    projection_dim: int = setting(128, "random projection width for the coreset's distances")
+    reweight_neighbours: int = setting(
+        0, "reweight the image score with B neighbours (the paper's Eq. 7); 0 keeps the max patch score",
+        cli="--reweight")
+    sigma: float = setting(4.0, "Gaussian smoothing of the anomaly map, in pixels")
+    upsample: str = setting("bilinear", "how patch scores become pixels before the Gaussian",
+                            choices=UPSAMPLE_MODES)
+    calibration_fraction: float = setting(0.1, "share of good images held out to set the threshold")
+    knn_backend: str = setting("faiss", "nearest-neighbour search (same answers)", choices=KNN_BACKENDS)
+    batch_size: int = setting(8, "images per forward pass")
+    seed: int = setting(0, "seed for the coreset and the calibration split")
+
+    def __post_init__(self):
+        get_spec(self.backbone)  # unknown names raise, listing the choices
+        if self.layers is not None:
+            self.layers = tuple(self.layers)
+        for f in fields(self):
+            allowed = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if allowed is not None and f.name != "backbone" and value not in allowed:
+                raise ValueError(f"{f.name} must be one of {', '.join(allowed)}; not {value!r}")
+        if not 0 < self.coreset_ratio <= 1:
+            raise ValueError(f"coreset_ratio must be in (0, 1], not {self.coreset_ratio}")
+        if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
+            raise ValueError(f"neighbourhood must be a positive odd number, not {self.neighbourhood}")
+        if not 0 < self.image_size <= self.resize_to:
+            raise ValueError(f"need 0 < image_size <= resize; got {self.image_size} and {self.resize_to}")
+        if self.reweight_neighbours < 0:
+            raise ValueError(f"reweight_neighbours must be >= 0, not {self.reweight_neighbours}")
+        if not 0 <= self.calibration_fraction < 1:
+            raise ValueError(f"calibration_fraction must be in [0, 1), not {self.calibration_fraction}")
+        for name in ("pretrain_dim", "target_dim", "projection_dim", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.sigma < 0:
+            raise ValueError(f"sigma must be >= 0, not {self.sigma}")
+
+    @property
+    def resize_to(self) -> int:
+        """Pixels the image is resized to before the centre crop: the paper's 256 for 224."""
+        return self.resize if self.resize is not None else round(self.image_size * 256 / 224)
+
+    def to_dict(self) -> dict:
+        """JSON-able settings (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PatchCoreConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,16 @@
+"""Helpers for the notebooks and the demo: looking inside PatchCore.
+
+The pipeline lives in the flat modules of :mod:`patchcore_core` and follows
+the paper; these modules only compute what the notebooks show and draw it,
+one module per topic:
+
+* :mod:`.features`: feature maps, receptive fields, PCA colours (notebook 01);
+* :mod:`.coreset` and :mod:`.toy`: the memory bank, coresets, the 2-D toy (02);
+* :mod:`.scoring`: Eq. 7 term by term, anomaly-map stages, explanations (03);
+* :mod:`.evaluation`: per-defect tables, worst failures, prediction grids (04);
+* :mod:`.sweeps`: ablation plots (05; the numbers come from
+  :mod:`patchcore_core.evaluation`);
+* :mod:`.own_data`: a stand-in for your own images (06).
+"""
+
+from . import coreset, evaluation, features, own_data, scoring, sweeps, toy  # noqa: F401  (light: plots import lazily)

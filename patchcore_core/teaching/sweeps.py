@@ -1,0 +1,66 @@
+"""Drawing ablations (notebook 05): one setting swept, metrics and cost.
+
+The sweeps' numbers come from :func:`patchcore_core.evaluation.cached_evaluation`
+and :func:`patchcore_core.evaluation.mean_over_seeds`.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+__all__ = ["plot_sweep"]
+
+
+def plot_sweep(rows: list[dict], x: str, title: str, xlabel: str | None = None,
+               metrics=("image_auroc", "pixel_auroc", "aupro"), cost: str = "fit_seconds",
+               logx: bool = False, by: str | None = None):
+    """Figure of one ablation: the metrics (left) and the cost (right) against
+    the swept setting ``x`` (numbers, or names shown as categories). Rows
+    with an ``error`` are left out of the lines and listed in the title.
+    ``by`` names a second setting (e.g. ``"sampling"``): one line per value
+    of it, told apart by line style, in the metric's colour. Rows from
+    :func:`mean_over_seeds` get error bars of one standard deviation."""
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if "error" not in r]
+    failed = [str(r.get(x)) for r in rows if "error" in r]
+    groups = list(dict.fromkeys(r[by] for r in ok)) if by else [None]
+    xs = list(dict.fromkeys(r[x] for r in ok))
+    categorical = any(isinstance(v, str) for v in xs)
+    where = {v: (i if categorical else v) for i, v in enumerate(xs)}
+    styles = itertools.cycle(["o-", "s--", "^:", "d-."])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for g, style in zip(groups, styles):
+        part = [r for r in ok if by is None or r[by] == g]
+        pos = [where[r[x]] for r in part]
+        suffix = "" if by is None else f", {g}"
+        for colour, m in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], metrics):
+            ys = [np.nan if r.get(m) is None else r[m] for r in part]
+            spread = [r.get(f"{m}_std") or 0.0 for r in part]
+            if any(spread):
+                a.errorbar(pos, ys, yerr=spread, fmt=style, color=colour, lw=2, capsize=3, label=m + suffix)
+            else:
+                a.plot(pos, ys, style, color=colour, lw=2, label=m + suffix)
+        if categorical and by is None:
+            b.bar(pos, [r[cost] for r in part], width=0.6, color="tab:grey")
+        else:
+            b.plot(pos, [r[cost] for r in part], style, color="tab:grey", lw=2, label=g)
+    a.set_ylabel("metric (1 = perfect)")
+    a.legend(loc="lower right", fontsize=9 if by else None)
+    a.set_title("accuracy")
+    b.set_ylabel(cost.replace("_", " "))
+    b.set_title("cost")
+    if by:
+        b.legend()
+    for ax in (a, b):
+        ax.set_xlabel(xlabel or x)
+        ax.grid(alpha=0.3)
+        if categorical:
+            ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+        elif logx:
+            ax.set_xscale("log")
+    fig.suptitle(title + (f"  (failed: {', '.join(failed)})" if failed else ""), fontsize=13)
+    fig.tight_layout()
+    return fig
