@@ -80,6 +80,8 @@ def cmd_data(args) -> int:
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
     if isinstance(v, float):
         return "n/a" if math.isnan(v) else f"{v:.3f}"
     return str(v)
@@ -93,9 +95,20 @@ def _table(rows: list[dict], keys: list[str]) -> str:
     return "\n".join([line(keys), line(["-" * w for w in widths])] + [line(c) for c in cells])
 
 
+def _strict(data):
+    """``data`` with every NaN or infinity as None: JSON has no NaN, and strict parsers refuse it."""
+    if isinstance(data, dict):
+        return {k: _strict(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_strict(v) for v in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
 def _write_json_atomic(path: Path, data) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2))
+        tmp.write_text(json.dumps(_strict(data), indent=2, allow_nan=False))
 
 
 def cmd_evaluate(args) -> int:
@@ -113,9 +126,16 @@ def cmd_evaluate(args) -> int:
         res = evaluate_category(root, cat, shots=args.shots, device=args.device,
                                 progress=not args.quiet, mask_protocol=args.mask_protocol,
                                 **_config(args))
+        if res.missing_masks:
+            names = ", ".join(Path(p).name for p in res.missing_masks[:3])
+            more = f" and {len(res.missing_masks) - 3} more" if len(res.missing_masks) > 3 else ""
+            print(f"note: {cat}: {len(res.missing_masks)} defective test image(s) have no mask "
+                  f"({names}{more}); they are left out of pixel_auroc and aupro", file=sys.stderr)
         rows.append(res.metrics)
     keys = ["category", "image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test",
             "memory_bank_size", "fit_seconds", "predict_seconds_per_image", "peak_rss_mb"]
+    if any(r.get("n_missing_masks") for r in rows):
+        keys.insert(keys.index("n_test") + 1, "n_missing_masks")
     print(_table(rows, keys))
     if args.json:
         _write_json_atomic(Path(args.json), {r["category"]: r for r in rows})
