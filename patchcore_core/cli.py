@@ -147,6 +147,7 @@ def cmd_fit(args) -> int:
     from .data import MVTecCategory, few_shot, image_folder
     from .model import PatchCore
 
+    model = PatchCore(device=args.device, **_config(args))  # bad settings: refused before any image is read
     if args.images:
         train = image_folder(args.images)
     else:
@@ -156,7 +157,7 @@ def cmd_fit(args) -> int:
             return 2
         train = MVTecCategory(_data_root(args), args.category).train
     train = few_shot(train, args.shots, seed=args.seed)
-    model = PatchCore(device=args.device, **_config(args)).fit(train, progress=not args.quiet)
+    model.fit(train, progress=not args.quiet)
     model.save(args.out)
     card = model.summary()
     print(f"saved {args.out}: {card['n_train']} images, memory bank {card['memory_bank_size']} patches, "

@@ -77,6 +77,15 @@ class PatchCoreConfig:
             raise ValueError(f"neighbourhood must be a positive odd number, not {self.neighbourhood}")
         if not 0 < self.image_size <= self.resize:
             raise ValueError(f"need 0 < image_size <= resize; got {self.image_size} and {self.resize}")
+        from .model_checks import MAX_IMAGE_SIDE, min_image_size
+
+        smallest = min_image_size(self.backbone, self.sigma)  # else fit works and predict cannot
+        if self.image_size < smallest:
+            raise ValueError(f"image_size {self.image_size} is too small for {self.backbone} with sigma "
+                             f"{self.sigma}: give at least {smallest} px (the backbone's deepest layer "
+                             "needs a whole cell, the anomaly map's Gaussian more pixels than its radius)")
+        if self.resize > MAX_IMAGE_SIDE:
+            raise ValueError(f"resize {self.resize} is more than {MAX_IMAGE_SIDE} px")
         if self.reweight_neighbours < 0:
             raise ValueError(f"reweight_neighbours must be >= 0, not {self.reweight_neighbours}")
 

@@ -76,31 +76,19 @@ def load_model(path, device: str = "auto"):
     from .features import PatchEmbedding
     from .memory_bank import MemoryBank
     from .model import PatchCore, PatchCoreConfig
+    from .model_checks import check_model_state
 
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     meta, tensors = _read(path)
-    if meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: written in model format version {meta.get('format_version')} by "
-            f"patchcore_core {meta.get('package_version')}; this patchcore_core "
-            f"({__version__}) reads format version {FORMAT_VERSION}. Refit the model "
-            "or use the matching package version.")
-    missing = {"bank.features", "bank.origin"} - tensors.keys()
-    if missing:
-        raise ModelFileError(f"{path}: the model file lacks tensors {sorted(missing)}")
+    check_model_state(meta, tensors, path)  # every field, before any of it is used
     model = PatchCore(PatchCoreConfig.from_dict(meta["config"]), device=device)
     p = meta["preprocess"]
     model.preprocess = Preprocess(p["resize"], p["crop"], p["mode"], model.spec.mean, model.spec.std)
     c = model.config
     model.embedding = PatchEmbedding(meta["channels"], c.pretrain_dim, c.target_dim)
-    feats = tensors["bank.features"]
-    if feats.ndim != 2 or feats.shape[1] != model.embedding.compact_dim or \
-            len(tensors["bank.origin"]) != len(feats):
-        raise ModelFileError(f"{path}: bank shape {tuple(feats.shape)} does not match its metadata")
+    feats = tensors["bank.features"].float()
     model.bank = MemoryBank(feats.to(model.device), tensors["bank.origin"].to(model.device),
                             c.knn_backend)
     model.grid = tuple(meta["grid"])
