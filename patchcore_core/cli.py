@@ -114,7 +114,10 @@ def _write_json_atomic(path: Path, data) -> None:
 def cmd_evaluate(args) -> int:
     from .data import list_categories
     from .evaluation import evaluate_category
+    from .outputs import check_output_file
 
+    if args.json:
+        check_output_file(args.json, "--json")  # before minutes of work, not after
     root = _data_root(args)
     cats = list_categories(root) if args.category == "all" else [args.category]
     if not cats:
@@ -146,8 +149,11 @@ def cmd_evaluate(args) -> int:
 def cmd_fit(args) -> int:
     from .data import MVTecCategory, few_shot, image_folder
     from .model import PatchCore
+    from .outputs import check_output_file
 
-    model = PatchCore(device=args.device, **_config(args))  # bad settings: refused before any image is read
+    # bad settings or an unwritable --out: refused before any image is read
+    check_output_file(args.out, "--out", suffix=".safetensors")
+    model = PatchCore(device=args.device, **_config(args))
     if args.images:
         train = image_folder(args.images)
     else:
@@ -168,7 +174,12 @@ def cmd_fit(args) -> int:
 def cmd_predict(args) -> int:
     from .data import image_folder
     from .model import PatchCore
+    from .outputs import check_output_file, check_output_folder
 
+    if args.heatmaps:
+        check_output_folder(args.heatmaps, "--heatmaps")
+    if args.json:
+        check_output_file(args.json, "--json")
     model = PatchCore.load(args.model, device=args.device)
     paths = []
     for item in map(Path, args.images):
