@@ -54,11 +54,14 @@ def _path_of(image) -> str:
 
 def check_image(image):
     """Read ``image`` (a path) with the package's guards; the RGB PIL image."""
-    from patchcore_core.data import DataError, read_image
+    from patchcore_core.data import DataError, ImageTooLargeError, read_image
 
     path = _path_of(image)
     try:
         return read_image(path)
+    except ImageTooLargeError as exc:  # the library's advice (an environment variable) is the server's
+        raise UserError(f"{Path(path).name}: {exc.pixels:,} pixels is over this demo's limit of "
+                        f"{exc.limit:,} pixels; make the image smaller and upload it again.") from None
     except DataError as exc:
         raise UserError(_friendly(exc, path)) from None
     except Exception as exc:  # anything PIL throws that the guards don't name

@@ -155,7 +155,7 @@ def cmd_fit(args) -> int:
     check_output_file(args.out, "--out", suffix=".safetensors")
     model = PatchCore(device=args.device, **_config(args))
     if args.images:
-        train = image_folder(args.images)
+        train = image_folder(args.images, on_skip=_note)
     else:
         if not args.category:
             print("error: give --images DIR, or --category CAT (with --data ROOT or the built-in data)",
@@ -183,26 +183,63 @@ def cmd_predict(args) -> int:
     model = PatchCore.load(args.model, device=args.device)
     paths = []
     for item in map(Path, args.images):
-        paths += image_folder(item) if item.is_dir() else [item]
-    preds = model.predict(paths, progress=not args.quiet)
-    rows = [{"image": str(p), "score": pr.score, "normalised": pr.normalised_score, "verdict": pr.verdict}
-            for p, pr in zip(paths, preds)]
+        paths += image_folder(item, on_skip=_note) if item.is_dir() else [item]
+    results = _predict_each(model, paths, progress=not args.quiet)
+    good = [(p, r) for p, r in zip(paths, results) if not isinstance(r, str)]
+    failed = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
+    rows = [{"image": str(p), "score": r.score, "normalised": r.normalised_score, "verdict": r.verdict}
+            if not isinstance(r, str) else
+            {"image": str(p), "score": None, "normalised": None, "verdict": "error", "error": r}
+            for p, r in zip(paths, results)]
     print(_table(rows, ["image", "score", "normalised", "verdict"]))
-    if args.heatmaps:
+    if args.heatmaps and good:
         from PIL import Image
 
         from .viz import overlay_heatmap
 
         out = Path(args.heatmaps)
         out.mkdir(parents=True, exist_ok=True)
-        vmax = max(model.threshold or 0, *(p.anomaly_map.max() for p in preds))
-        for p, pr in zip(paths, preds):
-            img = overlay_heatmap(model.display(p), pr.anomaly_map, vmin=0, vmax=vmax)
+        vmax = max(model.threshold or 0, *(r.anomaly_map.max() for _, r in good))
+        for p, r in good:
+            img = overlay_heatmap(model.display(p), r.anomaly_map, vmin=0, vmax=vmax)
             Image.fromarray(img).save(out / f"{p.stem}_heatmap.png")
-        print(f"wrote {len(preds)} heatmaps to {out}", file=sys.stderr)
+        print(f"wrote {len(good)} heatmaps to {out}", file=sys.stderr)
     if args.json:
         _write_json_atomic(Path(args.json), rows)
+    if failed:  # the others were scored; the command still says something went wrong
+        for _, msg in failed:
+            print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {len(failed)} of {len(paths)} images could not be read (verdict 'error' above)",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _note(msg: str) -> None:
+    print(f"note: {msg}", file=sys.stderr)
+
+
+def _predict_each(model, paths: list, progress: bool, chunk: int = 32) -> list:
+    """A prediction per path, or the message of a file that cannot be read:
+    one bad file does not cost the others their scores."""
+    from tqdm.auto import tqdm
+
+    from .data import DataError
+
+    out = []
+    with tqdm(total=len(paths), desc="predict", disable=not progress) as bar:
+        for start in range(0, len(paths), chunk):
+            part = paths[start:start + chunk]
+            try:
+                out += model.predict(part)
+            except DataError:
+                for p in part:  # find the bad one(s)
+                    try:
+                        out += model.predict([p])
+                    except DataError as exc:
+                        out.append(str(exc))
+            bar.update(len(part))
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .serialization import ModelFileError
 
+    for stream in (sys.stdout, sys.stderr):
+        # a file name the terminal cannot encode is printed escaped, not turned into an
+        # encoding error that hides which file it was
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
