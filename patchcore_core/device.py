@@ -16,7 +16,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         name = str(device).strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):  # mps: Apple GPUs, unadvertised
         # torch.device("gpu") would answer with every device type torch knows of
         raise ValueError(f"unknown device {str(device)!r}; use {', '.join(DEVICE_CHOICES)} "
                          "(or cuda:N for the N-th GPU)")
