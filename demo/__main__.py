@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
 
     from patchcore_core.builtin_data import builtin_root
     from patchcore_core.data import MVTecCategory
+    from patchcore_core.device import resolve_device
+
+    try:
+        resolve_device(args.device)  # before a model is fitted or loaded for it
+    except ValueError as exc:
+        print(f"error: --device: {exc}", file=sys.stderr)
+        return 2
 
     from . import logic
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from . import logic
+from .uploads import UploadPolicy, files_input, image_input
 
 log = logging.getLogger("demo")
 
@@ -35,44 +36,6 @@ footer {display: none !important;}
 """
 
 
-def uploaded_image(**kwargs) -> gr.Image:
-    """A ``gr.Image`` (type filepath) that hands over the uploaded file's path
-    without opening it, so :func:`patchcore_core.data.read_image` (corrupt,
-    non-image and oversized files; greyscale, RGBA, 16-bit) is the one that
-    judges it and the visitor gets its clear message instead of a Gradio error.
-
-    (An instance override, not a subclass: Gradio writes a ``.pyi`` file next
-    to the source of every Component subclass.)
-    """
-    image = gr.Image(type="filepath", **kwargs)
-    parent = image.preprocess
-
-    def preprocess(payload):
-        if payload is not None and getattr(payload, "path", None) and \
-                not str(getattr(payload, "url", "") or "").startswith("data:"):
-            return str(payload.path)
-        return parent(payload)
-
-    image.preprocess = preprocess
-    return image
-
-
-def uploaded_files(**kwargs) -> gr.File:
-    """A multi-file ``gr.File`` that hands over every uploaded path, whatever
-    its type, so :func:`demo.logic.fit` names each unreadable file itself
-    instead of Gradio refusing the whole upload."""
-    files = gr.File(file_count="multiple", type="filepath", **kwargs)
-
-    def preprocess(payload):
-        if payload is None:
-            return None
-        items = payload.root if hasattr(payload, "root") else [payload]
-        return [str(f.path) for f in items]
-
-    files.preprocess = preprocess
-    return files
-
-
 def _warn(msg: str) -> str:
     gr.Warning(msg, duration=8)
     return f"**Problem:** {msg}"
@@ -83,7 +46,8 @@ def _failure(exc: Exception) -> str:
     if isinstance(exc, logic.UserError):
         return _warn(str(exc))
     log.exception("demo handler failed")
-    return _warn(f"Something went wrong on our side ({type(exc).__name__}: {exc}). "
+    # the details (which may name server paths) go to the log, not to the visitor
+    return _warn(f"Something went wrong on our side ({type(exc).__name__}). "
                  "Try another image; the app keeps running.")
 
 
@@ -133,6 +97,8 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
     examples = list(examples or [])
     fit_examples = list(fit_examples or [])
     fit_device = fit_device or str(model.device)
+    # the one rule for every path a request hands over (see demo/uploads.py)
+    uploads = UploadPolicy([p for p, _ in examples] + fit_examples)
 
     def active(session):
         """(model, label) for this session: its own model or the shared default."""
@@ -241,9 +207,9 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
             with gr.Tab("Inspect", id="inspect"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=4, min_width=280):
-                        image_in = uploaded_image(label="Image to inspect (upload or pick below)",
-                                                  sources=["upload", "clipboard"], height=250,
-                                                  elem_id="image-in")
+                        image_in = image_input(uploads, label="Image to inspect (upload or pick below)",
+                                               sources=["upload", "clipboard"], height=250,
+                                               elem_id="image-in")
                         run_btn = gr.Button("Inspect", variant="primary", elem_id="run")
                         factor = gr.Slider(0.5, 3.0, value=1.0, step=0.05, elem_id="factor",
                                            label="Region threshold (x the model's threshold)",
@@ -300,9 +266,9 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                             "session only; the shared default model is not changed.")
                 with gr.Row():
                     with gr.Column():
-                        fit_files = uploaded_files(file_types=["image"],
-                                                   label=f"Good images (up to {logic.MAX_FIT_IMAGES})",
-                                                   elem_id="fit-files", height=200)
+                        fit_files = files_input(uploads, file_types=["image"],
+                                                label=f"Good images (up to {logic.MAX_FIT_IMAGES})",
+                                                elem_id="fit-files", height=200)
                         with gr.Row():
                             if fit_examples:
                                 sample_btn = gr.Button(f"Use {len(fit_examples)} built-in good images",

@@ -8,6 +8,7 @@ the page, and the tests call them directly. Bad input raises
 from __future__ import annotations
 
 import atexit
+import copy
 import logging
 import os
 import shutil
@@ -53,16 +54,20 @@ def _path_of(image) -> str:
 
 def check_image(image):
     """Read ``image`` (a path) with the package's guards; the RGB PIL image."""
-    from patchcore_core.data import DataError, read_image
+    from patchcore_core.data import DataError, ImageTooLargeError, read_image
 
     path = _path_of(image)
     try:
         return read_image(path)
+    except ImageTooLargeError as exc:  # the library's advice (an environment variable) is the server's
+        raise UserError(f"{Path(path).name}: {exc.pixels:,} pixels is over this demo's limit of "
+                        f"{exc.limit:,} pixels; make the image smaller and upload it again.") from None
     except DataError as exc:
         raise UserError(_friendly(exc, path)) from None
     except Exception as exc:  # anything PIL throws that the guards don't name
         name = Path(path).name
-        raise UserError(f"{name}: could not read this image ({type(exc).__name__}: {exc})") from None
+        raise UserError(f"{name}: could not read this image "
+                        f"({type(exc).__name__}: {_friendly(exc, path)})") from None
 
 
 def describe_model(model, label: str | None = None) -> str:
@@ -224,8 +229,9 @@ def explain(model, image, x: float | None = None, y: float | None = None) -> Exp
             f"distance **{e.distance:.1f}**.{verdict}")
     if train is None:
         text += " (That training image is not available on this machine.)"
+    # the training file's name only: its folder is the server's business (a cache, Gradio's temp files)
     details = {"row": e.row, "col": e.col, "distance": e.distance, "bank_index": e.bank_index,
-               "train_index": e.train_index, "train_name": e.train_name, "train_row": e.train_row,
+               "train_index": e.train_index, "train_name": Path(e.train_name).name, "train_row": e.train_row,
                "train_col": e.train_col, "box": list(e.box), "train_box": list(e.train_box)}
     return ExplainResult(draw_box(test, e.box, BOX_TEST),
                          None if train is None else draw_box(train, e.train_box, BOX_TRAIN),
@@ -282,7 +288,13 @@ def save_for_download(model, folder=None, name: str = "my_patchcore.safetensors"
     visitors never share a file.
     """
     folder = Path(folder or tempfile.mkdtemp(dir=downloads_folder()))
-    model.save(folder / name)
+    # A session's model names its images by their paths in Gradio's temp folder; the
+    # file a visitor takes away names them by file name only. (A shallow copy: the
+    # session keeps the full paths, which explain() reads its training patches from.)
+    shared = copy.copy(model)
+    if getattr(model, "train_names", None):
+        shared.train_names = [Path(n).name for n in model.train_names]
+    shared.save(folder / name)
     return str(folder / name)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import typing
 from pathlib import Path
@@ -78,15 +79,29 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _strict(data):
+    """``data`` with every NaN or infinity as None: JSON has no NaN, and strict parsers refuse it."""
+    if isinstance(data, dict):
+        return {k: _strict(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_strict(v) for v in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
 def _write_json_atomic(path: Path, data) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2))
+        tmp.write_text(json.dumps(_strict(data), indent=2, allow_nan=False))
 
 
 def cmd_evaluate(args) -> int:
     from .data import list_categories
     from .evaluation import evaluate_category
+    from .outputs import check_output_file
 
+    if args.json:
+        check_output_file(args.json, "--json")  # before minutes of work, not after
     root = _data_root(args)
     cats = list_categories(root) if args.category == "all" else [args.category]
     if not cats:
@@ -98,9 +113,16 @@ def cmd_evaluate(args) -> int:
         res = evaluate_category(root, cat, shots=args.shots, device=args.device,
                                 progress=not args.quiet, mask_protocol=args.mask_protocol,
                                 **config_from_args(args))
+        if res.missing_masks:
+            names = ", ".join(Path(p).name for p in res.missing_masks[:3])
+            more = f" and {len(res.missing_masks) - 3} more" if len(res.missing_masks) > 3 else ""
+            print(f"note: {cat}: {len(res.missing_masks)} defective test image(s) have no mask "
+                  f"({names}{more}); they are left out of pixel_auroc and aupro", file=sys.stderr)
         rows.append(res.metrics)
     keys = ["category", "image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test",
             "memory_bank_size", "fit_seconds", "predict_seconds_per_image", "peak_rss_mb"]
+    if any(r.get("n_missing_masks") for r in rows):
+        keys.insert(keys.index("n_test") + 1, "n_missing_masks")
     print(format_table(rows, keys))
     if args.json:
         _write_json_atomic(Path(args.json), {r["category"]: r for r in rows})
@@ -112,18 +134,21 @@ def cmd_fit(args) -> int:
     from .config import PatchCoreConfig
     from .data import MVTecCategory, few_shot, image_folder
     from .model import PatchCore
+    from .outputs import check_output_file
 
+    # bad settings or an unwritable --out: refused before any image is read
+    check_output_file(args.out, "--out", suffix=".safetensors")
+    model = PatchCore(PatchCoreConfig(**config_from_args(args)), device=args.device)
     if args.images:
-        train = image_folder(args.images)
+        train = image_folder(args.images, on_skip=_note)
     else:
         if not args.category:
             print("error: give --images DIR, or --category CAT (with --data ROOT or the built-in data)",
                   file=sys.stderr)
             return 2
         train = MVTecCategory(_data_root(args), args.category).train
-    config = PatchCoreConfig(**config_from_args(args))
-    train = few_shot(train, args.shots, seed=config.seed)
-    model = PatchCore(config, device=args.device).fit(train, progress=not args.quiet)
+    train = few_shot(train, args.shots, seed=model.config.seed)
+    model.fit(train, progress=not args.quiet)
     model.save(args.out)
     card = model.summary()
     print(f"saved {args.out}: {card['n_train']} images, memory bank {card['memory_bank_size']} patches, "
@@ -134,29 +159,44 @@ def cmd_fit(args) -> int:
 def cmd_predict(args) -> int:
     from .data import image_folder
     from .model import PatchCore
+    from .outputs import check_output_file, check_output_folder
 
+    if args.heatmaps:
+        check_output_folder(args.heatmaps, "--heatmaps")
+    if args.json:
+        check_output_file(args.json, "--json")
     model = PatchCore.load(args.model, device=args.device)
     paths = []
     for item in map(Path, args.images):
-        paths += image_folder(item) if item.is_dir() else [item]
-    preds = model.predict(paths, progress=not args.quiet)
-    rows = [{"image": str(p), "score": pr.score, "normalised": pr.normalised_score, "verdict": pr.verdict}
-            for p, pr in zip(paths, preds)]
+        paths += image_folder(item, on_skip=_note) if item.is_dir() else [item]
+    results = _predict_each(model, paths, progress=not args.quiet)
+    good = [(p, r) for p, r in zip(paths, results) if not isinstance(r, str)]
+    failed = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
+    rows = [{"image": str(p), "score": r.score, "normalised": r.normalised_score, "verdict": r.verdict}
+            if not isinstance(r, str) else
+            {"image": str(p), "score": None, "normalised": None, "verdict": "error", "error": r}
+            for p, r in zip(paths, results)]
     print(format_table(rows, ["image", "score", "normalised", "verdict"]))
-    if args.heatmaps:
+    if args.heatmaps and good:
         from PIL import Image
 
         from .viz import overlay_heatmap
 
         out = Path(args.heatmaps)
         out.mkdir(parents=True, exist_ok=True)
-        vmax = max(model.threshold or 0, *(p.anomaly_map.max() for p in preds))
-        for p, pr in zip(paths, preds):
-            img = overlay_heatmap(model.display(p), pr.anomaly_map, vmin=0, vmax=vmax)
+        vmax = max(model.threshold or 0, *(r.anomaly_map.max() for _, r in good))
+        for p, r in good:
+            img = overlay_heatmap(model.display(p), r.anomaly_map, vmin=0, vmax=vmax)
             Image.fromarray(img).save(out / f"{p.stem}_heatmap.png")
-        print(f"wrote {len(preds)} heatmaps to {out}", file=sys.stderr)
+        print(f"wrote {len(good)} heatmaps to {out}", file=sys.stderr)
     if args.json:
         _write_json_atomic(Path(args.json), rows)
+    if failed:  # the others were scored; the command still says something went wrong
+        for _, msg in failed:
+            print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {len(failed)} of {len(paths)} images could not be read (verdict 'error' above)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -164,6 +204,33 @@ def cmd_demo(args) -> int:
     from demo.__main__ import main as demo_main
 
     return demo_main(args.demo_args, prog="patchcore demo")
+
+
+def _note(msg: str) -> None:
+    print(f"note: {msg}", file=sys.stderr)
+
+
+def _predict_each(model, paths: list, progress: bool, chunk: int = 32) -> list:
+    """A prediction per path, or the message of a file that cannot be read:
+    one bad file does not cost the others their scores."""
+    from tqdm.auto import tqdm
+
+    from .data import DataError
+
+    out = []
+    with tqdm(total=len(paths), desc="predict", disable=not progress) as bar:
+        for start in range(0, len(paths), chunk):
+            part = paths[start:start + chunk]
+            try:
+                out += model.predict(part)
+            except DataError:
+                for p in part:  # find the bad one(s)
+                    try:
+                        out += model.predict([p])
+                    except DataError as exc:
+                        out.append(str(exc))
+            bar.update(len(part))
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .serialization import ModelFileError
 
+    for stream in (sys.stdout, sys.stderr):
+        # a file name the terminal cannot encode is printed escaped, not turned into an
+        # encoding error that hides which file it was
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args, rest = build_parser().parse_known_args(argv)
     if args.command == "demo":
         args.demo_args = rest

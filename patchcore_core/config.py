@@ -16,6 +16,7 @@ from .coreset import CORESET_METHODS
 from .data import CROP_MODES
 from .features import AGGREGATIONS
 from .memory_bank import KNN_BACKENDS
+from .model_checks import MAX_IMAGE_SIDE, min_image_size
 from .scoring import UPSAMPLE_MODES
 
 __all__ = ["PatchCoreConfig", "setting"]
@@ -90,6 +91,13 @@ class PatchCoreConfig:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.sigma < 0:
             raise ValueError(f"sigma must be >= 0, not {self.sigma}")
+        smallest = min_image_size(self.backbone, self.sigma)  # else fit works and predict cannot
+        if self.image_size < smallest:
+            raise ValueError(f"image_size {self.image_size} is too small for {self.backbone} with sigma "
+                             f"{self.sigma}: give at least {smallest} px (the backbone's deepest layer "
+                             "needs a whole cell, the anomaly map's Gaussian more pixels than its radius)")
+        if self.resize_to > MAX_IMAGE_SIDE:
+            raise ValueError(f"resize {self.resize_to} is more than {MAX_IMAGE_SIDE} px")
 
     @property
     def resize_to(self) -> int:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "DataError", "IMAGE_EXTENSIONS", "MASK_PROTOCOLS", "CROP_MODES", "check_mask_protocol", "read_image",
-    "read_mask", "Preprocess", "TestItem", "MVTecCategory", "list_categories", "image_folder", "few_shot",
+    "read_mask", "ImageTooLargeError", "Preprocess", "TestItem", "MVTecCategory", "list_categories",
+    "image_folder", "few_shot",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -41,29 +44,51 @@ class DataError(ValueError):
     """Bad input data: the message names the file or folder and what is accepted."""
 
 
+class ImageTooLargeError(DataError):
+    """An image over :data:`MAX_PIXELS`, refused before its pixels are decoded."""
+
+    def __init__(self, name: str, pixels: int, size: tuple[int, int] | None = None):
+        self.name, self.pixels, self.size, self.limit = name, pixels, size, MAX_PIXELS
+        dims = f"{size[0]}x{size[1]} = " if size else ""
+        super().__init__(f"{name}: {dims}{pixels:,} pixels is more than the limit of {MAX_PIXELS:,} "
+                         "(a guard against decompression bombs); resize it first, or raise "
+                         "PATCHCORE_MAX_PIXELS")
+
+
+if MAX_PIXELS > Image.MAX_IMAGE_PIXELS:  # PATCHCORE_MAX_PIXELS raised: Pillow's own guard follows it
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def _open_header(path) -> Image.Image:
+    """``Image.open`` (reads the header only), its errors as :class:`DataError`."""
+    name = str(path)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns from 89 Mpx on; our size check follows and says more
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except FileNotFoundError:
+        raise DataError(f"{name}: no such file") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its warning size
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ImageTooLargeError(name, int(found.group(1)) if found else 2 * Image.MAX_IMAGE_PIXELS) from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(
+            f"{name}: not a readable image ({exc}); accepted: {', '.join(IMAGE_EXTENSIONS)}"
+        ) from None
+
+
 def _open(path_or_image) -> Image.Image:
     if isinstance(path_or_image, Image.Image):
         img = path_or_image
         name = "image"
     else:
         name = str(path_or_image)
-        try:
-            img = Image.open(path_or_image)
-        except FileNotFoundError:
-            raise DataError(f"{name}: no such file") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(
-                f"{name}: not a readable image ({exc}); accepted: {', '.join(IMAGE_EXTENSIONS)}"
-            ) from None
-        except Image.DecompressionBombError as exc:
-            raise DataError(f"{name}: {exc}") from None
+        img = _open_header(path_or_image)
     w, h = img.size
     if w * h > MAX_PIXELS:
-        raise DataError(
-            f"{name}: {w}x{h} = {w * h:,} pixels is more than the limit of {MAX_PIXELS:,} "
-            "(a guard against decompression bombs); resize it first, or raise "
-            "PATCHCORE_MAX_PIXELS"
-        )
+        img.close()
+        raise ImageTooLargeError(name, w * h, (w, h))
     try:
         img.load()
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
@@ -181,22 +206,43 @@ def image_size(path_or_image) -> tuple[int, int]:
         return path_or_image.size
     if isinstance(path_or_image, np.ndarray):
         return path_or_image.shape[1], path_or_image.shape[0]
-    try:
-        with Image.open(path_or_image) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path_or_image}: not a readable image ({exc})") from None
+    with _open_header(path_or_image) as img:
+        w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise ImageTooLargeError(str(path_or_image), w * h, (w, h))
+    return w, h
 
 
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def image_folder(folder) -> list[Path]:
-    """All images of a plain folder, sorted by name."""
+def _skipped_in(folder: Path) -> list[str]:
+    """'name (why)' for each entry of ``folder`` that :func:`image_folder` leaves out,
+    except hidden files and subfolders."""
+    out = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or p.is_dir():
+            continue
+        if not p.is_file():
+            out.append(f"{p.name} (a broken link or a link loop)")
+        elif p.suffix.lower() not in IMAGE_EXTENSIONS:
+            out.append(f"{p.name} (not one of {', '.join(IMAGE_EXTENSIONS)})")
+    return out
+
+
+def image_folder(folder, on_skip=None) -> list[Path]:
+    """All images of a plain folder, sorted by name.
+
+    ``on_skip(message)``, when given, is called once with a one-line notice
+    naming the files left out (other types, broken links), if any.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
+    if on_skip is not None and (skipped := _skipped_in(folder)):
+        on_skip(f"{folder}: skipped {len(skipped)} file{'s' if len(skipped) > 1 else ''}: "
+                + "; ".join(skipped))
     paths = _images_in(folder)
     if not paths:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")

@@ -45,6 +45,7 @@ class CategoryResult:
     masks: np.ndarray = field(repr=False)
     maps: np.ndarray = field(repr=False)
     model: PatchCore = field(repr=False)
+    missing_masks: list = field(default_factory=list, repr=False)  # defective images without a mask
 
 
 def evaluate_category(root, category: str, shots: int | None = None, device: str = "auto",
@@ -72,14 +73,21 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
     maps, scores = maps.numpy(), scores.numpy()
 
     both = 0 < labels.sum() < len(labels)
+    # A defective image without its mask file would count as all-normal pixels and
+    # quietly lower the pixel metrics; it is left out of them (not of the image metrics).
+    unmasked = [t for t in cat.test if t.is_anomalous and t.mask_path is None]
+    pixels = np.array([not (t.is_anomalous and t.mask_path is None) for t in cat.test])
+    pix_masks, pix_maps = masks[pixels], maps[pixels]
+    measurable = pix_masks.any() and not pix_masks.all()
     metrics = {
         "category": category,
         "image_auroc": image_auroc(labels, scores) if both else float("nan"),
-        "pixel_auroc": pixel_auroc(masks, maps) if masks.any() else float("nan"),
-        "aupro": aupro(masks, maps) if masks.any() else float("nan"),
+        "pixel_auroc": pixel_auroc(pix_masks, pix_maps) if measurable else float("nan"),
+        "aupro": aupro(pix_masks, pix_maps) if measurable else float("nan"),
         "f1_max": f1_max(labels, scores) if both else float("nan"),
         "n_train": len(train),
         "n_test": len(cat.test),
+        "n_missing_masks": len(unmasked),   # defective test images left out of the pixel metrics
         "memory_bank_size": len(model.bank),
         "fit_seconds": round(fit_s, 2),
         "predict_seconds_per_image": round(predict_s, 4),
@@ -93,7 +101,7 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
         "device": str(model.device),
     }
     return CategoryResult(metrics, labels, scores, [t.defect for t in cat.test],
-                          [t.path for t in cat.test], masks, maps, model)
+                          [t.path for t in cat.test], masks, maps, model, [t.path for t in unmasked])
 
 
 def experiment_cache_dir() -> Path:

@@ -30,6 +30,7 @@ from .data import Preprocess, image_size, read_image
 from .device import resolve_device
 from .features import PatchEmbedding, aggregate_layers
 from .memory_bank import MemoryBank
+from .model_checks import check_model_state
 from .scoring import anomaly_map, image_scores, reweighted_image_scores
 from .serialization import ModelFileError, read_state, write_state
 
@@ -339,11 +340,11 @@ class PatchCore:
 
     @classmethod
     def from_state_dict(cls, tensors: dict[str, torch.Tensor], metadata: dict,
-                        device: str = "auto") -> PatchCore:
-        """A fitted model from what :meth:`state_dict` returned."""
-        missing = {"bank.features", "bank.origin"} - tensors.keys()
-        if missing:
-            raise ValueError(f"the state lacks tensors {sorted(missing)}")
+                        device: str = "auto", source="model state") -> PatchCore:
+        """A fitted model from what :meth:`state_dict` returned. Every field
+        is checked first (:func:`~patchcore_core.model_checks.check_model_state`):
+        a model file may come from a stranger."""
+        check_model_state(metadata, tensors, source)
         model = cls(PatchCoreConfig.from_dict(metadata["config"]), device=device)
         c, p = model.config, metadata["preprocess"]
         model.preprocess = Preprocess(p["resize"], p["crop"], p["mode"], model.spec.mean, model.spec.std)
@@ -369,7 +370,7 @@ class PatchCore:
         """Read a model written by :meth:`save`; never unpickles anything."""
         tensors, metadata = read_state(path)
         try:
-            return cls.from_state_dict(tensors, metadata, device)
+            return cls.from_state_dict(tensors, metadata, device, source=path)
         except (KeyError, TypeError, ValueError) as exc:
             detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ModelFileError(f"{path}: inconsistent model file: {detail}") from None

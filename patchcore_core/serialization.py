@@ -65,13 +65,13 @@ def read_state(path) -> tuple[dict[str, torch.Tensor], dict]:
         raise ModelFileError(f"{path}: no such model file")
     meta, tensors = _read(path)
     if not isinstance(meta, dict):
-        raise ModelFileError(f"{path}: its metadata is not a JSON object")
+        raise ModelFileError(f"{path}: field 'patchcore' (the metadata) must be a JSON object; "
+                             f"the file holds a {type(meta).__name__}")
     if meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
+        raise ModelFileError(f"{path}: field 'format' is {meta.get('format')!r}, not {FORMAT!r}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(
-            f"{path}: written in model format version {meta.get('format_version')} by "
-            f"patchcore_core {meta.get('package_version')}; this patchcore_core "
-            f"({__version__}) reads format version {FORMAT_VERSION}. Refit the model "
-            "or use the matching package version.")
+            f"{path}: field 'format_version' is {meta.get('format_version')!r} (written by "
+            f"patchcore_core {meta.get('package_version')}); this patchcore_core ({__version__}) "
+            f"reads format version {FORMAT_VERSION}. Refit the model or use the matching package version.")
     return tensors, meta
