@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: setup browser warm test test-fast demo lab evaluate benchmark environment lint clean
+.PHONY: setup browser warm test test-fast demo lab notebooks evaluate benchmark environment lint clean
 
 setup: $(VENV)/.installed  ## virtual environment with everything installed
 
@@ -36,6 +36,9 @@ demo: setup  ## the Gradio demo on the built-in data, at http://127.0.0.1:7860
 
 lab: setup  ## the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) --notebook-dir notebooks
+
+notebooks: setup  ## sync each notebook pair (notebooks/NN_name.py <-> .ipynb) and strip outputs
+	$(PY) notebooks/sync_notebooks.py
 
 evaluate: setup  ## evaluate on the built-in data (DATA=root CATEGORY=name for real data)
 	$(VENV)/bin/patchcore evaluate $(if $(DATA),--data $(DATA)) --category $(or $(CATEGORY),all)

@@ -25,8 +25,8 @@ from demo.testing import free_port, wait_until_answering
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 sys.path.insert(0, str(NOTEBOOKS))
-import build_notebooks  # noqa: E402
 import run_notebooks  # noqa: E402
+import sync_notebooks  # noqa: E402
 
 sys.path.pop(0)
 NAMES = run_notebooks.notebook_names()
@@ -63,12 +63,44 @@ def test_notebook_follows_the_skeleton(name):
     assert any("assert " in c.source for c in nb.cells if c.cell_type == "code")
 
 
-def test_notebooks_equal_their_build_script(tmp_path):
-    for path in build_notebooks.main(tmp_path):
-        committed = nbformat.read(NOTEBOOKS / path.name, as_version=4)
-        built = nbformat.read(path, as_version=4)
-        assert [c.source for c in committed.cells] == [c.source for c in built.cells], (
-            f"{path.name} differs from build_notebooks.py: edit the script and rerun it")
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_pair_is_in_sync(name):
+    py, ipynb = NOTEBOOKS / name.replace(".ipynb", ".py"), NOTEBOOKS / name
+    assert sync_notebooks.differences(py, ipynb) == [], "run `make notebooks` and commit both files"
+
+
+def test_sync_carries_an_edit_of_the_source_into_the_notebook(tmp_path):
+    import jupytext
+
+    for f in ("00_quickstart.py", "00_quickstart.ipynb", "jupytext.toml"):
+        shutil.copy(NOTEBOOKS / f, tmp_path / f)
+    py, ipynb = tmp_path / "00_quickstart.py", tmp_path / "00_quickstart.ipynb"
+    ids = [c.id for c in nbformat.read(ipynb, as_version=4).cells]
+    py.write_text(py.read_text().replace("# PatchCore (Roth", "# Edited. PatchCore (Roth", 1))
+    os.utime(ipynb, (1, 1))  # the .py is the newer side, as after editing it
+    assert sync_notebooks.differences(py, ipynb) == [
+        "00_quickstart.py and 00_quickstart.ipynb hold different cells"]
+    sync_notebooks.sync(py, ipynb)
+    assert sync_notebooks.differences(py, ipynb) == []
+    nb = nbformat.read(ipynb, as_version=4)
+    assert nb.cells[1].source.startswith("Edited. PatchCore (Roth")
+    assert [c.id for c in nb.cells] == ids, "cell ids are kept, so diffs of the .ipynb stay small"
+    assert jupytext.read(py).cells[1].source == nb.cells[1].source
+
+
+def test_sync_strips_outputs_saved_in_the_notebook(tmp_path):
+    for f in ("00_quickstart.py", "00_quickstart.ipynb", "jupytext.toml"):
+        shutil.copy(NOTEBOOKS / f, tmp_path / f)
+    py, ipynb = tmp_path / "00_quickstart.py", tmp_path / "00_quickstart.ipynb"
+    nb = nbformat.read(ipynb, as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("stream", text="hello\n")]
+    code.execution_count = 3
+    nbformat.write(nb, ipynb)
+    assert sync_notebooks.differences(py, ipynb) == ["00_quickstart.ipynb has outputs in 1 cells"]
+    sync_notebooks.sync(py, ipynb)
+    assert sync_notebooks.differences(py, ipynb) == []
+    assert py.stat().st_mtime >= ipynb.stat().st_mtime, "the source stays the newer side"
 
 
 @pytest.mark.notebook
