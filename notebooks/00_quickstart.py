@@ -36,7 +36,6 @@
 
 # %%
 import os
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -73,7 +72,7 @@ test_paths = [t.path for t in cat.test]
 preds = model.predict(test_paths)
 for t, p in list(zip(cat.test, preds))[::3]:
     print(f"{t.defect:8s} score {p.score:6.1f}  normalised {p.normalised_score:4.2f}  -> {p.verdict}")
-model
+display(model)  # the model and its settings
 
 # %% [markdown]
 # The **score** is a distance in feature space: how far the image's most unusual patch is from its nearest

@@ -33,9 +33,9 @@
 
 # %%
 import os
-import time
 from pathlib import Path
 
+import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -44,9 +44,8 @@ from IPython.display import Markdown, display
 from patchcore_core import PatchCore, explore
 from patchcore_core.builtin_data import builtin_root
 from patchcore_core.data import MVTecCategory
-import ipywidgets as widgets
-
 from patchcore_core.features import PatchEmbedding, aggregate_layers, local_aggregate
+
 SEED = 0
 torch.manual_seed(SEED)
 np.random.seed(SEED)

@@ -31,20 +31,18 @@
 
 # %%
 import os
-import time
 from pathlib import Path
 
+import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Markdown, display
 
 from patchcore_core import PatchCore, explore
 from patchcore_core.builtin_data import builtin_root
 from patchcore_core.data import MVTecCategory
-import ipywidgets as widgets
-
 from patchcore_core.scoring import anomaly_map
+
 SEED = 0
 torch.manual_seed(SEED)
 np.random.seed(SEED)
@@ -180,7 +178,7 @@ assert ex.distance == float(patch[0].max()) and 0 <= ex.train_index < len(cat.tr
 test_items = bad + good
 
 def explain_at(image=0, row=14, col=14):
-    fig = explore.plot_explanation(model, test_items[image].path, row, col, vmax=float(patch.max()))
+    explore.plot_explanation(model, test_items[image].path, row, col, vmax=float(patch.max()))
     plt.show()
     return model.explain(test_items[image].path, row, col)
 

@@ -31,7 +31,6 @@
 
 # %%
 import os
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -39,12 +38,13 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from patchcore_core import PatchCore, explore
+from patchcore_core import explore
 from patchcore_core.builtin_data import builtin_root
 from patchcore_core.data import MVTecCategory
 from patchcore_core.evaluation import evaluate_category
 from patchcore_core.metrics import aupro, f1_max, image_auroc, image_roc, pixel_auroc, pro_curve
 from patchcore_core.viz import overlay_heatmap
+
 SEED = 0
 torch.manual_seed(SEED)
 np.random.seed(SEED)

@@ -42,10 +42,11 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from patchcore_core import PatchCore, explore
+from patchcore_core import explore
+from patchcore_core.backbones import BackboneError
 from patchcore_core.builtin_data import builtin_root
 from patchcore_core.data import MVTecCategory
-from patchcore_core.backbones import BackboneError
+
 SEED = 0
 torch.manual_seed(SEED)
 np.random.seed(SEED)

@@ -31,7 +31,9 @@
 
 # %%
 import os
-import time
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -40,14 +42,9 @@ import torch
 from IPython.display import Markdown, display
 
 from patchcore_core import PatchCore, explore
-from patchcore_core.builtin_data import builtin_root
-from patchcore_core.data import MVTecCategory
-import shutil
-import subprocess
-import sys
+from patchcore_core.builtin_data import builtin_root, default_cache_dir
+from patchcore_core.data import MVTecCategory, image_folder
 
-from patchcore_core.builtin_data import default_cache_dir
-from patchcore_core.data import image_folder
 SEED = 0
 torch.manual_seed(SEED)
 np.random.seed(SEED)
