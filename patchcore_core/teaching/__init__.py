@@ -1,0 +1,1 @@
+"""Helpers for the teaching notebooks: what they draw, compute and check."""
