@@ -1,8 +1,9 @@
 """Exercise checks for the notebooks.
 
 Each check prints one line, ``correct`` or a hint that says what is off,
-and returns ``True`` (correct), ``False`` (wrong) or ``None`` (not answered
-yet). A check never raises: a student edition runs from top to bottom with
+and returns a :class:`Verdict` whose ``ok`` is ``True`` (correct), ``False``
+(wrong) or ``None`` (not answered yet); a notebook shows nothing more.
+A check never raises: a student edition runs from top to bottom with
 every exercise still open. An answer is "not answered yet" while it is
 ``...`` (the starter cells' placeholder) or ``None``, and a function is
 while it raises ``NotImplementedError``::
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,14 +27,29 @@ CORRECT = "correct"
 NOT_ANSWERED = "not answered yet"
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What a check found: ``ok`` True, False or None (not answered yet), and the line it printed."""
+
+    ok: bool | None
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok is True
+
+    def _ipython_display_(self):  # the printed line says it all; show no "Out[...]"
+        pass
+
+
 def is_unanswered(value) -> bool:
     return value is ... or value is None
 
 
-def _say(ok: bool | None, message: str = "") -> bool | None:
+def _say(ok: bool | None, message: str = "") -> Verdict:
     head = {True: CORRECT, False: "not quite", None: NOT_ANSWERED}[ok]
-    print(f"{head}: {message}" if message and ok is not True else head)
-    return ok
+    line = f"{head}: {message}" if message and ok is not True else head
+    print(line)
+    return Verdict(ok, line)
 
 
 def _as_float(value) -> float:
@@ -42,7 +59,7 @@ def _as_float(value) -> float:
 
 
 def check_number(answer, expected: float, *, rel: float = 0.02, abs_tol: float = 1e-9,
-                 what: str = "your answer", hint: str = "") -> bool | None:
+                 what: str = "your answer", hint: str = "") -> Verdict:
     """``answer`` within ``rel`` (relative) or ``abs_tol`` of ``expected``.
 
     The hint says whether the answer is too high or too low, then ``hint``.
@@ -61,7 +78,7 @@ def check_number(answer, expected: float, *, rel: float = 0.02, abs_tol: float =
 
 
 def check_choice(answer, expected: str, hints: dict[str, str] | None = None,
-                 what: str = "your answer") -> bool | None:
+                 what: str = "your answer") -> Verdict:
     """``answer`` equals ``expected`` (strings compared without case or spaces
     at the ends); ``hints`` maps a wrong choice to the hint it deserves."""
     if is_unanswered(answer):
@@ -76,7 +93,7 @@ def check_choice(answer, expected: str, hints: dict[str, str] | None = None,
     return _say(False, hints.get(given, hints.get(str(answer), "look again at the figure above")))
 
 
-def check_true(answer, condition: bool, *, what: str = "your answer", hint: str = "") -> bool | None:
+def check_true(answer, condition: bool, *, what: str = "your answer", hint: str = "") -> Verdict:
     """For answers judged by a condition the caller computes (``condition``)."""
     if is_unanswered(answer):
         return _say(None, f"set {what}")
@@ -91,7 +108,7 @@ def _to_numpy(value) -> np.ndarray:
 
 def check_function(fn: Callable, reference: Callable, cases: Sequence[tuple], *,
                    what: str | None = None, rtol: float = 1e-4, atol: float = 1e-6,
-                   same_set: bool = False, hint: str = "") -> bool | None:
+                   same_set: bool = False, hint: str = "") -> Verdict:
     """Call ``fn(*case)`` and ``reference(*case)`` for each case and compare.
 
     ``same_set``: compare the results as sets of values (e.g. chosen indices
