@@ -12,7 +12,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 00 PatchCore in ten lines
 #
 # > Fit on good images only, then find and locate defects: the whole method, before the details.
@@ -34,7 +34,7 @@
 # shrinks that bank with a **coreset**, and scores a new image by how far its most unusual patch is from
 # everything in the bank.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import os
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from IPython.display import Markdown, display
 from patchcore_core import PatchCore, explore
 from patchcore_core.builtin_data import builtin_root
 from patchcore_core.data import MVTecCategory
+from patchcore_core.teaching import checks
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -61,7 +62,7 @@ cat = MVTecCategory(DATA_ROOT, CATEGORY)
 print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test images "
       f"(defects: {', '.join(cat.defects)}); FAST={FAST}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Fit and predict
 #
 # These are the ten lines. `fit` learns from good images only; `predict` returns one `Prediction` per image.
@@ -79,7 +80,7 @@ display(model)  # the model and its settings
 # normal patch. The **threshold** comes from normal images only (a few good training images are held out
 # and scored, notebook 04); `normalised_score` is `score / threshold`, so above 1 means anomalous.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig = explore.plot_predictions(model, test_paths, preds, titles=[t.defect for t in cat.test], ncols=7)
 fig.suptitle(f"PatchCore on '{CATEGORY}': heatmaps and scores (red title = flagged anomalous)", fontsize=14)
 plt.show()
@@ -102,7 +103,7 @@ card = model.summary()
 display(Markdown(explore.markdown_table([{k: card[k] for k in
     ["backbone", "n_train", "n_patches", "memory_bank_size", "memory_bank_mb", "threshold", "fit_seconds"]}])))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The map of this course
 #
 # | notebook | the idea | the paper |
@@ -116,30 +117,55 @@ display(Markdown(explore.markdown_table([{k: card[k] for k in
 #
 # Reference: Roth, Pemula, Zepeda, Schölkopf, Brox, Gehler: *Towards Total Recall in Industrial Anomaly Detection*, CVPR 2022 ([arXiv:2106.08265](https://arxiv.org/abs/2106.08265)).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - `PatchCore().fit(good_images)` then `.predict(images)`: a score, a verdict and a heatmap per image.
 # - Nothing is trained: a frozen ImageNet CNN supplies features, and the memory bank *is* the model.
 # - Defects score high because their patches are far from every normal patch.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# 1. Fit on only 3 training images (`cat.train[:3]`). What happens to the scores and to the threshold?
-#    *Hint:* Look at `model.threshold` and `model.calibration_scores`; with fewer than 10 images the threshold is set by leave-one-out (see `patchcore_core.calibration`).
-# 2. Switch `CATEGORY` to `"grass"` or `"gravel"` and rerun. Which defects are hardest?
-#    *Hint:* Compare the scores of each defect type with the threshold.
-# 3. Predict a training image. What score does it get, and why?
-#    *Hint:* Its patches are in the memory bank (or close to a coreset patch).
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. How many defects are caught?
 #
-# <details>
-# <summary>Solutions (click to open)</summary>
+# What fraction of the *defective* test images does the model flag as anomalous? Set `caught` to a number
+# between 0 and 1. *Hint:* `preds[i].verdict` and `labels[i]` (True = defective) belong to `cat.test[i]`.
+
+# %% tags=["exercise"]
+caught = ...  # your code: a fraction between 0 and 1
+
+# %% tags=["solution"]
+caught = np.mean([p.verdict == "anomalous" for p, bad in zip(preds, labels) if bad])
+
+# %% tags=["check"]
+checks.check_number(caught, (scores[labels] > model.threshold).mean(), rel=1e-6, what="`caught`",
+                    hint="count the defective images flagged 'anomalous', divided by the number of defective images.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* The fraction printed above. The misses are mostly the pale stains (the overview figure shows
+# them with black titles): their patches resemble normal variation of the texture.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. A training image
 #
-# **1.** Fewer images means fewer normal patches: normal test images score higher (their patches find less close matches), and the threshold, set by leave-one-out over 3 images, is noisier. Defects usually still stand out on textures.
-#
-# **2.** On busy textures faint stains are the hardest (gravel: none of 4 flagged at the default settings): their patches resemble normal variation. Holes and scratches are caught everywhere; a pasted patch of another texture is missed now and then.
-#
-# **3.** Close to zero for patches kept in the coreset and small for the rest: the memory bank covers its own training data within the covering radius (notebook 02).
-#
-# </details>
+# Predict the first training image, `cat.train[0]`, and set `train_score` to its **normalised** score.
+# Is it below 1? *Hint:* `model.predict([...])` takes paths; `.normalised_score` of its first result.
+
+# %% tags=["exercise"]
+train_score = ...  # your code
+
+# %% tags=["solution"]
+train_score = model.predict([cat.train[0]])[0].normalised_score
+
+# %% tags=["check"]
+checks.check_number(train_score, model.predict([cat.train[0]])[0].score / model.threshold, rel=1e-4,
+                    what="`train_score`", hint="use the normalised score (score / threshold) of cat.train[0].")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* Well below 1: the image's own patches are in the memory bank, or close to a coreset patch
+# (within the covering radius, notebook 02), so each patch finds a near-identical normal match.

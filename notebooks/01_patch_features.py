@@ -12,7 +12,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 01 Patch features
 #
 # > From a pretrained CNN's feature maps to one locally aware vector per image patch.
@@ -31,7 +31,7 @@
 # written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
 # the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import os
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from patchcore_core import PatchCore, explore
 from patchcore_core.builtin_data import builtin_root
 from patchcore_core.data import MVTecCategory
 from patchcore_core.features import PatchEmbedding, aggregate_layers, local_aggregate
+from patchcore_core.teaching import checks
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -60,7 +61,7 @@ cat = MVTecCategory(DATA_ROOT, CATEGORY)
 print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test images "
       f"(defects: {', '.join(cat.defects)}); FAST={FAST}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The backbone and its feature maps
 #
 # PatchCore needs no training: a CNN pretrained on ImageNet turns an image into feature maps. The paper
@@ -80,12 +81,12 @@ display(Markdown(explore.markdown_table(geometry)))
 # step moves: 224 / 28 = 8 for `blocks.2`, 16 for `blocks.4`. Every grid cell is a *patch*, and its `C`
 # values are that patch's description. Here are the channels that vary most over one image:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig = explore.plot_layer_view(model, cat.train[0], model.layers[0], neighbourhood=1)
 plt.show()
 assert [g["stride"] for g in geometry] == [8, 16]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Receptive field: what one feature vector sees
 #
 # A feature at one grid cell depends on a window of input pixels, its **receptive field**. We measure it
@@ -93,7 +94,7 @@ assert [g["stride"] for g in geometry] == [8, 16]
 # (`explore.receptive_field`). Deeper layers see more; averaging a 3x3 neighbourhood of cells widens the
 # window by two strides without going deeper.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 img = cat.train[0]
 views = {f"{model.layers[0]}": explore.receptive_field(model, img, model.layers[0]),
          f"{model.layers[0]} + 3x3 aggregation": explore.receptive_field(model, img, model.layers[0], 3),
@@ -127,7 +128,7 @@ assert ext[model.layers[0]] < ext[f"{model.layers[0]} + 3x3 aggregation"] <= ext
 # Each cell's features are averaged over its `p x p` neighbours (`p = 3`), a cheap way to add context
 # (Eq. 1-2 of the paper). Before and after, for one channel:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 raw = explore.layer_view(model, img, model.layers[0], 1)
 agg = explore.layer_view(model, img, model.layers[0], 3)
 ch = agg["channels"][0]
@@ -143,13 +144,13 @@ plt.show()
 print(f"roughness (mean squared step between neighbours): {raw['smoothness']:.1f} -> {agg['smoothness']:.1f}")
 assert agg["smoothness"] < raw["smoothness"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Two layers on one grid
 #
 # `blocks.4` has a 14x14 grid, `blocks.2` 28x28. `aggregate_layers` aggregates both, then resizes the
 # coarser one bilinearly to the finer grid, so each of the 28 x 28 patches gets both descriptions.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 maps = model.extractor(model.preprocess(img)[None].to(model.device))
 layers, grid = aggregate_layers(maps, neighbourhood=3)
 for name, before, after in zip(maps, maps.values(), layers):
@@ -163,7 +164,7 @@ for ax, m, t in [(axes[0], deep[c], "14 x 14 (stride 16)"), (axes[1], layers[1][
 plt.show()
 assert grid == tuple(model.grid) and all(l.shape[-2:] == grid for l in layers)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1024 numbers per patch, or 152?
 #
 # The paper pools each layer's channels to 1024 values, stacks the layers and pools again to 1024. Every
@@ -180,7 +181,7 @@ print(f"full {tuple(f.shape)}, compact {tuple(z.shape)}; "
       f"largest distance difference {float((d_full - d_compact).abs().max()):.2e}")
 assert torch.allclose(d_full, d_compact, rtol=1e-6, atol=1e-6)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The paper's text and its code
 #
 # The paper *averages* each 3x3 neighbourhood. Its code instead unfolds the nine neighbours side by side
@@ -198,14 +199,14 @@ assert [l.shape[1] for l in unfolded] == [9 * l.shape[1] for l in layers]
 # %% [markdown]
 # On MVTec grid (5 seeds, see the README) the unfolded features localise a little better and rank images a little worse; on hazelnut the paper's average is as good or better. Notebook 05 lets you try both.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Patch features as colours
 #
 # A patch feature has 152 numbers; its first three principal components fit in red, green and blue.
 # Patches that look alike to PatchCore get alike colours. We fit the PCA on normal and defective images
 # together, so the colours are comparable:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 bad = [t for t in cat.test if t.is_anomalous][::2][:3]
 show = [cat.train[0]] + [t.path for t in bad]
 rgb = explore.pca_rgb(model.extract(show))             # [4, 28, 28, 3]
@@ -227,7 +228,7 @@ assert rgb.shape == (len(show), *model.grid, 3)
 #
 # The widget calls `explore.plot_layer_view`; the same function is called once directly, so the notebook runs without a browser.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 images = [cat.train[0]] + [t.path for t in cat.test if t.is_anomalous]
 
 def show_layer(image=0, layer=model.layers[0], neighbourhood=3):
@@ -238,7 +239,7 @@ def show_layer(image=0, layer=model.layers[0], neighbourhood=3):
 show_layer(1, model.layers[1], 3)
 widgets.interactive(show_layer, image=(0, len(images) - 1), layer=list(model.layers), neighbourhood=[1, 3, 5, 7])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - A frozen ImageNet CNN describes every patch; PatchCore takes the stride-8 and stride-16 layers.
@@ -247,23 +248,61 @@ widgets.interactive(show_layer, image=(0, len(images) - 1), layer=list(model.lay
 # - The paper's 1024-d features are a linear map of 152 channels, so 152-d vectors keep every distance.
 # - PCA colours show that defective patches are unlike any normal one.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# 1. Measure the receptive field of `"blocks.1"` and `"blocks.3"` too. Plot extent against stride.
-#    *Hint:* `explore.receptive_field` takes any stage name in `model.extractor.stage_names`... but only stages up to the deepest used layer are kept.
-# 2. What does `neighbourhood=1` do to the image scores of notebook 00?
-#    *Hint:* `PatchCore(neighbourhood=1)`; compare `scores` of defective and normal images.
-# 3. Why is the 1024 -> 152 shortcut exact, and when would it not apply?
-#    *Hint:* Distances only depend on the Gram matrix `P P^T`; see the `PatchEmbedding` docstring.
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. 3x3 aggregation yourself
 #
-# <details>
-# <summary>Solutions (click to open)</summary>
+# Write `my_local_aggregate(fmap)` that averages every location of a `[B, C, H, W]` feature map over its
+# 3x3 neighbourhood, counting locations outside the map as zero (as the paper's code does). The check compares
+# it with `patchcore_core.features.local_aggregate` on random maps. *Hint:* `torch.nn.functional.avg_pool2d`
+# with `stride=1` and `padding=1`, or sum the nine shifted copies of a zero-padded map and divide by 9.
+
+# %% tags=["exercise"]
+def my_local_aggregate(fmap):
+    raise NotImplementedError  # your code: [B, C, H, W] -> [B, C, H, W]
+
+# %% tags=["solution"]
+def my_local_aggregate(fmap):
+    padded = torch.nn.functional.pad(fmap, (1, 1, 1, 1))  # zeros outside the map
+    h, w = fmap.shape[-2:]
+    return sum(padded[..., dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9
+
+# %% tags=["check"]
+g = torch.Generator().manual_seed(SEED)
+checks.check_function(my_local_aggregate, lambda x: local_aggregate(x, 3),
+                      [(torch.randn(1, 4, 6, 6, generator=g),), (torch.randn(2, 3, 5, 9, generator=g),)],
+                      hint="the border: outside the map counts as zero, and every average divides by 9.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* With zero padding, border and corner patches average in zeros and come out damped. The
+# `local_aggregate` docstring says why the package keeps that instead of averaging only existing neighbours.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. Patches per image
 #
-# **1.** blocks.1 (stride 4) sees a few dozen pixels, blocks.3 (stride 16) more than blocks.2; the extent grows faster than the stride because every convolution adds its kernel width times the current stride.
-#
-# **2.** Without aggregation features are noisier: normal images score higher and small defects stand out less. Notebook 05 measures it.
-#
-# **3.** `||rP - r'P||^2 = (r-r') P P^T (r-r')^T`, and the Cholesky factor `L` of `P P^T` (152x152) gives the same quadratic form. With WideResNet-50 (512 + 1024 channels > 1024) `P` is not injective and the package stores the 1024-d features themselves.
-#
-# </details>
+# How many patch features does one image add to the memory bank before the coreset, and how many numbers
+# does the package store per patch? Set `patches_per_image` and `numbers_per_patch`.
+# *Hint:* the grid printed under "Two layers on one grid", and `emb.compact_dim`.
+
+# %% tags=["exercise"]
+patches_per_image = ...  # your code
+numbers_per_patch = ...  # your code
+
+# %% tags=["solution"]
+patches_per_image = grid[0] * grid[1]
+numbers_per_patch = emb.compact_dim
+
+# %% tags=["check"]
+checks.check_number(patches_per_image, model.grid[0] * model.grid[1], rel=0, what="`patches_per_image`",
+                    hint="one patch per cell of the finer grid.")
+checks.check_number(numbers_per_patch, z.shape[1], rel=0, what="`numbers_per_patch`",
+                    hint="the compact form, not the paper's 1024.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* 28 x 28 = 784 patches of 152 numbers each (EfficientNet-Lite0, 224 x 224 input): the paper's
+# 1024-d features would take 6.7x more memory for the same distances.

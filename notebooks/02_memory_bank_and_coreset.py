@@ -12,7 +12,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 02 Memory bank and coreset
 #
 # > Keep every normal patch, then keep only the few that cover all the others.
@@ -30,7 +30,7 @@
 # written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
 # the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import os
 import time
 from pathlib import Path
@@ -44,7 +44,8 @@ from IPython.display import Markdown, display
 from patchcore_core import PatchCore, explore
 from patchcore_core.builtin_data import builtin_root
 from patchcore_core.data import MVTecCategory
-from patchcore_core.toy import greedy_kcenter, plot_kcenter_step, random_radii, toy_points
+from patchcore_core.teaching import checks
+from patchcore_core.toy import covering_radius_2d, greedy_kcenter, plot_kcenter_step, random_radii, toy_points
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -60,7 +61,7 @@ cat = MVTecCategory(DATA_ROOT, CATEGORY)
 print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test images "
       f"(defects: {', '.join(cat.defects)}); FAST={FAST}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## How large is the full memory bank?
 #
 # Every patch of every training image is a candidate:
@@ -89,7 +90,7 @@ assert len(model.bank) < ours["patches"]
 # (the real features have 152 dimensions; the paper also projects them to 128 at random first, which
 # keeps distances approximately).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 pts = toy_points(400, seed=SEED)
 trace = greedy_kcenter(pts, 40)
 fig, axes = plt.subplots(1, 4, figsize=(22, 5.6))
@@ -102,7 +103,7 @@ assert np.all(np.diff(trace.radii) <= 0), "the covering radius never grows"
 # %% [markdown]
 # Move the slider: the red ring is the point that will be picked next (the worst covered). The small cluster at the top right (rare but normal) is covered within the first few picks.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def show_step(step=5):
     fig = plot_kcenter_step(trace, step)
     plt.show()
@@ -111,7 +112,7 @@ def show_step(step=5):
 show_step(8)
 widgets.interactive(show_step, step=widgets.IntSlider(value=8, min=1, max=len(trace), description="picks"))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 counts = np.arange(1, 41)
 rand = np.mean([random_radii(pts, counts, seed=s) for s in range(5)], axis=0)
 fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -133,7 +134,7 @@ assert (trace.radii[4:40] <= rand[4:]).all()
 # Greedy picks are nested (the first `k` picks of a longer run are the run for `k`), so one run gives the
 # whole curve. The radius is measured in the full feature space.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 train_feats = model.extract(cat.train)                       # [N, 28, 28, D]
 flat = train_feats.reshape(-1, train_feats.shape[-1])
 n = len(flat)
@@ -148,7 +149,7 @@ plt.show()
 assert curves["greedy"][-1] < curves["random"][-1]
 assert all(a >= b - 1e-3 for a, b in zip(curves["greedy"], curves["greedy"][1:]))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Greedy against random: does it matter for detection?
 #
 # `explore.coreset_trial` builds a bank from the features above and scores the test set (no backbone
@@ -174,7 +175,7 @@ assert rows[0]["covering radius"] < rows[1]["covering radius"]
 # %% [markdown]
 # Try it yourself: the slider sets the coreset ratio (the logic is `explore.coreset_trial`).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def try_ratio(ratio=0.01):
     res = [explore.coreset_trial(train_feats, test_feats, labels, ratio, m, seed=SEED) for m in ("greedy", "random")]
     table = [{"method": m, "size": r["size"], "MB": r["megabytes"], "covering radius": r["covering_radius"],
@@ -186,7 +187,7 @@ res = try_ratio(0.05)
 assert res[0]["size"] == res[1]["size"]
 widgets.interactive(try_ratio, ratio=widgets.FloatLogSlider(value=0.01, base=10, min=-3, max=-0.6, step=0.1))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Where do the patches lie? A UMAP of the bank
 #
 # UMAP draws high-dimensional points in 2-D so that neighbours stay neighbours. We embed a sample of all
@@ -209,7 +210,7 @@ normal_s = rng.choice(np.flatnonzero(from_normal_img), 400 if FAST else 1000, re
 bad_s = np.flatnonzero(is_bad)[:400 if FAST else 1000]
 print(f"{len(bank_s)} bank, {len(core_s)} coreset, {len(normal_s)} normal test, {len(bad_s)} defective test patches")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 t0 = time.perf_counter()
 X = np.concatenate([flat[bank_s].numpy(), flat[core_s].numpy(), tf[normal_s], tf[bad_s]])
 Y = explore.embed_2d(X, "umap", seed=SEED)
@@ -233,7 +234,7 @@ d_bad = model.bank.search(torch.from_numpy(tf[bad_s]), 1)[0][:, 0]
 print(f"distance to the nearest bank patch: normal {float(d_normal.mean()):.1f}, defective {float(d_bad.mean()):.1f}")
 assert d_bad.mean() > d_normal.mean()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - The full bank holds every training patch: 784 per image here, 200k+ for an MVTec category.
@@ -241,23 +242,64 @@ assert d_bad.mean() > d_normal.mean()
 # - A 1-10% greedy coreset covers the bank almost as well as the whole, with a smaller covering radius than a random subset of the same size; how much that helps detection depends on the data.
 # - Defective patches lie away from the normal ones; the distance to the bank is the anomaly score.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# 1. Measure how long `greedy_coreset` takes at 1%, 5% and 25% of `flat`. How does it scale?
-#    *Hint:* `time.perf_counter()` around `patchcore_core.coreset.greedy_coreset(flat, ratio)`.
-# 2. Skip the random projection: `greedy_coreset(flat, 0.01, projection_dim=1024)`. Do the picks change?
-#    *Hint:* Compare the covering radius in the full space with `patchcore_core.coreset.covering_radius`.
-# 3. In the toy, make 20 rare points instead of 6 (`toy_points(n_rare=20)`). When does random sampling first cover them?
-#    *Hint:* `random_radii` and a plot of the rare points' distance to the nearest pick.
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. Greedy k-center yourself
 #
-# <details>
-# <summary>Solutions (click to open)</summary>
+# Write `my_greedy_kcenter(points, k, first)`: start with the point `first`, then repeatedly add the point
+# farthest from all centres chosen so far; return the `k` chosen indices in order. The check compares it with
+# `patchcore_core.toy.greedy_kcenter` on the toy points. *Hint:* keep, for every point, its distance to the
+# nearest centre so far; after each pick, update it with `np.minimum`.
+
+# %% tags=["exercise"]
+def my_greedy_kcenter(points, k, first):
+    raise NotImplementedError  # your code: an array of k indices into points
+
+# %% tags=["solution"]
+def my_greedy_kcenter(points, k, first):
+    picks = [first]
+    nearest = np.linalg.norm(points - points[first], axis=1)  # distance to the nearest centre so far
+    for _ in range(k - 1):
+        picks.append(int(nearest.argmax()))                      # the worst-covered point
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[picks[-1]], axis=1))
+    return np.array(picks)
+
+# %% tags=["check"]
+checks.check_function(my_greedy_kcenter, lambda p, k, f: greedy_kcenter(p, k, first=f).picks,
+                      [(pts, 10, int(trace.picks[0])), (toy_points(60, seed=SEED + 1), 5, 7)],
+                      hint="each new centre is the point whose distance to its nearest centre is largest.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* Ten lines: the package's `greedy_coreset` does the same on the memory bank, after a random
+# projection to 128 dimensions and with the triangle inequality to skip most distance updates.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. The covering radius
 #
-# **1.** Roughly linear in the number of picks times the number of points (each pick updates the distance of every point, though the package skips most of them with the triangle inequality).
-#
-# **2.** With 152-d features a 128-d projection changes some picks, but the covering radius is within a few percent: Johnson-Lindenstrauss keeps distances approximately.
-#
-# **3.** Random sampling hits a cluster with probability proportional to its size, so a 5% cluster needs about 20 picks on average; greedy covers it within the first few picks regardless of its size.
-#
-# </details>
+# Write `my_covering_radius(points, centres)`: the largest distance from any point to its nearest centre
+# (`centres` are indices into `points`). *Hint:* `np.linalg.norm(points[:, None] - points[centres][None], axis=2)`
+# is the `[n, k]` distance matrix.
+
+# %% tags=["exercise"]
+def my_covering_radius(points, centres):
+    raise NotImplementedError  # your code: one number
+
+# %% tags=["solution"]
+def my_covering_radius(points, centres):
+    d = np.linalg.norm(points[:, None] - points[np.asarray(centres)][None], axis=2)
+    return d.min(axis=1).max()
+
+# %% tags=["check"]
+rng_check = np.random.default_rng(SEED)
+checks.check_function(my_covering_radius, covering_radius_2d,
+                      [(pts, trace.picks[:10]), (pts, rng_check.choice(len(pts), 25, replace=False))],
+                      hint="nearest centre per point (min over centres), then the worst point (max).")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* The radius is what greedy k-center minimises (greedily): every training patch lies within it of
+# a kept patch, so shrinking the bank costs at most that much on any normal patch's score.

@@ -12,7 +12,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 03 kNN scoring and heatmaps
 #
 # > How far is each test patch from normal? From distances to an image score and a heatmap.
@@ -29,7 +29,7 @@
 # written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
 # the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import os
 from pathlib import Path
 
@@ -41,7 +41,9 @@ import torch
 from patchcore_core import PatchCore, explore
 from patchcore_core.builtin_data import builtin_root
 from patchcore_core.data import MVTecCategory
-from patchcore_core.scoring import anomaly_map
+from patchcore_core.memory_bank import knn_search
+from patchcore_core.scoring import anomaly_map, image_scores
+from patchcore_core.teaching import checks
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -64,14 +66,14 @@ good = [t for t in cat.test if not t.is_anomalous]
 item = bad[0]
 print(f"memory bank {tuple(model.bank.features.shape)}; test image: {item.path.name} ({item.defect})")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Patch scores: nearest-neighbour distances
 #
 # For each test patch `m_test`, the **patch score** is `s = min over bank patches m of ||m_test - m||_2`.
 # `model.score` returns them on the 28x28 grid, with the index of the nearest bank patch. We check them
 # against brute force:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 scores, maps, patch, nearest = model.score([item.path])
 feats = model.extract([item.path])[0].reshape(-1, model.bank.features.shape[1])
 brute = torch.cdist(feats, model.bank.features, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1)
@@ -88,7 +90,7 @@ for ax in axes[:2]:
     ax.set_xlabel("x"); ax.set_ylabel("y")
 plt.tight_layout(); plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The image score and Eq. 7
 #
 # The image score is the largest patch score, `s* = max_i s_i`, at the most anomalous patch `m_test,*`
@@ -116,7 +118,7 @@ assert abs(eq["score"] - eq["package_score"]) < 1e-3 * eq["score"]
 # tiny and the weight is almost exactly 1. Eq. 7 only changes scores noticeably when distances are small
 # (unit-scale features) or when `m*`'s neighbours are almost equally close. Over all test images:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 rows = [explore.eq7_breakdown(model, t.path, b=3) for t in cat.test]
 fig, ax = plt.subplots(figsize=(7, 5))
 colours = ["crimson" if t.is_anomalous else "tab:blue" for t in cat.test]
@@ -128,13 +130,13 @@ ax.set_title("Eq. 7 against s* (red: defective, blue: normal)"); ax.legend()
 plt.show()
 assert all(r["score"] <= r["s_star"] + 1e-6 for r in rows)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## From patch scores to the anomaly map
 #
 # 28x28 scores become a 224x224 map: upsample (bilinear) and smooth with a Gaussian of `sigma = 4` pixels
 # (`scoring.anomaly_map`). Blocky nearest-neighbour upsampling is shown for comparison:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 stages = explore.map_stages(patch[0], 224, sigma=model.config.sigma)
 fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
 titles = {"patch": "patch scores 28 x 28", "nearest": "nearest upsampling", "bilinear": "bilinear upsampling",
@@ -147,7 +149,7 @@ plt.show()
 assert np.allclose(stages["smoothed"], maps[0].numpy(), atol=1e-3)
 assert stages["smoothed"].max() <= stages["bilinear"].max() + 1e-4
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 sigmas = [0, 2, 4, 8, 16]
 fig, axes = plt.subplots(1, len(sigmas), figsize=(4 * len(sigmas), 4))
 for ax, s in zip(axes, sigmas):
@@ -157,14 +159,14 @@ for ax, s in zip(axes, sigmas):
 plt.suptitle("more smoothing: smoother maps, lower peaks, blurrier borders (ground truth in green)")
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Explain by example
 #
 # Each bank row remembers where it came from (training image, row, column). So every test patch can be
 # explained by *the normal patch it resembles most*. Small distance: the test patch looks like that normal
 # patch. Large distance: even the closest normal patch looks different, which is what a defect is.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 ex = model.explain(item.path)   # the most anomalous patch by default
 print(ex)
 fig = explore.plot_explanation(model, item.path)
@@ -174,7 +176,7 @@ assert ex.distance == float(patch[0].max()) and 0 <= ex.train_index < len(cat.tr
 # %% [markdown]
 # Choose an image and a location: the widget calls `explore.plot_explanation`. A patch outside the defect finds a close normal twin; a patch on the defect does not.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 test_items = bad + good
 
 def explain_at(image=0, row=14, col=14):
@@ -187,7 +189,7 @@ defect_spot = explain_at(0, ex.row, ex.col)
 assert defect_spot.distance > normal_spot.distance
 widgets.interactive(explain_at, image=(0, len(test_items) - 1), row=(0, model.grid[0] - 1), col=(0, model.grid[1] - 1))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - A patch score is the L2 distance from a test patch to its nearest memory-bank patch.
@@ -195,23 +197,69 @@ widgets.interactive(explain_at, image=(0, len(test_items) - 1), row=(0, model.gr
 # - Anomaly maps are the patch scores upsampled bilinearly and smoothed with a Gaussian (sigma = 4).
 # - Every score has a witness: the nearest normal patch and the training image it came from.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# 1. Fit with `PatchCore(reweight_neighbours=9)` and compare image AUROC with and without reweighting.
-#    *Hint:* `patchcore_core.metrics.image_auroc(labels, scores)`.
-# 2. Find the sigma that maximises pixel AUROC for this category.
-#    *Hint:* Recompute the maps with `anomaly_map(patch_scores, 224, sigma)` for all test images and use `patchcore_core.metrics.pixel_auroc(masks, maps)`.
-# 3. Use `k = 3` nearest neighbours (mean distance) for the patch score. What changes?
-#    *Hint:* `model.bank.search(features, k=3)`.
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. Scores from a distance matrix
 #
-# <details>
-# <summary>Solutions (click to open)</summary>
+# `D[i, j]` is the distance from test patch `i` to bank patch `j`. Write `my_patch_scores(D)` (one score per
+# test patch: the distance to its nearest bank patch) and `my_image_score(D)` (the image score `s*`, without
+# Eq. 7). The check compares them with the package's kNN search and `scoring.image_scores`.
+
+# %% tags=["exercise"]
+def my_patch_scores(D):
+    raise NotImplementedError  # your code: [P, M] -> [P]
+
+def my_image_score(D):
+    raise NotImplementedError  # your code: [P, M] -> one number
+
+# %% tags=["solution"]
+def my_patch_scores(D):
+    return D.min(dim=1).values
+
+def my_image_score(D):
+    return my_patch_scores(D).max()
+
+# %% tags=["check"]
+g = torch.Generator().manual_seed(SEED)
+cases = [(torch.randn(50, 8, generator=g), torch.randn(200, 8, generator=g)) for _ in range(2)]
+checks.check_function(lambda q, m: my_patch_scores(torch.cdist(q, m)), lambda q, m: knn_search(q, m, 1)[0][:, 0],
+                      cases, what="my_patch_scores", hint="nearest: the smallest distance in each row.")
+checks.check_function(lambda q, m: my_image_score(torch.cdist(q, m)),
+                      lambda q, m: image_scores(knn_search(q, m, 1)[0][:, 0][None])[0],
+                      cases, what="my_image_score", hint="the image is as anomalous as its most anomalous patch.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* A min over the bank, then a max over the image's patches: the whole of PatchCore's scoring
+# before Eq. 7 and the smoothing of the map.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. Eq. 7's weight
 #
-# **1.** On the built-in data both are (near) perfect, as the weights are ~1 at these distance scales; on MVTec the paper reports small gains. Scaling features down (e.g. dividing by 100) makes the softmax milder.
-#
-# **2.** Usually between 2 and 8: too little leaves the patch grid visible, too much spreads the score beyond small defects. The paper's 4 is a good default.
-#
-# **3.** Scores rise a little everywhere; isolated normal patches that match one rare bank patch get higher scores, so false alarms can increase; the ranking of defects rarely changes.
-#
-# </details>
+# `rows[k]["distances"]` holds, for test image `k`, the distances from its most anomalous patch `m^test,*` to
+# `m*` (first) and to `m*`'s other neighbours in the bank. Write `my_eq7_weight(d)` that returns the weight
+# Eq. 7 puts on `s*`. *Hint:* `1 - exp(d[0]) / sum(exp(d))`; `torch.softmax` computes it without overflow.
+
+# %% tags=["exercise"]
+def my_eq7_weight(d):
+    raise NotImplementedError  # your code: a tensor of b distances -> one number
+
+# %% tags=["solution"]
+def my_eq7_weight(d):
+    return 1 - torch.softmax(d, dim=0)[0]
+
+# %% tags=["check"]
+package_weight = {tuple(r["distances"]): r["weight"] for r in rows}  # from scoring.reweighted_image_score
+checks.check_function(my_eq7_weight, lambda d: package_weight[tuple(d.tolist())],
+                      [(torch.tensor(r["distances"], dtype=torch.float64),) for r in rows[:6]],
+                      hint="one minus the softmax of the distances, taken at m* (the first).")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* `d[0]` is the smallest distance, so its softmax share is the smallest and the weight lies in
+# `[1 - 1/b, 1)`. It is near 1 when `m*`'s neighbours are much farther than `m*` (a rare, isolated bank
+# patch) and near `1 - 1/b` when they are about as close (a dense neighbourhood). At these distance scales
+# the softmax is very peaked, so the weights printed above are all close to 1.

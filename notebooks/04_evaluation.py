@@ -12,7 +12,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 04 Evaluation
 #
 # > How good is a detector that never saw a defect? The metrics of MVTec AD, one by one.
@@ -29,7 +29,7 @@
 # written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
 # the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import os
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from patchcore_core.builtin_data import builtin_root
 from patchcore_core.data import MVTecCategory
 from patchcore_core.evaluation import evaluate_category
 from patchcore_core.metrics import aupro, f1_max, image_auroc, image_roc, pixel_auroc, pro_curve
+from patchcore_core.teaching import checks
 from patchcore_core.viz import overlay_heatmap
 
 SEED = 0
@@ -68,7 +69,7 @@ labels, scores, masks, maps, model = res.labels, res.scores, res.masks, res.maps
 display(Markdown(explore.markdown_table([{k: res.metrics[k] for k in
     ["image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test", "fit_seconds"]}])))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Image ROC and AUROC
 #
 # Sweep a threshold over the image scores: each threshold flags some defective images (true positive rate)
@@ -76,7 +77,7 @@ display(Markdown(explore.markdown_table([{k: res.metrics[k] for k in
 # the probability that a random defective image scores above a random good one. 1.0 = perfect ranking, 0.5
 # = chance. It needs no threshold, which is why papers report it.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fpr, tpr, _ = image_roc(labels, scores)
 auc = image_auroc(labels, scores)
 fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -86,14 +87,14 @@ ax.set_title(f"image ROC, {CATEGORY}"); ax.legend(loc="lower right")
 plt.show()
 assert auc > 0.5 and abs(auc - res.metrics["image_auroc"]) < 1e-9
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Pixel AUROC
 #
 # The same for every pixel of every anomaly map against the ground-truth masks: does the map rank defective
 # pixels above normal ones? Normal pixels vastly outnumber defective ones, and large defects contribute
 # most of the defective pixels, so pixel AUROC is dominated by big defects.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 pix = pixel_auroc(masks, maps)
 fig, ax = plt.subplots(figsize=(8, 4.5))
 ax.hist(maps[~masks].ravel(), bins=80, density=True, alpha=0.6, label=f"normal pixels ({(~masks).sum():,})")
@@ -110,7 +111,7 @@ assert maps[masks].mean() > maps[~masks].mean()
 # maps are least sure, and raises pixel AUROC (by 0.006 on MVTec grid). The built-in images are already
 # 256 px, so both ways agree here. Published figures compare only when measured alike (README, *Results*).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The PRO curve and AUPRO
 #
 # The **per-region overlap** (Bergmann et al.) gives each connected defect region the same weight: at a
@@ -118,7 +119,7 @@ assert maps[masks].mean() > maps[~masks].mean()
 # over regions. Plotted against the false positive rate of normal pixels, integrated up to 30% FPR and
 # divided by 0.3, it gives **AUPRO** (1 = perfect). A small scratch counts as much as a large hole.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 pfpr, pro = pro_curve(masks, maps)
 ap = aupro(masks, maps, 0.3)
 fig, ax = plt.subplots(figsize=(7, 4.8))
@@ -130,7 +131,7 @@ ax.set_title("PRO curve"); ax.legend(loc="lower right")
 plt.show()
 assert 0 < ap <= 1 and abs(ap - res.metrics["aupro"]) < 1e-9
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## F1-max and a threshold from normal images only
 #
 # AUROC ignores the threshold, but a factory needs one. **F1-max** is the best F1 over all thresholds:
@@ -148,7 +149,7 @@ print(f"threshold {thr:.2f} from {len(model.calibration_scores)} held-out good i
 print(f"confusion: TP {tp}  FN {fn}  FP {fp}  TN {tn};  F1 at this threshold {f1_thr:.3f}, F1-max {f1_max(labels, scores):.3f}")
 assert thr == max(model.calibration_scores) and f1_thr <= f1_max(labels, scores) + 1e-9
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 kinds = sorted(set(res.defects), key=lambda k: (k != "good", k))
 fig, ax = plt.subplots(figsize=(9, 4.5))
 for i, k in enumerate(kinds):
@@ -162,7 +163,7 @@ ax.set_xlabel("test images by type"); ax.set_ylabel("image score"); ax.legend(lo
 ax.set_title("scores by defect type against the calibrated threshold")
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Per-defect-type breakdown
 
 # %%
@@ -171,13 +172,13 @@ display(Markdown(explore.markdown_table(table)))
 good_row = next(r for r in table if r["defect"] == "good")
 assert all(r["mean score"] > good_row["mean score"] for r in table if r["defect"] != "good")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The worst failures
 #
 # Which images does the threshold get wrong, or nearly wrong? `margin` is how far an image is on the wrong
 # side (positive = misclassified). Looking at them is the fastest way to learn what a model does not know.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 worst = explore.worst_failures(labels, scores, thr, n=4)
 fig, axes = plt.subplots(1, len(worst), figsize=(4.4 * len(worst), 4.8))
 for ax, w in zip(axes, worst):
@@ -190,30 +191,66 @@ for ax, w in zip(axes, worst):
 plt.suptitle("closest calls and errors (green: ground truth)"); plt.tight_layout(); plt.show()
 assert worst[0]["margin"] >= worst[-1]["margin"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - Image AUROC ranks images, pixel AUROC ranks pixels, AUPRO weighs every defect region equally (up to 30% FPR).
 # - F1-max picks its threshold with hindsight; PatchCore's threshold comes from held-out normal images.
 # - Per-defect tables and failure galleries show *what* a model misses, which a single number hides.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# 1. Compute AUPRO up to 5% FPR instead of 30%. Why might a factory care?
-#    *Hint:* `aupro(masks, maps, 0.05)`.
-# 2. How does the calibrated threshold change with `calibration_fraction=0.3`?
-#    *Hint:* `PatchCore(calibration_fraction=0.3).fit(cat.train)` and compare `threshold`.
-# 3. Replace the threshold by the 99th percentile of held-out scores plus a margin. What are the trade-offs?
-#    *Hint:* Compare false positive and false negative counts on the test set.
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. Errors at the calibrated threshold
 #
-# <details>
-# <summary>Solutions (click to open)</summary>
+# With the threshold `thr` (from held-out good images), count the false positives (good images flagged)
+# and false negatives (defective images missed) on the test set. Set `fp` and `fn`.
+# *Hint:* `labels` (1 = defective) and `scores` are arrays over the test images; flagged means `score > thr`.
+
+# %% tags=["exercise"]
+fp = ...  # your code
+fn = ...  # your code
+
+# %% tags=["solution"]
+flagged = scores > thr
+fp = int(np.sum(flagged & (labels == 0)))
+fn = int(np.sum(~flagged & (labels == 1)))
+
+# %% tags=["check"]
+from sklearn.metrics import confusion_matrix
+
+(_, want_fp), (want_fn, _) = confusion_matrix(labels, scores > thr, labels=[0, 1])
+checks.check_number(fp, want_fp, rel=0, what="`fp`", hint="good images (label 0) whose score is above thr.")
+checks.check_number(fn, want_fn, rel=0, what="`fn`", hint="defective images (label 1) whose score is not above thr.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* The threshold is the highest held-out good score, so it is strict about false alarms on images
+# like the training ones; the misses are the defects that score below it (see the failure gallery).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. F1 at the threshold against F1-max
 #
-# **1.** Lower, as only the strictest thresholds count. A line that cannot afford false alarms operates there.
-#
-# **2.** More held-out images usually raise the maximum (a higher threshold, fewer false alarms, more misses) but build the calibration bank from fewer images, which also raises held-out scores.
-#
-# **3.** With only a few held-out images the max is already a high quantile; percentile rules need more normal images to be stable. A margin trades misses for fewer false alarms.
-#
-# </details>
+# F1-max picks the best threshold *with hindsight*. Compute the F1 score of the calibrated threshold
+# `thr` and set `f1_at_thr`. Is it below `res.metrics["f1_max"]`? *Hint:* `sklearn.metrics.f1_score`.
+
+# %% tags=["exercise"]
+f1_at_thr = ...  # your code
+
+# %% tags=["solution"]
+from sklearn.metrics import f1_score
+
+f1_at_thr = f1_score(labels, scores > thr)
+
+# %% tags=["check"]
+flagged, defective = scores > thr, labels == 1
+tp, wrong = np.sum(flagged & defective), np.sum(flagged != defective)
+checks.check_number(f1_at_thr, 2 * tp / (2 * tp + wrong), rel=1e-6, what="`f1_at_thr`",  # F1 = 2TP / (2TP + FP + FN)
+                    hint="F1 of the predictions scores > thr against labels.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* Never above F1-max, which is the best F1 over every threshold; the gap is what choosing the
+# threshold from normal images alone costs on this test set.

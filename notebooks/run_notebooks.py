@@ -45,8 +45,10 @@ def kernel_env(cache: Path, fast: bool = True) -> dict:
     return env
 
 
-def execute(name: str, cache: Path, fast: bool = True, retries: int = 1):
-    """Run every cell of ``notebooks/<name>`` in a fresh kernel.
+def execute(name: str | Path, cache: Path, fast: bool = True, retries: int = 1):
+    """Run every cell of ``notebooks/<name>`` (or of the notebook at a path,
+    e.g. a student edition) in a fresh kernel, with ``notebooks/`` as its
+    working folder.
 
     Returns ``(notebook with outputs, seconds)``. The kernel runs in
     :func:`kernel_env`; this process's own environment is left as it is.
@@ -66,7 +68,7 @@ def execute(name: str, cache: Path, fast: bool = True, retries: int = 1):
     from nbclient.exceptions import CellTimeoutError
 
     for attempt in range(retries + 1):
-        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        nb = nbformat.read(name if isinstance(name, Path) else NOTEBOOKS / name, as_version=4)
         t0 = time.perf_counter()
         try:
             NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
@@ -80,6 +82,16 @@ def execute(name: str, cache: Path, fast: bool = True, retries: int = 1):
                           RuntimeWarning, stacklevel=2)
             continue
         return nb, time.perf_counter() - t0
+
+
+def check_results(nb) -> list[str]:
+    """The line each exercise check printed (cells tagged ``check``), in order."""
+    lines = []
+    for cell in nb.cells:
+        if "check" in cell.metadata.get("tags", []):
+            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
+            lines += text.strip().splitlines() or ["(no output)"]
+    return lines
 
 
 def slowest_cell(nb) -> tuple[int, float]:
@@ -127,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                 nbformat.write(nb, args.out / name)
             cell, cell_s = slowest_cell(nb)
             note = "" if args.full or seconds < GOAL_S else f"   over the {GOAL_S} s goal"
+            results = check_results(nb)
+            n_correct = sum(r == "correct" for r in results)
+            note += f"   checks {n_correct}/{len(results)} correct" if results else ""
             first_line = nb.cells[cell].source.splitlines()[0][:40]
             print(f"{name:36s} {seconds:6.1f} s   slowest cell {cell_s:5.1f} s: {first_line}{note}",
                   flush=True)

@@ -76,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="report only; exit 1 when a pair is out of sync")
+    parser.add_argument("--dir", type=Path, default=NOTEBOOKS,
+                        help="the notebooks' folder (default: %(default)s)")
     args = parser.parse_args(argv)
-    out_of_sync = [(py, ipynb, diff) for py, ipynb in pairs() if (diff := differences(py, ipynb))]
+    out_of_sync = [(py, ipynb, diff) for py, ipynb in pairs(args.dir) if (diff := differences(py, ipynb))]
     if not out_of_sync:
-        print(f"nothing to sync: all {len(pairs())} notebook pairs agree and carry no outputs")
+        print(f"nothing to sync: all {len(pairs(args.dir))} notebook pairs agree and carry no outputs")
         return 0
     for py, ipynb, diff in out_of_sync:
         if args.check:
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print("run `make notebooks` (python notebooks/sync_notebooks.py) to sync them")
         return 1
-    left = [py.stem for py, ipynb in pairs() if differences(py, ipynb)]
+    left = [py.stem for py, ipynb in pairs(args.dir) if differences(py, ipynb)]
     if left:
         print(f"still out of sync: {', '.join(left)}", file=sys.stderr)
         return 1
