@@ -121,7 +121,7 @@ assert ext[model.layers[0]] < ext[f"{model.layers[0]} + 3x3 aggregation"] <= ext
 # - **The last layers** (stride 32) see almost the whole image and are tuned to ImageNet's *classes*, which
 #   have nothing to do with industrial defects, and a 7x7 grid locates nothing.
 # - **Mid-level layers** (stride 8 and 16: `layer2`/`layer3` of a ResNet, `blocks.2`/`blocks.4` here) are
-#   the compromise the paper measures as best (its Table 6): descriptive, still local, little ImageNet bias.
+#   the compromise the paper measures as best (its Table 6): descriptive, little ImageNet bias, and a grid fine enough to locate a defect. Their theoretical receptive field is large (the stride-16 stage's extent spans the whole 224 px image in the figure above), but the *effective* one, where most of the influence comes from, stays concentrated around the patch.
 #
 # ## Local neighbourhood aggregation
 #
@@ -222,7 +222,7 @@ plt.tight_layout(); plt.show()
 assert rgb.shape == (len(show), *model.grid, 3)
 
 # %% [markdown]
-# The top three components describe the texture's *structure* (mortar lines, brick faces): patches of the same kind get the same colour wherever they are. A defect changes the colours only where it breaks that structure (the hole, the pasted patch); a faint scratch hardly shows in three of 152 dimensions. PatchCore uses all of them, through distances, as notebooks 02 and 03 show.
+# The top three components describe the dominant *structure* of the images (on the built-in brick: mortar lines and brick faces): patches of the same kind get the same colour wherever they are. A defect changes the colours only where it breaks that structure (the hole, the pasted patch); a faint scratch hardly shows in three of 152 dimensions. PatchCore uses all of them, through distances, as notebooks 02 and 03 show.
 #
 # ## Explore: image, layer and neighbourhood
 #
@@ -237,7 +237,9 @@ def show_layer(image=0, layer=model.layers[0], neighbourhood=3):
     return fig
 
 show_layer(1, model.layers[1], 3)
-widgets.interactive(show_layer, image=(0, len(images) - 1), layer=list(model.layers), neighbourhood=[1, 3, 5, 7])
+# continuous_update=False: each move recomputes features, so only the released slider value is drawn
+widgets.interactive(show_layer, image=widgets.IntSlider(0, 0, len(images) - 1, continuous_update=False),
+                    layer=list(model.layers), neighbourhood=[1, 3, 5, 7])
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

@@ -185,7 +185,9 @@ def try_ratio(ratio=0.01):
 
 res = try_ratio(0.05)
 assert res[0]["size"] == res[1]["size"]
-widgets.interactive(try_ratio, ratio=widgets.FloatLogSlider(value=0.01, base=10, min=-3, max=-0.6, step=0.1))
+# continuous_update=False: a coreset per value takes seconds (minutes on a real category); draw only on release
+widgets.interactive(try_ratio, ratio=widgets.FloatLogSlider(value=0.01, base=10, min=-3, max=-0.6, step=0.1,
+                                                            continuous_update=False))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Where do the patches lie? A UMAP of the bank

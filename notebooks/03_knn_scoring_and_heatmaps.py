@@ -98,14 +98,29 @@ plt.tight_layout(); plt.show()
 #
 # $$ s = \Big(1 - \frac{\exp \lVert m^{test,*} - m^* \rVert_2}{\sum_{m \in \mathcal{N}_b(m^*)} \exp \lVert m^{test,*} - m \rVert_2}\Big) \cdot s^* $$
 #
-# `N_b(m*)` are the `b` bank patches nearest to `m*` (including itself). If `m*` sits in a dense region of
-# normal patches (its neighbours are about as close to the test patch as `m*` is), the softmax term is near
-# `1/b` and little is taken off. If `m*` is an isolated, rare bank patch, the others are much farther away,
-# the softmax of `m*` is near 1 and the score drops: a rare normal patch matched badly is less trustworthy
-# evidence of a defect. Worked through with real numbers (`explore.eq7_breakdown`, b = 3):
+# `N_b(m*)` are the `b` bank patches nearest to `m*` (including itself). Since `m*` is the bank patch
+# *nearest* to `m_test,*`, its distance is the smallest in the sum, so its softmax share is the smallest,
+# at most `1/b`, and the weight `1 - share` lies in `[1 - 1/b, 1)`:
+#
+# - `m*` **isolated**, a rare normal patch: its neighbours are much farther from the test patch, its share
+#   is near 0 and the weight near 1. The score is **kept**: the closest normal evidence is itself rare, so a
+#   large distance is taken at face value.
+# - `m*` in a **dense** neighbourhood: its neighbours are about as close as `m*`, its share is near `1/b`
+#   and the score is **discounted** towards `(1 - 1/b) s*`.
+#
+# The same with made-up distances, then worked through with real numbers (`explore.eq7_breakdown`, b = 3):
 
 # %%
-eq = explore.eq7_breakdown(model, item.path, b=3)
+b = 3
+weights = {}
+for kind, d in [("dense", [10.0, 10.5, 11.0]), ("isolated", [10.0, 30.0, 40.0])]:
+    share = float(torch.softmax(torch.tensor(d, dtype=torch.float64), dim=0)[0])  # m* first
+    weights[kind] = 1 - share
+    print(f"m* {kind:8s}: distances to N_b(m*) {d}: share of m* {share:.3f}, weight {weights[kind]:.3f}")
+assert 1 - 1 / b <= weights["dense"] < weights["isolated"] <= 1, "the weight lies in [1 - 1/b, 1)"
+
+# %%
+eq = explore.eq7_breakdown(model, item.path, b=b)
 print(f"most anomalous patch m_test,* at (row {eq['row']}, col {eq['col']}): s* = {eq['s_star']:.2f}")
 print(f"nearest bank patch m* = row {eq['m_star']} of the bank; N_b(m*) = {eq['neighbours']}")
 for j, d, p in zip(eq["neighbours"], eq["distances"], eq["softmax"]):
@@ -119,7 +134,7 @@ assert abs(eq["score"] - eq["package_score"]) < 1e-3 * eq["score"]
 # (unit-scale features) or when `m*`'s neighbours are almost equally close. Over all test images:
 
 # %% slideshow={"slide_type": "subslide"}
-rows = [explore.eq7_breakdown(model, t.path, b=3) for t in cat.test]
+rows = [explore.eq7_breakdown(model, t.path, b=b) for t in cat.test]
 fig, ax = plt.subplots(figsize=(7, 5))
 colours = ["crimson" if t.is_anomalous else "tab:blue" for t in cat.test]
 ax.scatter([r["s_star"] for r in rows], [r["score"] for r in rows], c=colours, s=50)
@@ -187,13 +202,17 @@ def explain_at(image=0, row=14, col=14):
 normal_spot = explain_at(len(bad), 14, 14)
 defect_spot = explain_at(0, ex.row, ex.col)
 assert defect_spot.distance > normal_spot.distance
-widgets.interactive(explain_at, image=(0, len(test_items) - 1), row=(0, model.grid[0] - 1), col=(0, model.grid[1] - 1))
+widgets.interactive(explain_at, **{name: widgets.IntSlider(value, 0, top, continuous_update=False)  # draw on release
+                                   for name, value, top in [("image", 0, len(test_items) - 1),
+                                                            ("row", 14, model.grid[0] - 1),
+                                                            ("col", 14, model.grid[1] - 1)]})
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - A patch score is the L2 distance from a test patch to its nearest memory-bank patch.
-# - The image score is the maximum patch score; Eq. 7 discounts it when the matched bank patch is isolated.
+# - The image score is the maximum patch score; Eq. 7 keeps it when the matched bank patch `m*` is rare
+#   (isolated) and discounts it towards `(1 - 1/b) s*` when `m*` sits among equally close neighbours.
 # - Anomaly maps are the patch scores upsampled bilinearly and smoothed with a Gaussian (sigma = 4).
 # - Every score has a witness: the nearest normal patch and the training image it came from.
 

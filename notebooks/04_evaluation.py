@@ -254,3 +254,51 @@ checks.check_number(f1_at_thr, 2 * tp / (2 * tp + wrong), rel=1e-6, what="`f1_at
 # %% [markdown] tags=["solution"]
 # *Answer.* Never above F1-max, which is the best F1 over every threshold; the gap is what choosing the
 # threshold from normal images alone costs on this test set.
+
+# %% [markdown]
+# ### 3. PRO at one threshold, yourself
+#
+# Write `my_pro_at(masks, maps, t)` returning `[fpr, pro]` for one threshold `t`: a pixel is flagged when
+# its map value is `>= t`; `fpr` is the share of normal pixels (mask False) flagged; `pro` is the mean, over
+# every connected defect region of every image (8-connectivity), of the share of that region's pixels
+# flagged. The check compares it with the point of `pro_curve` at the same threshold.
+# *Hint:* `scipy.ndimage.label(mask, structure=np.ones((3, 3)))` numbers the regions of one image.
+
+# %% tags=["exercise"]
+def my_pro_at(masks, maps, t):
+    raise NotImplementedError  # your code: [fpr, pro]
+
+# %% tags=["solution"]
+from scipy import ndimage
+
+
+def my_pro_at(masks, maps, t):
+    flagged = maps >= t
+    overlaps = []
+    for mask, flag in zip(masks, flagged):
+        regions, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        overlaps += [flag[regions == r].mean() for r in range(1, n + 1)]
+    return np.array([flagged[~masks].mean(), np.mean(overlaps)])
+
+# %% tags=["check"]
+def pro_curve_at(masks, maps, t):
+    """The point of metrics.pro_curve where every pixel scoring >= t is flagged."""
+    fpr, pro = pro_curve(masks, maps)
+    k = int(np.sum(np.unique(maps) >= t))  # one curve point per distinct score, highest first
+    return np.array([fpr[k], pro[k]])
+
+
+rng_check = np.random.default_rng(SEED)
+toy_masks = np.zeros((2, 12, 12), bool)
+toy_masks[0, 2:5, 2:6] = toy_masks[0, 8:10, 7:11] = toy_masks[1, 5:9, 5:7] = True  # 3 regions
+toy_maps = rng_check.random((2, 12, 12)) + toy_masks * 0.5
+checks.check_function(my_pro_at, pro_curve_at,
+                      [(toy_masks, toy_maps, 0.9), (toy_masks, toy_maps, 1.2),
+                       (masks.astype(bool), maps.astype(np.float32), float(np.quantile(maps, 0.95)))],
+                      hint="each region's share of flagged pixels, averaged over regions (not over pixels); "
+                           "fpr over normal pixels only.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* Averaging over regions, not pixels, is what makes PRO fair to small defects: a 20-pixel
+# scratch weighs as much as a 2,000-pixel stain. The curve sweeps `t` from high to low; AUPRO is its area
+# up to 30% FPR.

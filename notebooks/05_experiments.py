@@ -226,7 +226,7 @@ assert all(0 <= r["image_auroc"] <= 1 for r in everything)
 # - The coreset ratio trades memory and time for accuracy; what matters is how many patches are kept (on 24 gravel images 10% is clearly better than 1%; on MVTec's hundreds of images 1% is close).
 # - Greedy selection keeps rare normal patches and usually wins; with very few picks (grass at 0.5-1%) a random subset can be slightly ahead, because greedy's first picks are the rarest patches.
 # - Bigger backbones and inputs cost time; aggregation helps, with p = 3 best on gravel as in the paper.
-# - A handful of good images is enough for a regular texture (brick: AUPRO 0.97 from one image); a varied one such as gravel keeps gaining up to all 24.
+# - A handful of good images can be enough for a regular texture; a varied one, such as the built-in gravel, keeps gaining with more images (the few-shot plot above).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises

@@ -29,10 +29,11 @@ def notebook_names() -> list[str]:
     return sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def kernel_env(cache: Path, fast: bool = True) -> dict:
+def kernel_env(cache: Path, fast: bool = True, data: tuple[Path, str] | None = None) -> dict:
     """The environment a headless kernel runs in: FAST mode (``CI`` set), a
-    private data cache, the built-in data, and this interpreter's folder first
-    on PATH so that the ``python3`` kernel is this environment's python."""
+    private data cache, the built-in data (or ``data = (root, category)``),
+    and this interpreter's folder first on PATH so that the ``python3``
+    kernel is this environment's python."""
     env = dict(os.environ)
     env.pop("CI", None)
     if fast:
@@ -42,10 +43,13 @@ def kernel_env(cache: Path, fast: bool = True) -> dict:
                HF_HUB_OFFLINE="1")
     env.pop("PATCHCORE_DATA_ROOT", None)
     env.pop("PATCHCORE_CATEGORY", None)
+    if data:
+        env.update(PATCHCORE_DATA_ROOT=str(data[0]), PATCHCORE_CATEGORY=data[1])
     return env
 
 
-def execute(name: str | Path, cache: Path, fast: bool = True, retries: int = 1):
+def execute(name: str | Path, cache: Path, fast: bool = True, retries: int = 1,
+            data: tuple[Path, str] | None = None):
     """Run every cell of ``notebooks/<name>`` (or of the notebook at a path,
     e.g. a student edition) in a fresh kernel, with ``notebooks/`` as its
     working folder.
@@ -73,7 +77,7 @@ def execute(name: str | Path, cache: Path, fast: bool = True, retries: int = 1):
         try:
             NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                            resources={"metadata": {"path": str(NOTEBOOKS)}}).execute(
-                env=kernel_env(cache, fast), stderr=subprocess.DEVNULL)  # kernel shutdown chatter
+                env=kernel_env(cache, fast, data), stderr=subprocess.DEVNULL)  # kernel shutdown chatter
         except CellTimeoutError as exc:
             if attempt == retries:
                 raise
@@ -117,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("only", nargs="*", metavar="NN",
                         help="notebook numbers or names to run (default: all)")
     parser.add_argument("--full", action="store_true", help="full sweeps instead of FAST mode")
+    parser.add_argument("--data", nargs=2, metavar=("ROOT", "CATEGORY"),
+                        help="a data set in the MVTec AD layout instead of the built-in data")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="also write the executed notebooks, with their outputs, to DIR")
     args = parser.parse_args(argv)
@@ -127,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="patchcore-notebooks-") as tmp:
         for name in names:
             try:
-                nb, seconds = execute(name, Path(tmp) / "cache", fast=not args.full)
+                nb, seconds = execute(name, Path(tmp) / "cache", fast=not args.full,
+                                      data=(Path(args.data[0]), args.data[1]) if args.data else None)
             except Exception as exc:  # report every notebook, then fail
                 failed += 1
                 print(f"{name:40s}   FAILED: {str(exc).strip().splitlines()[-1][:200]}", flush=True)

@@ -168,6 +168,28 @@ def test_notebook_executes(name, tmp_path):
     assert len(results) >= 2 and all(r == "correct" for r in results), results
 
 
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The small real sets (magnetic_tile's 761 training images are too many for a FAST run of every notebook).
+REAL_SETS = [("mvtec_grid_mini", "grid"), ("hazelnut_toy", "hazelnut_toy")]
+
+
+@pytest.mark.realdata
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.timeout(4 * run_notebooks.CELL_TIMEOUT_S)
+@pytest.mark.parametrize("root,category", REAL_SETS)
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_on_real_data(name, root, category, tmp_path):
+    if not (REAL_DATA / root / category).is_dir():
+        pytest.skip(f"no {REAL_DATA / root / category}")
+    nb, seconds = run_notebooks.execute(name, tmp_path / "cache", fast=True,
+                                        data=(REAL_DATA / root, category))
+    print(f"\n{name} on {root}/{category}: {seconds:.1f} s")
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, "\n".join(e["evalue"] for e in errors)
+    assert all(r == "correct" for r in run_notebooks.check_results(nb))
+
+
 @pytest.mark.notebook
 @pytest.mark.slow
 @pytest.mark.timeout(2 * run_notebooks.CELL_TIMEOUT_S)
