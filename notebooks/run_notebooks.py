@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("only", nargs="*", metavar="NN",
                         help="notebook numbers or names to run (default: all)")
     parser.add_argument("--full", action="store_true", help="full sweeps instead of FAST mode")
-    parser.add_argument("--data", nargs=2, metavar=("ROOT", "CATEGORY"),
+    parser.add_argument("--data", nargs=2, metavar=("ROOT", "CATEGORY"), type=Path,
                         help="a data set in the MVTec AD layout instead of the built-in data")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="also write the executed notebooks, with their outputs, to DIR")
@@ -130,11 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         parser.error(f"no notebook matches {args.only}; choose from {notebook_names()}")
     failed = 0
+    data = (args.data[0].resolve(), args.data[1]) if args.data else None  # the kernel runs in notebooks/
     with tempfile.TemporaryDirectory(prefix="patchcore-notebooks-") as tmp:
         for name in names:
             try:
-                nb, seconds = execute(name, Path(tmp) / "cache", fast=not args.full,
-                                      data=(Path(args.data[0]), args.data[1]) if args.data else None)
+                nb, seconds = execute(name, Path(tmp) / "cache", fast=not args.full, data=data)
             except Exception as exc:  # report every notebook, then fail
                 failed += 1
                 print(f"{name:40s}   FAILED: {str(exc).strip().splitlines()[-1][:200]}", flush=True)
