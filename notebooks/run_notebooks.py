@@ -44,7 +44,7 @@ def kernel_env(cache: Path, fast: bool = True, data: tuple[Path, str] | None = N
     env.pop("PATCHCORE_DATA_ROOT", None)
     env.pop("PATCHCORE_CATEGORY", None)
     if data:
-        env.update(PATCHCORE_DATA_ROOT=str(data[0]), PATCHCORE_CATEGORY=data[1])
+        env.update(PATCHCORE_DATA_ROOT=str(data[0]), PATCHCORE_CATEGORY=str(data[1]))
     return env
 
 
