@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: setup browser warm test test-fast demo lab evaluate benchmark environment lint clean
+.PHONY: setup browser warm test test-fast demo lab notebooks student slides reveal evaluate benchmark environment lint clean
 
 setup: $(VENV)/.installed  ## virtual environment with everything installed
 
@@ -36,6 +36,22 @@ demo: setup  ## the Gradio demo on the built-in data, at http://127.0.0.1:7860
 
 lab: setup  ## the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) --notebook-dir notebooks
+
+notebooks: setup  ## sync each notebook pair (notebooks/NN_name.py <-> .ipynb) and strip outputs
+	$(PY) notebooks/sync_notebooks.py
+
+student: setup  ## build/student/: the notebooks without solutions, to hand out
+	$(PY) notebooks/course_editions.py student
+
+slides: setup  ## build/slides/: a reveal.js deck per notebook with its outputs (runs them, FAST mode)
+	$(PY) notebooks/course_editions.py slides
+
+reveal:  ## reveal.js 4.0.2 and require.js from npm into build/slides/reveal.js: decks that work offline
+	mkdir -p build/slides
+	cd build/slides && rm -rf reveal.js && mkdir reveal.js && \
+	  npm pack --silent reveal.js@4.0.2 requirejs@2.3 >/dev/null && \
+	  tar xzf reveal.js-4.0.2.tgz -C reveal.js --strip-components 1 && \
+	  tar xzf requirejs-2.3.*.tgz -O package/require.js > reveal.js/require.js && rm -f *.tgz
 
 evaluate: setup  ## evaluate on the built-in data (DATA=root CATEGORY=name for real data)
 	$(VENV)/bin/patchcore evaluate $(if $(DATA),--data $(DATA)) --category $(or $(CATEGORY),all)

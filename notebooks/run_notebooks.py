@@ -29,10 +29,11 @@ def notebook_names() -> list[str]:
     return sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def kernel_env(cache: Path, fast: bool = True) -> dict:
+def kernel_env(cache: Path, fast: bool = True, data: tuple[Path, str] | None = None) -> dict:
     """The environment a headless kernel runs in: FAST mode (``CI`` set), a
-    private data cache, the built-in data, and this interpreter's folder first
-    on PATH so that the ``python3`` kernel is this environment's python."""
+    private data cache, the built-in data (or ``data = (root, category)``),
+    and this interpreter's folder first on PATH so that the ``python3``
+    kernel is this environment's python."""
     env = dict(os.environ)
     env.pop("CI", None)
     if fast:
@@ -42,11 +43,16 @@ def kernel_env(cache: Path, fast: bool = True) -> dict:
                HF_HUB_OFFLINE="1")
     env.pop("PATCHCORE_DATA_ROOT", None)
     env.pop("PATCHCORE_CATEGORY", None)
+    if data:
+        env.update(PATCHCORE_DATA_ROOT=str(data[0]), PATCHCORE_CATEGORY=str(data[1]))
     return env
 
 
-def execute(name: str, cache: Path, fast: bool = True, retries: int = 1):
-    """Run every cell of ``notebooks/<name>`` in a fresh kernel.
+def execute(name: str | Path, cache: Path, fast: bool = True, retries: int = 1,
+            data: tuple[Path, str] | None = None):
+    """Run every cell of ``notebooks/<name>`` (or of the notebook at a path,
+    e.g. a student edition) in a fresh kernel, with ``notebooks/`` as its
+    working folder.
 
     Returns ``(notebook with outputs, seconds)``. The kernel runs in
     :func:`kernel_env`; this process's own environment is left as it is.
@@ -66,12 +72,12 @@ def execute(name: str, cache: Path, fast: bool = True, retries: int = 1):
     from nbclient.exceptions import CellTimeoutError
 
     for attempt in range(retries + 1):
-        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        nb = nbformat.read(name if isinstance(name, Path) else NOTEBOOKS / name, as_version=4)
         t0 = time.perf_counter()
         try:
             NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                            resources={"metadata": {"path": str(NOTEBOOKS)}}).execute(
-                env=kernel_env(cache, fast), stderr=subprocess.DEVNULL)  # kernel shutdown chatter
+                env=kernel_env(cache, fast, data), stderr=subprocess.DEVNULL)  # kernel shutdown chatter
         except CellTimeoutError as exc:
             if attempt == retries:
                 raise
@@ -80,6 +86,16 @@ def execute(name: str, cache: Path, fast: bool = True, retries: int = 1):
                           RuntimeWarning, stacklevel=2)
             continue
         return nb, time.perf_counter() - t0
+
+
+def check_results(nb) -> list[str]:
+    """The line each exercise check printed (cells tagged ``check``), in order."""
+    lines = []
+    for cell in nb.cells:
+        if "check" in cell.metadata.get("tags", []):
+            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
+            lines += text.strip().splitlines() or ["(no output)"]
+    return lines
 
 
 def slowest_cell(nb) -> tuple[int, float]:
@@ -105,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("only", nargs="*", metavar="NN",
                         help="notebook numbers or names to run (default: all)")
     parser.add_argument("--full", action="store_true", help="full sweeps instead of FAST mode")
+    parser.add_argument("--data", nargs=2, metavar=("ROOT", "CATEGORY"), type=Path,
+                        help="a data set in the MVTec AD layout instead of the built-in data")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="also write the executed notebooks, with their outputs, to DIR")
     args = parser.parse_args(argv)
@@ -112,10 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         parser.error(f"no notebook matches {args.only}; choose from {notebook_names()}")
     failed = 0
+    data = (args.data[0].resolve(), args.data[1]) if args.data else None  # the kernel runs in notebooks/
     with tempfile.TemporaryDirectory(prefix="patchcore-notebooks-") as tmp:
         for name in names:
             try:
-                nb, seconds = execute(name, Path(tmp) / "cache", fast=not args.full)
+                nb, seconds = execute(name, Path(tmp) / "cache", fast=not args.full, data=data)
             except Exception as exc:  # report every notebook, then fail
                 failed += 1
                 print(f"{name:40s}   FAILED: {str(exc).strip().splitlines()[-1][:200]}", flush=True)
@@ -127,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                 nbformat.write(nb, args.out / name)
             cell, cell_s = slowest_cell(nb)
             note = "" if args.full or seconds < GOAL_S else f"   over the {GOAL_S} s goal"
+            results = check_results(nb)
+            n_correct = sum(r == "correct" for r in results)
+            note += f"   checks {n_correct}/{len(results)} correct" if results else ""
             first_line = nb.cells[cell].source.splitlines()[0][:40]
             print(f"{name:36s} {seconds:6.1f} s   slowest cell {cell_s:5.1f} s: {first_line}{note}",
                   flush=True)

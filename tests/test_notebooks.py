@@ -24,8 +24,9 @@ from servers import free_port, wait_until_answering
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 sys.path.insert(0, str(NOTEBOOKS))
-import build_notebooks  # noqa: E402
+import course_editions  # noqa: E402
 import run_notebooks  # noqa: E402
+import sync_notebooks  # noqa: E402
 
 sys.path.pop(0)
 NAMES = run_notebooks.notebook_names()
@@ -57,17 +58,92 @@ def test_notebook_follows_the_skeleton(name):
     for word in ("SEED", "DEVICE", "FAST", "DATA_ROOT", "CATEGORY", "PATCHCORE_DATA_ROOT"):
         assert word in setup, f"{name}: the setup cell lacks {word}"
     assert sum("FAST = " in c.source for c in nb.cells) == 1, f"{name}: exactly one setup cell"
-    tail = "\n".join(c.source for c in nb.cells[-2:])
-    assert "## Summary" in tail and "## Exercises" in tail and "<details>" in tail
+    headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"]
+    assert headings.index("## Summary") + 1 == headings.index("## Exercises"), \
+        f"{name}: a Summary, then the Exercises"
     assert any("assert " in c.source for c in nb.cells if c.cell_type == "code")
 
 
-def test_notebooks_equal_their_build_script(tmp_path):
-    for path in build_notebooks.main(tmp_path):
-        committed = nbformat.read(NOTEBOOKS / path.name, as_version=4)
-        built = nbformat.read(path, as_version=4)
-        assert [c.source for c in committed.cells] == [c.source for c in built.cells], (
-            f"{path.name} differs from build_notebooks.py: edit the script and rerun it")
+def tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_exercise_has_a_starter_a_solution_and_a_check(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    start = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## Exercises"))
+    assert not any(tags(c) for c in nb.cells[:start]), f"{name}: exercise cells before ## Exercises"
+    # Each exercise: its question (### n.), a starter, a solution, a check, then the answer text.
+    pattern = [("markdown", []), ("code", ["exercise"]), ("code", ["solution"]), ("code", ["check"]),
+               ("markdown", ["solution"])]
+    rest = [(c.cell_type, tags(c)) for c in nb.cells[start + 1:]]
+    assert len(rest) >= 2 * len(pattern) and rest == pattern * (len(rest) // len(pattern)), \
+        f"{name}: each exercise is question, exercise, solution, check, answer cells"
+    for i, cell in enumerate(nb.cells[start + 1:], start + 1):
+        if "check" in tags(cell):
+            assert "checks.check_" in cell.source, f"{name} cell {i}: a check calls teaching.checks"
+        if "exercise" in tags(cell):
+            assert "..." in cell.source or "NotImplementedError" in cell.source, \
+                f"{name} cell {i}: a starter leaves the answer open (... or NotImplementedError)"
+    assert "<details>" not in "".join(c.source for c in nb.cells), f"{name}: answers go in solution cells"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_student_edition_has_no_solutions(name):
+    nb = course_editions.student_edition(nbformat.read(NOTEBOOKS / name, as_version=4))
+    assert not [c for c in nb.cells if "solution" in tags(c)]
+    text = "\n".join(c.source for c in nb.cells)
+    assert "*Answer.*" not in text and "<details>" not in text
+    assert sum("exercise" in tags(c) for c in nb.cells) == sum("check" in tags(c) for c in nb.cells) >= 2
+    assert "jupytext" not in nb.metadata, "a handed-out copy is not paired with a .py"
+
+
+def test_make_student_writes_every_notebook(tmp_path):
+    written = course_editions.write_student(NAMES, tmp_path)
+    assert [p.name for p in written] == NAMES
+    nb = nbformat.read(written[2], as_version=4)
+    original = nbformat.read(NOTEBOOKS / NAMES[2], as_version=4)
+    assert len(nb.cells) == len(original.cells) - sum("solution" in tags(c) for c in original.cells)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_pair_is_in_sync(name):
+    py, ipynb = NOTEBOOKS / name.replace(".ipynb", ".py"), NOTEBOOKS / name
+    assert sync_notebooks.differences(py, ipynb) == [], "run `make notebooks` and commit both files"
+
+
+def test_sync_carries_an_edit_of_the_source_into_the_notebook(tmp_path):
+    import jupytext
+
+    for f in ("00_quickstart.py", "00_quickstart.ipynb", "jupytext.toml"):
+        shutil.copy(NOTEBOOKS / f, tmp_path / f)
+    py, ipynb = tmp_path / "00_quickstart.py", tmp_path / "00_quickstart.ipynb"
+    ids = [c.id for c in nbformat.read(ipynb, as_version=4).cells]
+    py.write_text(py.read_text().replace("# PatchCore (Roth", "# Edited. PatchCore (Roth", 1))
+    os.utime(ipynb, (1, 1))  # the .py is the newer side, as after editing it
+    assert sync_notebooks.differences(py, ipynb) == [
+        "00_quickstart.py and 00_quickstart.ipynb hold different cells"]
+    sync_notebooks.sync(py, ipynb)
+    assert sync_notebooks.differences(py, ipynb) == []
+    nb = nbformat.read(ipynb, as_version=4)
+    assert nb.cells[1].source.startswith("Edited. PatchCore (Roth")
+    assert [c.id for c in nb.cells] == ids, "cell ids are kept, so diffs of the .ipynb stay small"
+    assert jupytext.read(py).cells[1].source == nb.cells[1].source
+
+
+def test_sync_strips_outputs_saved_in_the_notebook(tmp_path):
+    for f in ("00_quickstart.py", "00_quickstart.ipynb", "jupytext.toml"):
+        shutil.copy(NOTEBOOKS / f, tmp_path / f)
+    py, ipynb = tmp_path / "00_quickstart.py", tmp_path / "00_quickstart.ipynb"
+    nb = nbformat.read(ipynb, as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("stream", text="hello\n")]
+    code.execution_count = 3
+    nbformat.write(nb, ipynb)
+    assert sync_notebooks.differences(py, ipynb) == ["00_quickstart.ipynb has outputs in 1 cells"]
+    sync_notebooks.sync(py, ipynb)
+    assert sync_notebooks.differences(py, ipynb) == []
+    assert py.stat().st_mtime >= ipynb.stat().st_mtime, "the source stays the newer side"
 
 
 @pytest.mark.notebook
@@ -86,6 +162,45 @@ def test_notebook_executes(name, tmp_path):
     n_plots = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
                   for o in c.get("outputs", []))
     assert n_plots >= 1, f"{name} drew no plot"
+    # The notebook is the solution edition: every check passes.
+    results = run_notebooks.check_results(nb)
+    assert len(results) >= 2 and all(r == "correct" for r in results), results
+
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The small real sets (magnetic_tile's 761 training images are too many for a FAST run of every notebook).
+REAL_SETS = [("mvtec_grid_mini", "grid"), ("hazelnut_toy", "hazelnut_toy")]
+
+
+@pytest.mark.realdata
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.timeout(4 * run_notebooks.CELL_TIMEOUT_S)
+@pytest.mark.parametrize("root,category", REAL_SETS)
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_on_real_data(name, root, category, tmp_path):
+    if not (REAL_DATA / root / category).is_dir():
+        pytest.skip(f"no {REAL_DATA / root / category}")
+    nb, seconds = run_notebooks.execute(name, tmp_path / "cache", fast=True,
+                                        data=(REAL_DATA / root, category))
+    print(f"\n{name} on {root}/{category}: {seconds:.1f} s")
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, "\n".join(e["evalue"] for e in errors)
+    assert all(r == "correct" for r in run_notebooks.check_results(nb))
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.timeout(2 * run_notebooks.CELL_TIMEOUT_S)
+@pytest.mark.parametrize("name", NAMES)
+def test_student_edition_runs_headless_with_every_check_unanswered(name, tmp_path):
+    [path] = course_editions.write_student([name], tmp_path / "student")
+    nb, seconds = run_notebooks.execute(path, tmp_path / "cache", fast=True)
+    print(f"\nstudent {name}: executed in {seconds:.1f} s")
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    results = run_notebooks.check_results(nb)
+    assert len(results) >= 2 and all(r.startswith("not answered yet") for r in results), results
 
 
 def _notebook(folder: Path, *sources: str) -> str:
@@ -262,3 +377,115 @@ def test_quickstart_runs_in_jupyterlab_in_chromium(lab_on_copy, tmp_path):
             browser.close()
     assert shot.stat().st_size > 20_000
     shutil.copy(shot, "/tmp/notebook_screenshot.png")
+
+
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _browser(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
+
+
+@pytest.mark.browser
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_slide_deck_opens_in_chromium(tmp_path):
+    """`make slides` for notebook 00: run it, export a reveal.js deck, and page through it."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    local = course_editions.BUILD / "slides"
+    if not course_editions.has_local_reveal(local):
+        pytest.skip("no local reveal.js (offline the CDN copy cannot load): run `make reveal`")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shutil.copytree(local / course_editions.LOCAL_REVEAL, tmp_path / course_editions.LOCAL_REVEAL)
+    [deck] = course_editions.write_slides([NAMES[0]], tmp_path)
+    html = deck.read_text()
+    assert "unpkg.com" not in html and "cdnjs.cloudflare.com/ajax/libs/require" not in html
+    shot = tmp_path / "slides.png"
+    with sync_api.sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(deck.as_uri())
+            page.wait_for_selector(".reveal.ready", timeout=30_000)  # reveal.js initialised the deck
+            n_slides = page.locator(".reveal .slides > section").count()  # top-level slides
+            assert n_slides >= 5
+            assert "00 PatchCore in ten lines" in page.inner_text(".reveal .slides section.present")
+            page.keyboard.press("ArrowRight")  # the next slide: "Fit and predict"
+            page.keyboard.press("ArrowDown")   # its figure, a subslide
+            page.wait_for_timeout(1500)        # the slide transition
+            present = page.locator(".reveal .slides section.present section.present, "
+                                   ".reveal .slides > section.present:not(.stack)").last
+            assert present.locator("img").count() >= 1, "the figure slide shows the heatmaps"
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 20_000
+    shutil.copy(shot, "/tmp/slides_screenshot.png")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_teacher_edits_notebook_02_in_jupyterlab(lab_on_copy, tmp_path):
+    """The teacher's seat: open 02 in JupyterLab (jupytext pairs it with its .py), change a sentence and a
+    code cell, save; the .py source changes, the pair stays in sync, and the student edition has the edit."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import jupytext
+
+    root = tmp_path / "notebooks"
+    name = "02_memory_bank_and_coreset"
+    py, ipynb = root / f"{name}.py", root / f"{name}.ipynb"
+    py_before = py.read_text()
+    sentence, code_line = "A sentence a teacher added.", "print('a line a teacher added')"
+    with sync_api.sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{lab_on_copy.url}/lab/tree/{name}.ipynb", wait_until="domcontentloaded",
+                      timeout=90_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+            time.sleep(3)
+            cells = page.locator(".jp-Notebook .jp-Cell")
+            # A sentence at the end of the second Markdown cell ("How large is the full memory bank?").
+            intro = page.locator(".jp-Notebook .jp-MarkdownCell").nth(1)
+            intro.dblclick()
+            editor = intro.locator(".cm-content")
+            editor.click()
+            page.keyboard.press("Control+End")
+            page.keyboard.type(" " + sentence)
+            page.keyboard.press("Escape")
+            # A line at the end of the first code cell after the setup cell (the one fitting the model).
+            code = page.locator(".jp-Notebook .jp-CodeCell").nth(1)
+            code.locator(".cm-content").click()
+            page.keyboard.press("Control+End")
+            page.keyboard.press("Enter")
+            page.keyboard.type(code_line)
+            page.keyboard.press("Escape")
+            page.keyboard.press("Control+s")
+            deadline = time.time() + 30
+            while time.time() < deadline and py.read_text() == py_before:
+                time.sleep(0.5)
+            page.screenshot(path=str(tmp_path / "teacher.png"))
+            assert cells.count() > 10
+        finally:
+            browser.close()
+    py_after = py.read_text()
+    assert py_after != py_before, "saving in JupyterLab did not update the .py source"
+    assert f" {sentence}" in py_after and code_line in py_after
+    assert sync_notebooks.differences(py, ipynb) == [], "JupyterLab saved both files of the pair"
+    assert all(sync_notebooks.differences(*pair) == [] for pair in sync_notebooks.pairs(root))
+    # Only the two edits changed in the source.
+    changed = [l for l in py_after.splitlines() if l not in py_before.splitlines()]
+    assert len(changed) == 2, changed
+    student = course_editions.student_edition(nbformat.read(ipynb, as_version=4))
+    text = "\n".join(c.source for c in student.cells)
+    assert sentence in text and code_line in text
+    source_cells = jupytext.read(py).cells
+    assert source_cells[2].source.endswith(sentence) and source_cells[3].source.endswith(code_line)
+    shutil.copy(tmp_path / "teacher.png", "/tmp/teacher_screenshot.png")

@@ -35,7 +35,8 @@ def test_code_is_lint_clean():
     import subprocess
 
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    result = subprocess.run([ruff, "check", "patchcore_core", "demo", "tests", "benchmarks", "tools"],
+    result = subprocess.run([ruff, "check", "patchcore_core", "demo", "tests", "benchmarks", "tools",
+                             "notebooks"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 

