@@ -98,7 +98,8 @@ def fetch(url: str, dest, *, progress: bool = True, retries: int = 3, timeout: f
             return dest
         except HTTPError as exc:
             if exc.code == 416 and have:  # asked past the end: what we kept is the whole file, or junk
-                found = re.match(r"bytes\s+\*/(\d+)", exc.headers.get("Content-Range", "") if exc.headers else "")
+                sent = exc.headers.get("Content-Range", "") if exc.headers else ""
+                found = re.match(r"bytes\s+\*/(\d+)", sent)
                 if found and int(found.group(1)) == have:
                     os.replace(part, dest)
                     return dest

@@ -82,7 +82,8 @@ def _mirror_sums(mirror: str) -> dict[str, str]:
     except HTTPError:
         return {}
     except (URLError, OSError) as exc:
-        raise DownloadError(f"{mirror}: the mirror cannot be reached ({getattr(exc, 'reason', exc)})") from None
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"{mirror}: the mirror cannot be reached ({reason})") from None
     sums = {}
     for line in text.splitlines():
         m = re.match(r"^([0-9a-fA-F]{64})\s+\*?(.+?)\s*$", line)
@@ -191,15 +192,15 @@ def download_dataset(name: str | DatasetInfo, root, categories: list[str] | None
         shutil.rmtree(staging, ignore_errors=True)
         try:
             safe_extract(path, staging / "unpacked", progress=progress)
+            _keep_licence_files(staging / "unpacked", target)  # before convert moves the folders away
             convert(info.layout, staging / "unpacked", staging / "out", cats, progress=progress)
             for cat in cats:
                 MVTecCategory(staging / "out", cat)  # loadable, or a DataError naming what is wrong
             for cat in cats:
                 shutil.rmtree(target / cat, ignore_errors=True)
                 (staging / "out" / cat).rename(target / cat)
-                done[cat] = {"archive": archive.filename, "checksum": sums.get(archive.filename, archive.checksum),
-                             "date": time.strftime("%Y-%m-%d")}
-            _keep_licence_files(staging / "unpacked", target)
+                done[cat] = {"archive": archive.filename, "date": time.strftime("%Y-%m-%d"),
+                             "checksum": sums.get(archive.filename, archive.checksum)}
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         if ours and not keep_archives:

@@ -88,7 +88,8 @@ MVTEC_AD = DatasetInfo(
     citation="Paul Bergmann, Kilian Batzner, Michael Fauser, David Sattlegger, Carsten Steger: The MVTec "
              "Anomaly Detection Dataset: A Comprehensive Real-World Dataset for Unsupervised Anomaly "
              "Detection. International Journal of Computer Vision 129(4):1038-1059, 2021; and Bergmann et "
-             "al.: MVTec AD - A Comprehensive Real-World Dataset for Unsupervised Anomaly Detection. CVPR 2019.",
+             "al.: MVTec AD - A Comprehensive Real-World Dataset for Unsupervised Anomaly Detection. "
+             "CVPR 2019.",
     archives=(
         Archive("mvtec_anomaly_detection.tar.xz",
                 _MVTEC_BASE + "420938113-1629952094/mvtec_anomaly_detection.tar.xz",
@@ -113,8 +114,8 @@ MVTEC_LOCO = DatasetInfo(
         "https://www.mydrive.ch/shares/48237/1b9106ccdfbb09a0c414bd49fe44a14a/download/430647091-1646842701"
         "/mvtec_loco_anomaly_detection.tar.xz",
         "sha256:9e7c84dba550fd2e59d8e9e231c929c45ba737b6b6a6d3814100f54d63aae687", size="2.8 GB"),),
-    notes=("A defect's mask is a folder of masks, one per defect region (ground_truth/<type>/<image>/000.png, "
-           "001.png, ...): they are merged into one <image>_mask.png.",
+    notes=("A defect's mask is a folder of masks, one per defect region (ground_truth/<type>/<image>/"
+           "000.png, 001.png, ...): they are merged into one <image>_mask.png.",
            "validation/good is kept beside train/ (the loader reads train/good only).",
            "The published metric for LOCO is sPRO; this project reports AUPRO instead."),
 )
