@@ -390,8 +390,8 @@ def test_mpdd_from_a_local_folder(tmp_path, capsys):
     folder = tmp_path / "downloads"
     folder.mkdir()
     (folder / "MPDD.zip").write_bytes(_zip(files))
-    with pytest.raises(DownloadError, match="no direct download link.*OneDrive"):
-        download_dataset("mpdd", tmp_path / "data", ["tubes"], accept_licence=True, progress=False,
+    with pytest.raises(DownloadError, match="no direct download link.*OneDrive"):  # said before the licence
+        download_dataset("mpdd", tmp_path / "data", ["tubes"], accept_licence=False, progress=False,
                          out=lambda s: None, note=lambda s: None)
     notes = []
     target = download_dataset("mpdd", tmp_path / "data", ["tubes"], mirror=str(folder), accept_licence=True,

@@ -39,7 +39,7 @@ def cmd_data_list(args) -> int:
     from ..tables import format_table
 
     rows = [{"name": d.name, "title": d.title, "categories": len(d.categories), "licence": d.licence,
-             "download": "manual, then --mirror" if d.manual else
+             "size": "manual download" if d.manual else
              ", ".join(sorted({a.size for a in d.archives if a.size})) or "direct"}
             for d in DATASETS.values()]
     print(format_table(rows))

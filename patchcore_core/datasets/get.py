@@ -120,7 +120,7 @@ def _obtain(info: DatasetInfo, archive: Archive, mirror: str | None, sums: dict,
             out(f"downloading {url}" + (f" ({archive.size})" if archive.size else ""))
             fetch(url, path, progress=progress, note=note)
     if checksum:
-        out(f"checking {archive.filename} ({checksum.split(':')[0]}, from {source})")
+        out(f"checking {archive.filename} ({checksum.split(':')[0]} from {source})")
         try:
             verify(path, checksum, delete=ours, progress=progress)
         except DownloadError as exc:
@@ -183,10 +183,13 @@ def download_dataset(name: str | DatasetInfo, root, categories: list[str] | None
     if not todo:
         out(f"{target}: {', '.join(wanted)} already there (--force to fetch again)")
         return target
+    plan = plan_archives(info, todo)
+    if not mirror and any(a.url is None for a, _ in plan):  # said before the licence is asked for
+        raise DownloadError(f"{info.name} has no direct download link. {info.manual}")
     _accept(info, accept_licence, ask, out)
     sums = _mirror_sums(mirror) if mirror else {}
     done = {}
-    for archive, cats in plan_archives(info, todo):
+    for archive, cats in plan:
         path, ours = _obtain(info, archive, mirror, sums, root / ".downloads", progress, out, note)
         staging = target / f".staging-{archive.filename}"
         shutil.rmtree(staging, ignore_errors=True)

@@ -6,9 +6,10 @@ Sources of the addresses and checksums (looked up December 2026):
 * MVTec AD and MVTec LOCO whole archives, VisA, BTAD: the publishers' addresses
   with SHA-256 sums as anomalib lists them (``anomalib/data/datamodules/image/
   mvtecad.py``, ``visa.py``, ``btech.py``; ``data/datasets/image/mvtec_loco.py``).
-* MVTec AD per-category archives: the publisher's per-category links
-  (mvtec.com's download page); their MD5 sums come from a third-party list, not
-  from MVTec, so a mismatch there may mean the list is wrong: the error says so.
+* MVTec AD per-category archives: per-category links on the publisher's server
+  (same share and file-id scheme as the whole archive), as many projects list
+  them; their MD5 sums come from a third-party list, not from MVTec, so a
+  mismatch there may mean the list is wrong: the error says so.
 * MPDD: the authors publish a OneDrive folder only (no direct link, no
   checksum); ``--mirror`` a folder or server that holds ``MPDD.zip``.
 """
@@ -38,7 +39,7 @@ class Archive:
     checksum: str | None
     categories: tuple[str, ...] | None = None
     size: str = ""  # as the publisher states it, for the message before a long download
-    checksum_source: str = "the publisher's address, sum as listed by anomalib"
+    checksum_source: str = "the sum anomalib lists"
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ MVTEC_AD = DatasetInfo(
                 _MVTEC_BASE + "420938113-1629952094/mvtec_anomaly_detection.tar.xz",
                 "sha256:cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d", size="4.9 GB"),
         *(Archive(f"{c}.tar.xz", f"{_MVTEC_SHARE.get(c, _MVTEC_BASE)}{fid}/{c}.tar.xz", f"md5:{md5}",
-                  categories=(c,), checksum_source="the publisher's address, MD5 from a third-party list")
+                  categories=(c,), checksum_source="a third-party list, not MVTec's")
           for c, fid, md5 in _MVTEC_CATEGORIES),
     ),
 )
