@@ -256,3 +256,16 @@ def test_plot_sweep_draws_error_bars_for_rows_with_a_spread():
     bars = fig.axes[0].containers
     assert len(bars) == 1 and bars[0].get_label() == "image_auroc"
     plt.close(fig)
+
+
+def test_projection_distortion_concentrates_around_one_and_widens_with_fewer_dims():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 152, generator=g)
+    out = tcoreset.projection_distortion(x, dims=(128, 32, 16, 152), n_pairs=3000, seed=0)
+    assert set(out) == {128, 32, 16, 152}
+    assert np.allclose(out[152], 1.0, atol=1e-5)  # no projection at the features' own width
+    spread = {d: float(np.std(out[d])) for d in (128, 32, 16)}
+    assert spread[128] < spread[32] < spread[16]
+    for d in (128, 32, 16):  # JL: mean near 1, spread near 1 / sqrt(2 d)
+        assert abs(np.mean(out[d]) - 1) < 0.05
+        assert 0.5 / np.sqrt(2 * d) < spread[d] < 2 / np.sqrt(2 * d)

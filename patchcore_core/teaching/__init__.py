@@ -4,6 +4,7 @@ The pipeline lives in the flat modules of :mod:`patchcore_core` and follows
 the paper; these modules only compute what the notebooks show and draw it,
 one module per topic:
 
+* :mod:`.problem`: good and defective images with their ground truth, before any model (00);
 * :mod:`.features`: feature maps, receptive fields, PCA colours (notebook 01);
 * :mod:`.coreset` and :mod:`.toy`: the memory bank, coresets, the 2-D toy (02);
 * :mod:`.scoring`: Eq. 7 term by term, anomaly-map stages, explanations (03);
@@ -14,4 +15,4 @@ one module per topic:
 * :mod:`.checks`: the exercise checks (every notebook): correct, or a specific hint.
 """
 
-from . import checks, coreset, evaluation, features, own_data, scoring, sweeps, toy  # noqa: F401  (light: plots import lazily)
+from . import checks, coreset, evaluation, features, own_data, problem, scoring, sweeps, toy  # noqa: F401  (light: plots import lazily)
