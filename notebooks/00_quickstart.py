@@ -197,9 +197,9 @@ checks.check_number(caught, (scores[labels] > model.threshold).mean(), rel=1e-6,
                     hint="count the defective images flagged 'anomalous', divided by the number of defective images.")
 
 # %% [markdown] tags=["solution"]
-# *Answer.* The fraction the check computes (`(scores[labels] > model.threshold).mean()`). On the built-in
-# brick the misses are mostly the pale stains (black titles in the figure): their patches resemble normal
-# variation of the texture. On other data, look at which defect types get black titles.
+# *Answer.* The fraction the check computes, `(scores[labels] > model.threshold).mean()`. Which types are
+# missed? `teaching.evaluation.per_defect_table(...)` (notebook 04) prints the share flagged per defect
+# type; a missed defect's patches resemble the normal variation of the good images.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 2. A training image
