@@ -31,7 +31,7 @@ from skimage.draw import disk, line_aa, polygon
 
 from ..builtin_data import default_cache_dir
 
-__all__ = ["CATEGORY", "DEFECTS", "logical_root", "write_logical_dataset", "render"]
+__all__ = ["CATEGORY", "DEFECTS", "logical_root", "write_logical_dataset", "render", "count_parts"]
 
 FORMAT = "logical-v1"
 CATEGORY = "assembly"
@@ -88,6 +88,19 @@ def render(layout, rng, scratch: bool = False) -> tuple[np.ndarray, list[np.ndar
         masks = [np.zeros_like(line) for _ in SLOTS]
         masks[k] = line
     return (img * 255).round().astype(np.uint8), masks
+
+
+def count_parts(image, min_pixels: int = 200) -> int:
+    """A hand-written rule for this assembly: the number of coloured blobs
+    (parts) in an image. The plate is grey, the parts are saturated, so a
+    saturation threshold and connected components count them."""
+    from scipy import ndimage
+
+    img = np.asarray(image).astype(int)
+    coloured = img.max(axis=2) - img.min(axis=2) > 60
+    labels, n = ndimage.label(coloured)
+    sizes = np.bincount(labels.ravel())[1:]
+    return int((sizes >= min_pixels).sum())
 
 
 def _anomaly(defect: str, rng) -> tuple[list, list[int]]:
