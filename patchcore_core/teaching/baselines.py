@@ -102,11 +102,12 @@ def padim_nbytes(fitted: dict) -> int:
 
 
 def shifted(image: np.ndarray, dx: int, dy: int = 0) -> np.ndarray:
-    """``image`` moved by ``(dx, dy)`` pixels; the uncovered border repeats
-    the edge (no black band that would itself look anomalous)."""
+    """``image`` moved by ``(dx, dy)`` pixels; the uncovered border is the
+    mirror image of the strip beside it (a black or smeared band would
+    itself look anomalous)."""
     img = np.asarray(image)
     pad = ((max(dy, 0), max(-dy, 0)), (max(dx, 0), max(-dx, 0))) + ((0, 0),) * (img.ndim - 2)
-    big = np.pad(img, pad, mode="edge")
+    big = np.pad(img, pad, mode="reflect")
     h, w = img.shape[:2]
     y0, x0 = max(-dy, 0), max(-dx, 0)
     return big[y0:y0 + h, x0:x0 + w].copy()
