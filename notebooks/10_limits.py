@@ -72,6 +72,10 @@ print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test 
 # kinds of defects in five categories (breakfast box, juice bottle, pushpins, screw bag, splicing
 # connectors).
 #
+# The paper that introduced MVTec LOCO AD opens with a toy of the same kind: exactly one black circle
+# anywhere on a white background is normal, two circles are an anomaly, and methods that model local
+# features are "inherently limited to the information inside the receptive field".
+#
 # The built-in **kit** has both kinds. A good kit holds one copper disc, one blue square and one green bar,
 # anywhere on the plate. `missing` lacks one part (there is no mask: nothing marks where it would be),
 # `extra` has a second copy of one part (both copies are marked), and `scratch` is a structural defect for
@@ -198,8 +202,8 @@ for r in rows:
 #
 # ## What addresses logical anomalies
 #
-# - **Global context.** GCAD (Bergmann et al., IJCV 2022, with MVTec LOCO AD) adds to a local
-#   student-teacher model a global branch that regresses features of the whole image through a bottleneck,
+# - **Global context.** GCAD (Bergmann et al., IJCV 2022, with MVTec LOCO AD) adds to a local branch a
+#   global one that regresses pretrained features of the whole image through a low-dimensional bottleneck,
 #   so it must encode which parts are where; EfficientAD (Batzner et al., WACV 2024) does the same with a
 #   small autoencoder beside its student-teacher pair. Both score what the whole-image model finds
 #   inconsistent, not only patches unlike any normal patch.
