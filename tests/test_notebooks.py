@@ -439,12 +439,12 @@ def test_a_slide_deck_opens_in_chromium(tmp_path):
             n_slides = page.locator(".reveal .slides > section").count()  # top-level slides
             assert n_slides >= 5
             assert "00 PatchCore in ten lines" in page.inner_text(".reveal .slides section.present")
-            page.keyboard.press("ArrowRight")  # the next slide: "Fit and predict"
-            page.keyboard.press("ArrowDown")   # its figure, a subslide
+            page.keyboard.press("ArrowRight")  # the next slide: "The problem: find defects you have ..."
+            page.keyboard.press("ArrowDown")   # its figure (the data with its masks), a subslide
             page.wait_for_timeout(1500)        # the slide transition
             present = page.locator(".reveal .slides section.present section.present, "
                                    ".reveal .slides > section.present:not(.stack)").last
-            assert present.locator("img").count() >= 1, "the figure slide shows the heatmaps"
+            assert present.locator("img").count() >= 1, "the figure slide shows the data"
             page.screenshot(path=str(shot))
         finally:
             browser.close()
