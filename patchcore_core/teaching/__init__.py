@@ -12,7 +12,21 @@ one module per topic:
 * :mod:`.sweeps`: ablation plots (05; the numbers come from
   :mod:`patchcore_core.evaluation`);
 * :mod:`.own_data`: a stand-in for your own images (06);
+* :mod:`.baselines`: SPADE and a PaDiM-style Gaussian on PatchCore's features (09);
+* :mod:`.logical`: built-in images of parts with logical anomalies (09, 10);
 * :mod:`.checks`: the exercise checks (every notebook): correct, or a specific hint.
 """
 
-from . import checks, coreset, evaluation, features, own_data, problem, scoring, sweeps, toy  # noqa: F401  (light: plots import lazily)
+from . import (  # noqa: F401  (light: plots import lazily)
+    baselines,
+    checks,
+    coreset,
+    evaluation,
+    features,
+    logical,
+    own_data,
+    problem,
+    scoring,
+    sweeps,
+    toy,
+)
