@@ -19,6 +19,7 @@
 #
 # **You will learn**
 #
+# - the problem: one-class (cold-start) anomaly detection, on objects and on textures
 # - how to fit PatchCore on a folder of defect-free images and predict new ones
 # - what a prediction holds: an image score, a verdict against a threshold, a heatmap
 # - which notebook explains which step of the paper
@@ -64,6 +65,44 @@ print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test 
       f"(defects: {', '.join(cat.defects)}); FAST={FAST}")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
+# ## The problem: find defects you have never seen
+#
+# On a production line almost every part is good. Defects are rare, and they come in forms nobody can list
+# in advance: a new scratch, a new stain, a part that was never seen broken that way. So a detector cannot
+# be trained on examples of every defect; often, when a new product starts (the **cold start**), there is
+# not a single defective example. What there is: images of good parts. This is **one-class** anomaly
+# detection:
+#
+# - **fit** on good images only;
+# - for a new image, give an **image score** (is it defective?) and an **anomaly map** (where?).
+#
+# The test set's labels and masks are used only to measure how well that works, never to fit.
+#
+# **Objects and textures.** The benchmark of the paper, MVTec AD (Bergmann et al., CVPR 2019), has 15
+# categories: 5 **textures** (carpet, grid, leather, tile, wood), where the same pattern fills the image
+# and a defect is anything that breaks it, wherever it is; and 10 **objects** (bottle, cable, capsule,
+# hazelnut, metal nut, pill, screw, toothbrush, transistor, zipper), one item per image, roughly in place,
+# where a defect may also be a missing or misplaced part. PatchCore treats both alike: it compares small
+# patches with normal patches. (The built-in data are three textures; `hazelnut_toy` in the real sets is
+# an object. Notebook 10 shows what a patch view cannot see.)
+#
+# Here is the data, before any model: a few good test images, and at most two of each defect type with
+# the ground-truth mask drawn as a green contour.
+
+# %% slideshow={"slide_type": "subslide"}
+kinds = {k: sum(t.defect == k for t in cat.test) for k in ["good"] + cat.defects}
+display(Markdown(markdown_table([{"split": "train (good only)", "images": len(cat.train)}] +
+                                [{"split": f"test: {k}", "images": n} for k, n in kinds.items()])))
+shown, ncols = teaching.problem.overview_items(cat, per_defect=2)
+fig = teaching.problem.plot_overview(shown, ncols, title=f"'{CATEGORY}' as it is on disk: good (blue) and defective (red), ground truth in green")
+plt.show()
+assert all(t.mask_path is None for t in shown if not t.is_anomalous), "good images have no mask"
+assert sum(t.is_anomalous for t in shown) <= 2 * len(cat.defects), "at most two per defect type"
+
+# %% [markdown]
+# Look at how small and faint some defects are against the normal variation of the good images: that
+# variation is what the model has to learn, from good images alone.
+#
 # ## Fit and predict
 #
 # These are the ten lines. `fit` learns from good images only; `predict` returns one `Prediction` per image.
@@ -82,8 +121,11 @@ display(model)  # the model and its settings
 # and scored, notebook 04); `normalised_score` is `score / threshold`, so above 1 means anomalous.
 
 # %% slideshow={"slide_type": "subslide"}
-fig = teaching.evaluation.plot_predictions(model, test_paths, preds, titles=[t.defect for t in cat.test], ncols=7)
-fig.suptitle(f"PatchCore on '{CATEGORY}': heatmaps and scores (red title = flagged anomalous)", fontsize=14)
+index = [cat.test.index(t) for t in shown]                 # the images shown above
+fig = teaching.evaluation.plot_predictions(model, [test_paths[i] for i in index], [preds[i] for i in index],
+                                           titles=[cat.test[i].defect for i in index], ncols=ncols,
+                                           masks=[cat.load_mask(cat.test[i], model.preprocess) for i in index])
+fig.suptitle(f"PatchCore on '{CATEGORY}': heatmaps and scores (red title = flagged anomalous; ground truth in green)", fontsize=14)
 plt.show()
 
 # %% [markdown]
@@ -119,12 +161,15 @@ display(Markdown(markdown_table([{k: card[k] for k in
 # | **04 evaluation** | AUROC, pixel AUROC, PRO/AUPRO, F1-max, a threshold from normal images | Sec. 4 |
 # | **05 experiments** | ablations: coreset size, sampling, backbone, image size, neighbourhood (mean or unfold), few-shot | Sec. 4.4-4.5 |
 # | **06 your own data** | fit on your folder, save, use the CLI and the demo; GPU notes | |
+# | **09 baselines** | SPADE and a PaDiM-style Gaussian on the same features, against PatchCore | Sec. 4.2, Table 1-2 |
+# | **10 limits** | a logical anomaly made only of normal patches: what PatchCore cannot see | |
 #
 # Reference: Roth, Pemula, Zepeda, Schölkopf, Brox, Gehler: *Towards Total Recall in Industrial Anomaly Detection*, CVPR 2022 ([arXiv:2106.08265](https://arxiv.org/abs/2106.08265)).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
+# - The problem is one-class: fit on good images only (a cold start has no defects to learn from), then score and locate anything unlike them, on textures and on objects.
 # - `PatchCore().fit(good_images)` then `.predict(images)`: a score, a verdict and a heatmap per image.
 # - Nothing is trained: a frozen ImageNet CNN supplies features, and the memory bank *is* the model.
 # - Defects score high because their patches are far from every normal patch.
@@ -152,8 +197,9 @@ checks.check_number(caught, (scores[labels] > model.threshold).mean(), rel=1e-6,
                     hint="count the defective images flagged 'anomalous', divided by the number of defective images.")
 
 # %% [markdown] tags=["solution"]
-# *Answer.* The fraction printed above. The misses are mostly the pale stains (the overview figure shows
-# them with black titles): their patches resemble normal variation of the texture.
+# *Answer.* The fraction the check computes, `(scores[labels] > model.threshold).mean()`. Which types are
+# missed? `teaching.evaluation.per_defect_table(...)` (notebook 04) prints the share flagged per defect
+# type; a missed defect's patches resemble the normal variation of the good images.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 2. A training image

@@ -22,7 +22,9 @@
 # - how large the full memory bank is
 # - greedy k-center coreset selection, step by step, on a 2-D toy
 # - the covering radius, and how it shrinks with the coreset size
+# - the minimax objective behind the coreset, and greedy's factor-2 guarantee, checked by brute force
 # - why greedy beats random subsampling
+# - how much the random projection to 128 dimensions distorts distances
 # - where coreset, normal and defective patches lie (UMAP)
 #
 #
@@ -43,12 +45,15 @@ from IPython.display import Markdown, display
 
 from patchcore_core import PatchCore, teaching
 from patchcore_core.builtin_data import builtin_root
+from patchcore_core.coreset import reference_greedy_coreset
 from patchcore_core.data import MVTecCategory
 from patchcore_core.tables import markdown_table
 from patchcore_core.teaching import checks
 from patchcore_core.teaching.toy import (
+    approximation_ratios,
     covering_radius_2d,
     greedy_kcenter,
+    optimal_kcenter,
     plot_kcenter_step,
     random_radii,
     toy_points,
@@ -136,6 +141,52 @@ assert (trace.radii[4:40] <= rand[4:]).all()
 # with one or two points a random pick in the dense middle covers the bulk better. From a handful of
 # points on, greedy's covering radius is far smaller.
 #
+# ## What greedy optimises, and how well
+#
+# The coreset the paper wants is the **minimax facility location** (its Eq. 4): of all subsets
+# `M_C` of the bank `M` with `k` points, the one whose worst-covered patch is closest to a kept one,
+#
+# $$ \mathcal{M}_C^* = \arg\min_{\mathcal{M}_C \subset \mathcal{M},\ |\mathcal{M}_C| = k} \ \max_{m \in \mathcal{M}} \ \min_{n \in \mathcal{M}_C} \lVert m - n \rVert_2 .$$
+#
+# The inner `max min` is the covering radius. Finding the best subset is NP-hard (the k-center problem), so
+# the paper uses the greedy loop above, which comes with a guarantee (Gonzalez, 1985): **whatever the first
+# pick, greedy's covering radius is at most twice the optimum.** The proof is short: after `k` picks, the
+# worst point and the `k` picks are `k + 1` points pairwise at least the radius `r` apart; two of them
+# share one of the optimum's `k` centres, so `r <= 2 r*` by the triangle inequality.
+#
+# On sets small enough to try every subset (`optimal_kcenter`: brute force), we can check it. For each
+# `k`: 10 random sets of 12 toy points, greedy started from each of the 12 points in turn:
+
+# %%
+approx = approximation_ratios(n=12, ks=(1, 2, 3, 4), n_sets=10, seed=SEED)
+display(Markdown(markdown_table(approx)))
+assert all(r["worst greedy / optimum"] <= 2 + 1e-9 for r in approx), "Gonzalez: greedy is within 2x the optimum"
+assert all(r["mean greedy / optimum"] >= 1 - 1e-9 for r in approx), "nothing beats the optimum"
+
+# %% [markdown]
+# One such set drawn: the optimum's three centres against greedy's (started at the first point).
+
+# %% slideshow={"slide_type": "subslide"}
+tiny = toy_points(400, seed=SEED)[np.random.default_rng(SEED).choice(400, 12, replace=False)]
+r_opt, c_opt = optimal_kcenter(tiny, 3)
+g3 = greedy_kcenter(tiny, 3, first=0)
+fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+for ax, (name, c, r) in zip(axes, [("optimum (brute force)", c_opt, r_opt), ("greedy from point 0", g3.picks, g3.radii[-1])]):
+    ax.scatter(tiny[:, 0], tiny[:, 1], s=40, c="tab:blue")
+    ax.scatter(tiny[c, 0], tiny[c, 1], marker="*", s=300, c="black")
+    for p_ in tiny[c]:
+        ax.add_patch(plt.Circle(p_, r, fill=False, ec="grey"))
+    ax.set_title(f"{name}: covering radius {r:.2f}"); ax.set_aspect("equal"); ax.set_xlabel("feature 1"); ax.set_ylabel("feature 2")
+    ax.set_xlim(tiny[:, 0].min() - r, tiny[:, 0].max() + r); ax.set_ylim(tiny[:, 1].min() - r, tiny[:, 1].max() + r)
+plt.show()
+print(f"greedy / optimum = {g3.radii[-1] / r_opt:.2f} (at most 2)")
+assert r_opt <= g3.radii[-1] + 1e-9 <= 2 * r_opt + 1e-9
+
+# %% [markdown]
+# The worst case stays below 2, and on average greedy is much closer to the optimum than the bound says.
+# (With `k = 1` the optimum is the best single centre; greedy's only pick is the given first point, so the
+# ratio there is about the first pick alone.)
+#
 # ## The same on real patch features
 #
 # Greedy picks are nested (the first `k` picks of a longer run are the run for `k`), so one run gives the
@@ -153,8 +204,40 @@ ax.plot(counts, curves["random"], "s-", label="random subset")
 ax.set_xscale("log"); ax.set_xlabel(f"coreset size (of {n} patches)"); ax.set_ylabel("covering radius")
 ax.set_title("real patches: covering radius against coreset size"); ax.legend(); ax.grid(alpha=0.3)
 plt.show()
-assert curves["greedy"][-1] < curves["random"][-1]
-assert all(a >= b - 1e-3 for a, b in zip(curves["greedy"], curves["greedy"][1:]))
+assert curves["greedy"][-1] < curves["random"][-1], (
+    f"on {CATEGORY}, greedy's covering radius {curves['greedy'][-1]:.2f} should be below random's "
+    f"{curves['random'][-1]:.2f} at {counts[-1]} points: greedy minimises the radius, random does not")
+assert all(a >= b - 1e-3 for a, b in zip(curves["greedy"], curves["greedy"][1:])), "nested picks: the radius never grows"
+
+# %% [markdown]
+# ## The random projection: how much does it distort distances?
+#
+# Greedy selection computes a distance from every patch to every new pick, so the paper first projects
+# the features at random to 128 dimensions (`coreset.random_projection`, a Gaussian matrix). The
+# Johnson-Lindenstrauss lemma says such a projection keeps every pairwise distance within a factor
+# `1 +- eps` with high probability, with `eps` shrinking like `1 / sqrt(dim)`, whatever the original width.
+# Here, for 5,000 random pairs of real patch features, the ratio projected / original distance:
+
+# %%
+distortion = teaching.coreset.projection_distortion(flat, dims=(128, 32, 16), n_pairs=5000, seed=SEED)
+fig, ax = plt.subplots(figsize=(8, 4.5))
+for dim, ratios in distortion.items():
+    ax.hist(ratios, bins=80, range=(0.4, 1.6), histtype="step", lw=2,
+            label=f"{dim} dims: spread {ratios.std():.3f} (1/sqrt(2 dim) = {1 / np.sqrt(2 * dim):.3f})")
+ax.axvline(1, color="k", ls="--", lw=1)
+ax.set_xlabel(f"projected distance / original distance ({flat.shape[1]}-d features)"); ax.set_ylabel("pairs")
+ax.set_title("random projection: fewer dimensions, wider distortion"); ax.legend(fontsize=9, loc="upper left")
+plt.show()
+spread = {d: float(r.std()) for d, r in distortion.items()}
+print("spread (std) of the ratio:", {d: round(v, 3) for d, v in spread.items()})
+assert spread[128] < spread[32] < spread[16], "fewer dimensions, more distortion"
+
+# %% [markdown]
+# The spread follows `1 / sqrt(2 dim)`, as the lemma says: at 128 dimensions a typical distance moves by
+# a few percent (the printed spread), so greedy picks nearly the points it would pick in the full space;
+# at 16 dimensions the ratios spread over tens of percent. The covering radii above are measured in the
+# full space, after picking in the projected one. (Our features have only 152 dimensions, so 128 saves
+# little here; on the paper's 1024-d features it saves 8x in every distance.)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Greedy against random: does it matter for detection?
@@ -176,7 +259,9 @@ for method in ["greedy", "random"]:
                  "image AUROC": r["image_auroc"], "max normal score": float(normal.max()),
                  "selection s": r["seconds"]})
 display(Markdown(markdown_table(rows)))
-assert rows[0]["covering radius"] < rows[1]["covering radius"]
+assert rows[0]["covering radius"] < rows[1]["covering radius"], (
+    f"greedy's covering radius {rows[0]['covering radius']:.2f} should be below random's "
+    f"{rows[1]['covering radius']:.2f} at the same size")
 
 
 # %% [markdown]
@@ -241,13 +326,16 @@ plt.show()
 d_normal = model.bank.search(torch.from_numpy(tf[normal_s]), 1)[0][:, 0]
 d_bad = model.bank.search(torch.from_numpy(tf[bad_s]), 1)[0][:, 0]
 print(f"distance to the nearest bank patch: normal {float(d_normal.mean()):.1f}, defective {float(d_bad.mean()):.1f}")
-assert d_bad.mean() > d_normal.mean()
+assert d_bad.mean() > d_normal.mean(), (
+    f"on {CATEGORY}, defective test patches should lie farther from the bank than normal ones "
+    f"(mean {float(d_bad.mean()):.1f} against {float(d_normal.mean()):.1f}); check DATA_ROOT and the masks")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - The full bank holds every training patch: 784 per image here, 200k+ for an MVTec category.
-# - Greedy k-center picks the worst-covered point each time; the covering radius never grows.
+# - The coreset problem is minimax (k-center): minimise the covering radius. It is NP-hard; greedy k-center picks the worst-covered point each time, its radius never grows and is at most twice the optimum (checked above by brute force).
+# - A random projection to 128 dims keeps distances within a few percent (Johnson-Lindenstrauss), so greedy can pick in the cheaper space.
 # - A 1-10% greedy coreset covers the bank almost as well as the whole, with a smaller covering radius than a random subset of the same size; how much that helps detection depends on the data.
 # - Defective patches lie away from the normal ones; the distance to the bank is the anomaly score.
 
@@ -262,7 +350,7 @@ assert d_bad.mean() > d_normal.mean()
 #
 # Write `my_greedy_kcenter(points, k, first)`: start with the point `first`, then repeatedly add the point
 # farthest from all centres chosen so far; return the `k` chosen indices in order. The check compares it with
-# `patchcore_core.teaching.toy.greedy_kcenter` on the toy points. *Hint:* keep, for every point, its distance to the
+# the package's plain loop, `coreset.reference_greedy_coreset` (without projection), on toy points. *Hint:* keep, for every point, its distance to the
 # nearest centre so far; after each pick, update it with `np.minimum`.
 
 # %% tags=["exercise"]
@@ -279,9 +367,15 @@ def my_greedy_kcenter(points, k, first):
     return np.array(picks)
 
 # %% tags=["check"]
-checks.check_function(my_greedy_kcenter, lambda p, k, f: greedy_kcenter(p, k, first=f).picks,
-                      [(pts, 10, int(trace.picks[0])), (toy_points(60, seed=SEED + 1), 5, 7)],
-                      hint="each new centre is the point whose distance to its nearest centre is largest.")
+def package_greedy(points, k, first):
+    return reference_greedy_coreset(torch.from_numpy(points), k, projection_dim=points.shape[1], first=first).indices
+
+
+checks.check_function(my_greedy_kcenter, package_greedy,
+                      [(pts, 10, int(trace.picks[0])), (toy_points(60, seed=SEED + 1), 5, 7),
+                       (np.random.default_rng(SEED).normal(size=(80, 5)), 12, 0)],
+                      hint="each new centre is the point whose distance to its nearest centre (of all centres "
+                           "so far, not only the last) is largest.")
 
 # %% [markdown] tags=["solution"]
 # *Answer.* Ten lines: the package's `greedy_coreset` does the same on the memory bank, after a random

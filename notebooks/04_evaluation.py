@@ -86,7 +86,8 @@ ax.plot(fpr, tpr, lw=2.5, label=f"PatchCore (AUROC {auc:.3f})"); ax.plot([0, 1],
 ax.set_xlabel("false positive rate (good images flagged)"); ax.set_ylabel("true positive rate (defects found)")
 ax.set_title(f"image ROC, {CATEGORY}"); ax.legend(loc="lower right")
 plt.show()
-assert auc > 0.5 and abs(auc - res.metrics["image_auroc"]) < 1e-9
+assert abs(auc - res.metrics["image_auroc"]) < 1e-9, "the same AUROC as evaluate_category's"
+assert auc > 0.5, f"on {CATEGORY}, image AUROC {auc:.3f} is no better than chance: check DATA_ROOT and the labels"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Pixel AUROC
@@ -103,7 +104,9 @@ ax.hist(maps[masks].ravel(), bins=80, density=True, alpha=0.6, color="crimson", 
 ax.set_xlabel("anomaly map value"); ax.set_ylabel("density"); ax.legend()
 ax.set_title(f"pixel scores, pixel AUROC {pix:.3f}")
 plt.show()
-assert maps[masks].mean() > maps[~masks].mean()
+assert maps[masks].mean() > maps[~masks].mean(), (
+    f"on {CATEGORY}, defective pixels should score higher on average than normal ones "
+    f"({maps[masks].mean():.2f} against {maps[~masks].mean():.2f}); check the masks")
 
 # %% [markdown]
 # **Compare like with like.** The masks must be brought to the model's 224 px, and how that is done moves
@@ -171,7 +174,10 @@ plt.show()
 table = teaching.evaluation.per_defect_table(res.defects, scores, thr)
 display(Markdown(markdown_table(table)))
 good_row = next(r for r in table if r["defect"] == "good")
-assert all(r["mean score"] > good_row["mean score"] for r in table if r["defect"] != "good")
+below = [r["defect"] for r in table if r["defect"] != "good" and r["mean score"] <= good_row["mean score"]]
+print("defect types scoring no higher than good images on average:", ", ".join(below) or "none")
+if DATA_ROOT == builtin_root():  # on the built-in data every defect type is visible; real data may differ
+    assert not below, f"on the built-in {CATEGORY}, every defect type should score above good images: {below}"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## The worst failures

@@ -106,7 +106,9 @@ plt.show()
 is_bad = np.array([not p.name.startswith("good_") for p in test_images])
 norm = np.array([p.normalised_score for p in preds])
 print(f"flagged: {int((norm[is_bad] > 1).sum())}/{is_bad.sum()} defective, {int((norm[~is_bad] > 1).sum())}/{(~is_bad).sum()} good")
-assert norm[is_bad].mean() > norm[~is_bad].mean()
+assert norm[is_bad].mean() > norm[~is_bad].mean(), (
+    f"defective images should score higher than good ones on average ({norm[is_bad].mean():.2f} against "
+    f"{norm[~is_bad].mean():.2f} x threshold)")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Save, reload, and use it elsewhere

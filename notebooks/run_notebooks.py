@@ -3,6 +3,7 @@
     python notebooks/run_notebooks.py                 # all, FAST mode, built-in data
     python notebooks/run_notebooks.py 02 05 --full    # some, with the full sweeps
     python notebooks/run_notebooks.py --out executed  # keep copies with their outputs
+    python notebooks/run_notebooks.py --data ~/data/magnetic_tile mtd --sample 30  # real data, subsampled
 
 Teachers: run this once on the machine you will teach on. The goal is under
 3 minutes per notebook in FAST mode on 2 CPU cores; that is a figure printed
@@ -46,6 +47,27 @@ def kernel_env(cache: Path, fast: bool = True, data: tuple[Path, str] | None = N
     if data:
         env.update(PATCHCORE_DATA_ROOT=str(data[0]), PATCHCORE_CATEGORY=str(data[1]))
     return env
+
+
+def sample_category(root: Path, category: str, dest: Path, n: int) -> Path:
+    """A copy of ``root/category`` with at most ``n`` training images and
+    ``n`` test images of each kind (the first ones, by name), as symbolic
+    links under ``dest``; returns the new root. For large sets (hundreds
+    of images) whose every notebook would otherwise take many minutes."""
+    src = Path(root) / category
+    if not (src / "train" / "good").is_dir():
+        raise FileNotFoundError(f"{src / 'train' / 'good'}: not a category in the MVTec AD layout")
+    for folder in [src / "train" / "good"] + sorted(p for p in (src / "test").iterdir() if p.is_dir()):
+        out = dest / category / folder.relative_to(src)
+        out.mkdir(parents=True, exist_ok=True)
+        for image in sorted(f for f in folder.iterdir() if f.is_file())[:n]:
+            (out / image.name).symlink_to(image.resolve())
+            if folder.parent.name == "test" and folder.name != "good":
+                for mask in (src / "ground_truth" / folder.name).glob(f"{image.stem}*"):
+                    gt = dest / category / "ground_truth" / folder.name
+                    gt.mkdir(parents=True, exist_ok=True)
+                    (gt / mask.name).symlink_to(mask.resolve())
+    return dest
 
 
 def execute(name: str | Path, cache: Path, fast: bool = True, retries: int = 1,
@@ -123,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="full sweeps instead of FAST mode")
     parser.add_argument("--data", nargs=2, metavar=("ROOT", "CATEGORY"), type=Path,
                         help="a data set in the MVTec AD layout instead of the built-in data")
+    parser.add_argument("--sample", type=int, metavar="N",
+                        help="with --data: at most N training images and N test images per kind")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="also write the executed notebooks, with their outputs, to DIR")
     args = parser.parse_args(argv)
@@ -131,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no notebook matches {args.only}; choose from {notebook_names()}")
     failed = 0
     data = (args.data[0].resolve(), args.data[1]) if args.data else None  # the kernel runs in notebooks/
+    if args.sample and not data:
+        parser.error("--sample needs --data")
     with tempfile.TemporaryDirectory(prefix="patchcore-notebooks-") as tmp:
+        if args.sample:
+            data = (sample_category(data[0], data[1], Path(tmp) / "sample", args.sample), data[1])
         for name in names:
             try:
                 nb, seconds = execute(name, Path(tmp) / "cache", fast=not args.full, data=data)

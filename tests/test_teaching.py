@@ -1,6 +1,7 @@
 """The notebook helpers of patchcore_core.teaching and the sweeps' cache, on the built-in brick data."""
 
 import json
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -256,3 +257,67 @@ def test_plot_sweep_draws_error_bars_for_rows_with_a_spread():
     bars = fig.axes[0].containers
     assert len(bars) == 1 and bars[0].get_label() == "image_auroc"
     plt.close(fig)
+
+
+def test_projection_distortion_concentrates_around_one_and_widens_with_fewer_dims():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 152, generator=g)
+    out = tcoreset.projection_distortion(x, dims=(128, 32, 16, 152), n_pairs=3000, seed=0)
+    assert set(out) == {128, 32, 16, 152}
+    assert np.allclose(out[152], 1.0, atol=1e-5)  # no projection at the features' own width
+    spread = {d: float(np.std(out[d])) for d in (128, 32, 16)}
+    assert spread[128] < spread[32] < spread[16]
+    for d in (128, 32, 16):  # JL: mean near 1, spread near 1 / sqrt(2 d)
+        assert abs(np.mean(out[d]) - 1) < 0.05
+        assert 0.5 / np.sqrt(2 * d) < spread[d] < 2 / np.sqrt(2 * d)
+
+
+def _fake_category(n_good, per_kind):
+    from types import SimpleNamespace
+
+    from patchcore_core.data import TestItem
+
+    test = [TestItem(Path(f"good{i}.png"), "good", None) for i in range(n_good)]
+    for kind, n in per_kind.items():
+        test += [TestItem(Path(f"{kind}{i}.png"), kind, Path(f"{kind}{i}_mask.png")) for i in range(n)]
+    return SimpleNamespace(test=test, defects=sorted(per_kind))
+
+
+@pytest.mark.parametrize("n_good,per_kind", [
+    (12, {"hole": 4, "patch": 4, "scratch": 4, "stain": 4}),  # built-in: 4 good + 8 = 2 rows of 6
+    (3, {"bent": 3, "broken": 2, "glue": 2, "metal_contamination": 2, "thread": 2}),  # MVTec grid, few goods
+    (6, {"colour": 17}),  # one defect type: one row
+    (191, {"blowhole": 115, "break": 85, "crack": 57, "fray": 32, "uneven": 103}),
+])
+def test_overview_items_show_at_most_two_per_defect_type_and_fill_whole_rows(n_good, per_kind):
+    from patchcore_core.teaching.problem import overview_items
+
+    items, ncols = overview_items(_fake_category(n_good, per_kind), per_defect=2)
+    kinds = [t.defect for t in items]
+    assert all(kinds.count(k) == min(2, n) for k, n in per_kind.items())
+    assert 2 <= kinds.count("good") <= 6
+    assert kinds[:kinds.count("good")] == ["good"] * kinds.count("good"), "good images first"
+    assert len(items) % ncols == 0, f"{len(items)} images in rows of {ncols} leave an empty band"
+
+
+def test_plot_overview_draws_each_image_with_its_mask_contour(brick):
+    from patchcore_core.teaching.problem import overview_items, plot_overview
+
+    items, ncols = overview_items(brick)
+    fig = plot_overview(items, ncols, title="brick")
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(drawn) == len(items)
+    with_contour = [ax for ax in drawn if ax.collections]  # contour sets are collections
+    assert len(with_contour) == sum(t.is_anomalous for t in items)
+    plt.close(fig)
+
+
+def test_layer_pairs_take_the_deepest_stage_at_each_stride():
+    strides = {"blocks.0": 2, "blocks.1": 4, "blocks.2": 8, "blocks.3": 16, "blocks.4": 16, "blocks.5": 32,
+               "blocks.6": 32}
+    assert features.layer_pairs(strides) == {"stride 4 + 8": ("blocks.1", "blocks.2"),
+                                             "stride 8 + 16": ("blocks.2", "blocks.4"),
+                                             "stride 16 + 32": ("blocks.4", "blocks.6")}
+    assert features.layer_pairs({"layer1": 4, "layer2": 8}) == {"stride 4 + 8": ("layer1", "layer2")}
+    measured = features.stage_strides("efficientnet_lite0")
+    assert measured["blocks.2"] == 8 and measured["blocks.4"] == 16 and measured["blocks.6"] == 32

@@ -65,3 +65,21 @@ def test_kcenter_state_and_plot():
     fig = plot_kcenter_step(trace, 4)
     assert "covering radius" in fig.axes[0].get_title()
     matplotlib.pyplot.close(fig)
+
+
+def test_optimal_kcenter_is_the_brute_force_optimum_and_greedy_stays_within_twice_it():
+    from patchcore_core.teaching.toy import approximation_ratios, optimal_kcenter
+
+    pts = np.array([[0.0, 0], [1, 0], [10, 0], [11, 0], [5, 5]])
+    radius, centres = optimal_kcenter(pts, 2)
+    # Two centres: one per pair leaves (5, 5) about 6.4 from the nearest; the optimum pairs it so.
+    assert radius == pytest.approx(min(np.linalg.norm(pts[:, None] - pts[list(c)][None], axis=2).min(1).max()
+                                       for c in [(0, 2), (1, 2), (1, 3), (0, 3), (1, 4), (2, 4)]))
+    assert len(centres) == 2
+    assert optimal_kcenter(pts, 5)[0] == 0.0
+    with pytest.raises(ValueError, match="brute force is for tiny sets"):
+        optimal_kcenter(np.zeros((60, 2)), 10)
+    rows = approximation_ratios(n=9, ks=(1, 2, 3), n_sets=4, seed=1)
+    assert [r["k"] for r in rows] == [1, 2, 3]
+    assert all(1.0 - 1e-9 <= r["mean greedy / optimum"] <= r["worst greedy / optimum"] <= 2.0 + 1e-9
+               for r in rows)

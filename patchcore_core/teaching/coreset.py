@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..coreset import covering_radius, greedy_coreset, random_coreset
+from ..coreset import covering_radius, greedy_coreset, random_coreset, random_projection
 from ..scoring import image_scores
 
-__all__ = ["bank_footprint", "radius_curves", "coreset_trial", "defect_patches", "embed_2d"]
+__all__ = ["bank_footprint", "radius_curves", "coreset_trial", "defect_patches", "embed_2d",
+           "projection_distortion"]
 
 
 def bank_footprint(n_images: int, grid: tuple[int, int], dim: int, bytes_per_value: int = 4) -> dict:
@@ -101,3 +102,30 @@ def embed_2d(features, method: str = "umap", seed: int = 0, n_neighbors: int = 1
     from sklearn.decomposition import PCA
 
     return PCA(n_components=2, svd_solver="full").fit_transform(x)
+
+
+def projection_distortion(features: torch.Tensor, dims=(128, 32, 16), n_pairs: int = 5000,
+                          seed: int = 0) -> dict:
+    """How much a random projection (the coreset's, :func:`~patchcore_core.coreset.random_projection`)
+    changes distances: for ``n_pairs`` random pairs of rows, the ratio
+    ``||P x - P y|| / ||x - y||`` for each target width in ``dims``.
+
+    Johnson-Lindenstrauss: the ratio concentrates around 1 with a spread of
+    about ``1 / sqrt(2 dim)``, whatever the original width. Returns
+    ``{dim: ratios [n_pairs]}`` (pairs of identical rows are left out).
+    A width at or above the features' own is returned unprojected (ratio 1).
+    """
+    x = torch.as_tensor(features).reshape(-1, features.shape[-1]).float()
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.randint(len(x), (2, n_pairs), generator=g)
+    keep = torch.linalg.vector_norm(x[a] - x[b], dim=1) > 0
+    a, b = a[keep], b[keep]
+    rows = torch.unique(torch.cat([a, b]))  # project only the rows used
+    where = torch.full((len(x),), -1, dtype=torch.long)
+    where[rows] = torch.arange(len(rows))
+    original = torch.linalg.vector_norm(x[a] - x[b], dim=1)
+    out = {}
+    for dim in dims:
+        p = random_projection(x[rows], int(dim), seed)
+        out[int(dim)] = (torch.linalg.vector_norm(p[where[a]] - p[where[b]], dim=1) / original).numpy()
+    return out

@@ -45,10 +45,11 @@ def worst_failures(labels, scores, threshold: float, n: int = 4) -> list[dict]:
                      ("closest defect" if labels[i] else "closest normal")} for i in order]
 
 
-def plot_predictions(model, images, predictions, titles=None, ncols: int = 4, vmax=None):
+def plot_predictions(model, images, predictions, titles=None, ncols: int = 4, vmax=None, masks=None):
     """Grid of images with their anomaly maps overlaid; each titled with
     its score and verdict. One shared colour scale (``vmax``: default the
-    largest map value) with a colour bar."""
+    largest map value) with a colour bar. ``masks``: ground truth per image
+    (``[crop, crop]`` bool, or None), drawn as lime contours."""
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
 
@@ -62,6 +63,8 @@ def plot_predictions(model, images, predictions, titles=None, ncols: int = 4, vm
             continue
         p = predictions[k]
         ax.imshow(overlay_heatmap(model.display(images[k]), p.anomaly_map, 0.5, 0, vmax))
+        if masks is not None and masks[k] is not None and np.any(masks[k]):
+            ax.contour(masks[k], levels=[0.5], colors="lime", linewidths=1.2)
         head = f"{titles[k]}\n" if titles is not None else ""
         norm = f" ({p.normalised_score:.2f}x thr)" if p.normalised_score is not None else ""
         colour = "crimson" if p.is_anomalous else "black"

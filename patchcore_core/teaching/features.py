@@ -11,8 +11,8 @@ import torch
 
 from ..features import local_aggregate
 
-__all__ = ["feature_maps", "layer_geometry", "receptive_field", "rf_extent", "pca_rgb",
-           "upsample_nearest", "layer_view", "plot_layer_view"]
+__all__ = ["feature_maps", "layer_geometry", "stage_strides", "layer_pairs", "receptive_field", "rf_extent",
+           "pca_rgb", "upsample_nearest", "layer_view", "plot_layer_view"]
 
 
 def _input(model, image) -> torch.Tensor:
@@ -31,6 +31,28 @@ def layer_geometry(model, image) -> list[dict]:
     size = model.config.image_size
     return [{"layer": k, "channels": v.shape[0], "grid": tuple(v.shape[1:]), "stride": size // v.shape[1]}
             for k, v in feature_maps(model, image).items()]
+
+
+def stage_strides(backbone: str = "efficientnet_lite0", size: int = 224) -> dict[str, int]:
+    """Every stage of a backbone (stem left out) with its stride, measured by
+    running a blank image through it."""
+    from ..backbones import FeatureExtractor, _efficientnet_lite, _stages, _torchvision
+
+    net = _efficientnet_lite(backbone) if backbone.startswith("efficientnet_lite") else _torchvision(backbone)
+    names = tuple(n for n, _ in _stages(net))[1:]
+    out = FeatureExtractor(net, names)(torch.zeros(1, 3, size, size))
+    return {k: size // v.shape[-1] for k, v in out.items()}
+
+
+def layer_pairs(strides: dict[str, int], pairs=((4, 8), (8, 16), (16, 32))) -> dict[str, tuple[str, str]]:
+    """For each pair of strides, the two stages PatchCore would take: the
+    deepest stage at each stride (``stage_strides`` gives ``strides``).
+    Returns ``{"stride 8 + 16": ("blocks.2", "blocks.4"), ...}``; a pair the
+    backbone lacks is left out."""
+    deepest = {}
+    for name, stride in strides.items():  # stages come in order, so the last one wins
+        deepest[stride] = name
+    return {f"stride {a} + {b}": (deepest[a], deepest[b]) for a, b in pairs if a in deepest and b in deepest}
 
 
 def receptive_field(model, image, layer: str, neighbourhood: int = 1,

@@ -23,7 +23,7 @@ import torch
 from ..coreset import covering_radius, reference_greedy_coreset
 
 __all__ = ["toy_points", "KCenterTrace", "greedy_kcenter", "kcenter_state", "covering_radius_2d",
-           "random_radii", "plot_kcenter_step"]
+           "random_radii", "optimal_kcenter", "approximation_ratios", "plot_kcenter_step"]
 
 
 def toy_points(n: int = 400, seed: int = 0, n_rare: int = 6) -> np.ndarray:
@@ -102,6 +102,52 @@ def random_radii(points: np.ndarray, counts, seed: int = 0) -> np.ndarray:
     (one seeded permutation, so subsets are nested like the greedy picks)."""
     order = np.random.default_rng(seed).permutation(len(points))
     return np.array([covering_radius_2d(points, order[:c]) for c in counts])
+
+
+def optimal_kcenter(points: np.ndarray, k: int, max_subsets: int = 200_000) -> tuple[float, np.ndarray]:
+    """The exact k-center optimum by brute force: ``(radius, centres)``.
+
+    k-center is NP-hard, so this tries every ``k``-subset of the points as
+    centres (``C(n, k)`` of them); ``max_subsets`` refuses sizes where that
+    would take minutes. Centres are points of the set, as in the coreset.
+    """
+    from itertools import combinations
+    from math import comb
+
+    points = np.asarray(points, dtype=np.float64)
+    n = len(points)
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and {n}, not {k}")
+    if comb(n, k) > max_subsets:
+        raise ValueError(f"C({n}, {k}) = {comb(n, k)} subsets is more than max_subsets={max_subsets}: "
+                         "brute force is for tiny sets")
+    d = np.linalg.norm(points[:, None] - points[None], axis=2)  # [n, n]
+    best, best_c = np.inf, None
+    for c in combinations(range(n), k):
+        r = d[:, c].min(axis=1).max()  # the covering radius of these centres
+        if r < best:
+            best, best_c = r, c
+    return float(best), np.array(best_c)
+
+
+def approximation_ratios(n: int = 12, ks=(1, 2, 3, 4), n_sets: int = 10, seed: int = 0) -> list[dict]:
+    """Greedy k-center against the exact optimum on tiny random subsets of
+    the toy: for each ``k``, the worst ratio greedy / optimum over ``n_sets``
+    sets of ``n`` points and over *every* first pick. The theorem
+    (Gonzalez 1985) says it never exceeds 2."""
+    rng = np.random.default_rng(seed)
+    pool = toy_points(400, seed=seed)
+    rows = []
+    for k in ks:
+        worst, mean, opt_sum = 0.0, 0.0, 0.0
+        for _ in range(n_sets):
+            pts = pool[rng.choice(len(pool), n, replace=False)]
+            opt, _ = optimal_kcenter(pts, k)
+            ratios = [greedy_kcenter(pts, k, first=f).radii[-1] / opt for f in range(n)]
+            worst, mean, opt_sum = max(worst, max(ratios)), mean + np.mean(ratios) / n_sets, opt_sum + opt
+        rows.append({"k": k, "points": n, "sets": n_sets, "mean optimum radius": opt_sum / n_sets,
+                     "mean greedy / optimum": float(mean), "worst greedy / optimum": float(worst)})
+    return rows
 
 
 def plot_kcenter_step(trace: KCenterTrace, t: int, ax=None):
