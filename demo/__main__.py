@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
         print(f"error: --device: {exc}", file=sys.stderr)
         return 2
 
-    from . import logic
+    from . import models
 
     if args.model:
         from patchcore_core import PatchCore
@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
             return 2
         label = os.path.basename(args.model)
     else:
-        model = logic.load_or_build_default(args.category, device=args.device, say=say)
+        model = models.load_or_build_default(args.category, device=args.device, say=say)
         label = f"built-in {args.category}"
-    examples = logic.builtin_examples(args.category)
+    examples = models.builtin_examples(args.category)
     fit_examples = [str(p) for p in MVTecCategory(builtin_root(), args.category).train[:8]]
 
     from .app import build_demo, launch

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import logic
+from . import explain, logic, models
 from .uploads import UploadPolicy, files_input, image_input
 
 log = logging.getLogger("demo")
@@ -135,7 +135,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
 
     def run_explain(m, image, x, y):
         try:
-            r = logic.explain(m, image, x, y)
+            r = explain.explain(m, image, x, y)
             return r.test_image, r.train_image, r.zoom, r.text, r.details
         except Exception as exc:
             return None, None, None, _failure(exc), {}
@@ -162,8 +162,8 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
 
     def do_card(session):
         m, label = active(session)
-        card = logic.model_card(m)
-        return logic.describe_model(m, label), logic.card_markdown(card, label), card
+        card = models.model_card(m)
+        return logic.describe_model(m, label), models.card_markdown(card, label), card
 
     def do_fit(files, session, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
         try:
@@ -281,10 +281,10 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                                            interactive=False, elem_id="download")
 
             with gr.Tab("Model card", id="card"):
-                card_md = gr.Markdown(logic.card_markdown(logic.model_card(model), model_label),
+                card_md = gr.Markdown(models.card_markdown(models.model_card(model), model_label),
                                       label="model card")
                 with gr.Accordion("Raw (JSON)", open=False):
-                    card_json = gr.JSON(logic.model_card(model), label="model card (JSON)")
+                    card_json = gr.JSON(models.model_card(model), label="model card (JSON)")
 
         # ------------------------------------------------------------ events
         predict_outputs = [overlay, region, plot, score, norm, verdict, message, last_state]

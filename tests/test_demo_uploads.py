@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from demo import logic
+from demo import explain, logic
 from demo.uploads import REFUSAL, UploadPolicy, UploadRefused
 
 
@@ -173,7 +173,7 @@ def test_a_file_in_the_upload_cache_and_the_examples_still_work(app, in_cache, b
 # ------------------------------------------------- no server paths in outputs
 def test_explain_details_name_the_training_file_not_its_folder(fitted, brick):
     bad = next(t.path for t in brick.test if t.defect != "good")
-    details = logic.explain(fitted, bad).details
+    details = explain.explain(fitted, bad).details
     assert details["train_name"] == Path(fitted.train_names[details["train_index"]]).name
     assert os.sep not in details["train_name"]
     assert str(brick.root) not in json.dumps(details)
