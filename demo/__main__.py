@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
 
     from .app import build_demo, launch
 
-    demo = build_demo(model, examples=examples, model_label=label, fit_examples=fit_examples)
+    demo = build_demo(model, examples=examples, model_label=label, fit_examples=fit_examples,
+                      category=None if args.model else args.category)
     say(f"serving the demo at http://{args.host}:{args.port} (Ctrl+C to stop)")
     # `kill`, `docker stop` and systemd send SIGTERM, which would end Python without its
     # exit handlers; exiting normally lets them remove the visitors' files.

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import explain, logic, models
+from . import explain, logic, models, tab_batch, tab_threshold
+from .ui import PageContext, session_state
+from .ui import failure as _failure
+from .ui import warn as _warn
 from .uploads import UploadPolicy, files_input, image_input
 
 log = logging.getLogger("demo")
@@ -34,21 +37,6 @@ CSS = """
 #zoom img {image-rendering: pixelated;}
 footer {display: none !important;}
 """
-
-
-def _warn(msg: str) -> str:
-    gr.Warning(msg, duration=8)
-    return f"**Problem:** {msg}"
-
-
-def _failure(exc: Exception) -> str:
-    """The visitor's message for any exception: theirs to fix, or ours (logged)."""
-    if isinstance(exc, logic.UserError):
-        return _warn(str(exc))
-    log.exception("demo handler failed")
-    # the details (which may name server paths) go to the log, not to the visitor
-    return _warn(f"Something went wrong on our side ({type(exc).__name__}). "
-                 "Try another image; the app keeps running.")
 
 
 def _cache_images_atomically() -> None:
@@ -80,7 +68,7 @@ def _cache_images_atomically() -> None:
 
 def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label: str = "built-in brick",
                fit_device: str | None = None, fit_examples: list[str] | None = None,
-               allowed_paths: list[str] | None = None) -> gr.Blocks:
+               allowed_paths: list[str] | None = None, category: str | None = None) -> gr.Blocks:
     """The demo page around a fitted ``model`` (shared, read-only).
 
     Args:
@@ -90,7 +78,10 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         fit_device: device for models fitted in a session (default: the model's).
         fit_examples: good image paths the "Build your own" tab can load in one click.
         allowed_paths: folders Gradio may serve files from (examples); passed to launch.
+        category: the built-in category the default model was fitted on (None: another model).
     """
+    from patchcore_core.builtin_data import CATEGORIES
+
     _cache_images_atomically()
     if not model.is_fitted:
         raise ValueError("build_demo needs a fitted model")
@@ -100,11 +91,8 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
     # the one rule for every path a request hands over (see demo/uploads.py)
     uploads = UploadPolicy([p for p, _ in examples] + fit_examples)
 
-    def active(session):
-        """(model, label) for this session: its own model or the shared default."""
-        if session is not None:
-            return session["model"], session["label"]
-        return model, model_label
+    ctx = PageContext(model, model_label, uploads, fit_device, category, fit_examples)
+    active = ctx.active
 
     # ---------------------------------------------------------- handlers
     def do_predict(image, factor, session):
@@ -196,7 +184,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
     # delete_cache: Gradio's copies of heatmaps and models older than 6 h go, checked hourly,
     # so a demo left running for a course does not fill the disk.
     with gr.Blocks(title="PatchCore demo", analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
-        session_state = gr.State(None)   # {"model", "label"} fitted here; None: the default
+        session = session_state()        # {"model", "label"} fitted here; None: the default
         last_state = gr.State(None)      # logic.Inspection of the last image
 
         gr.Markdown(INTRO, elem_id="intro")
@@ -280,6 +268,9 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                         download = gr.File(label="Your model (.safetensors, safe to share: no pickle)",
                                            interactive=False, elem_id="download")
 
+            tab_threshold.build(ctx, session, list(CATEGORIES))
+            tab_batch.build(ctx, session)
+
             with gr.Tab("Model card", id="card"):
                 card_md = gr.Markdown(models.card_markdown(models.model_card(model), model_label),
                                       label="model card")
@@ -289,24 +280,24 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         # ------------------------------------------------------------ events
         predict_outputs = [overlay, region, plot, score, norm, verdict, message, last_state]
         explain_outputs = [ex_test, ex_train, ex_zoom, ex_text, ex_json]
-        gr.on([run_btn.click, image_in.change], do_predict, [image_in, factor, session_state],
+        gr.on([run_btn.click, image_in.change], do_predict, [image_in, factor, session],
               predict_outputs, api_name="predict", trigger_mode="always_last",
-              ).then(do_explain_top, [last_state, session_state], [x_num, y_num] + explain_outputs,
+              ).then(do_explain_top, [last_state, session], [x_num, y_num] + explain_outputs,
                      api_name="explain_most_anomalous", show_progress="minimal")
         factor.change(do_region, [factor, last_state], [region, plot, message], api_name="update_region",
                       trigger_mode="always_last", show_progress="hidden")
-        overlay.select(do_explain_click, [last_state, session_state], [x_num, y_num] + explain_outputs,
+        overlay.select(do_explain_click, [last_state, session], [x_num, y_num] + explain_outputs,
                        api_name="explain_click")
-        explain_btn.click(do_explain, [image_in, x_num, y_num, session_state], explain_outputs,
+        explain_btn.click(do_explain, [image_in, x_num, y_num, session], explain_outputs,
                           api_name="explain")
         card_outputs = [model_line, card_md, card_json]
-        fit_btn.click(do_fit, [fit_files, session_state], [session_state, fit_msg, download] + card_outputs,
+        fit_btn.click(do_fit, [fit_files, session], [session, fit_msg, download] + card_outputs,
                       api_name="fit", concurrency_limit=1, concurrency_id="fit", show_progress_on=[fit_msg])
-        reset_btn.click(do_reset, None, [session_state, fit_msg, download] + card_outputs,
+        reset_btn.click(do_reset, None, [session, fit_msg, download] + card_outputs,
                         api_name="use_default_model")
         if fit_examples:
             sample_btn.click(do_load_fit_examples, None, fit_files, api_name="load_sample_images")
-        demo.load(do_card, session_state, card_outputs, api_name="model_card")
+        demo.load(do_card, session, card_outputs, api_name="model_card")
 
     demo.queue(default_concurrency_limit=2, max_size=64)
     roots = {str(Path(p).parent) for p, _ in examples} | {str(Path(p).parent) for p in fit_examples}
