@@ -1,4 +1,5 @@
 """The demo opens only files Gradio stored for a request, or its own examples.
+(What a zip may hold once uploaded: tests/test_demo_classroom.py.)
 
 A hand-written payload ``{"path": ...}`` (no Gradio ``meta``) is posted to
 every endpoint that takes a file; whatever the path, the answer is the same
@@ -128,6 +129,8 @@ ENDPOINTS = {
     "predict": lambda f: [f, 1.0],
     "explain": lambda f: [f, 112, 112],
     "fit": lambda f: [[f]],
+    "evaluate_set": lambda f: ["brick", f],  # a zip in the MVTec layout
+    "batch": lambda f: [[f]],                # images or zips
 }
 
 
