@@ -9,12 +9,13 @@ prediction (so the threshold slider redraws without running the model).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import gradio as gr
 
-from . import explain, logic, models, tab_batch, tab_threshold
+from . import explain, logic, models, tab_batch, tab_compare, tab_threshold
 from .ui import PageContext, session_state
 from .ui import failure as _failure
 from .ui import warn as _warn
@@ -37,6 +38,11 @@ CSS = """
 #zoom img {image-rendering: pixelated;}
 footer {display: none !important;}
 """
+
+FIXED, PER_IMAGE = "fixed", "per image"
+DEFAULT_CONCURRENCY = 2
+SCALE_HELP = ("Fixed: one scale for every image (0.5x to 2x the threshold), so a normal image stays dark. "
+              "Per image: stretched to this image's own range, so every image has a bright spot.")
 
 
 def _cache_images_atomically() -> None:
@@ -69,7 +75,8 @@ def _cache_images_atomically() -> None:
 
 def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label: str = "built-in brick",
                fit_device: str | None = None, fit_examples: list[str] | None = None,
-               allowed_paths: list[str] | None = None, category: str | None = None) -> gr.Blocks:
+               allowed_paths: list[str] | None = None, category: str | None = None,
+               examples_label: str | None = None, concurrency: int = DEFAULT_CONCURRENCY) -> gr.Blocks:
     """The demo page around a fitted ``model`` (shared, read-only).
 
     Args:
@@ -80,6 +87,8 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         fit_examples: good image paths the "Build your own" tab can load in one click.
         allowed_paths: folders Gradio may serve files from (examples); passed to launch.
         category: the built-in category the default model was fitted on (None: another model).
+        concurrency: requests of one kind served at once (fits: always one at a time).
+        examples_label: the examples' heading (default: "Examples of <the object the model knows>").
     """
     from patchcore_core.builtin_data import CATEGORIES
 
@@ -93,15 +102,24 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
     uploads = UploadPolicy([p for p, _ in examples] + fit_examples)
 
     ctx = PageContext(model, model_label, uploads, fit_device, category, fit_examples)
+    obj = models.known_object(model, category)
+    examples_label = examples_label or (f"Examples of {obj}" if obj else "Examples")
+
+    def describe(m, label):
+        """The model line, and (for the shared model) which object it knows."""
+        line = logic.describe_model(m, label)
+        if m is model and obj:
+            line += f" It knows **{obj}** images: judge those with it."
+        return line
     active = ctx.active
 
     # ---------------------------------------------------------- handlers
-    def do_predict(image, factor, session):
+    def do_predict(image, factor, session, colour_scale=FIXED):
         if image is None:
             return None, None, None, None, None, "", "Upload an image or pick an example.", None
         try:
             m, _ = active(session)
-            insp = logic.predict(m, image)
+            insp = dataclasses.replace(logic.predict(m, image), per_image=colour_scale == PER_IMAGE)
             region, share = logic.region_image(insp, factor)
             msg = logic.score_text(insp) + "  \n" + logic.region_text(insp, factor, share)
             return (logic.overlay(insp), region, logic.heatmap_figure(insp, factor), round(insp.score, 3),
@@ -109,6 +127,12 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                     insp.verdict, msg, insp)
         except Exception as exc:
             return None, None, None, None, None, "error", _failure(exc), None
+
+    def do_colour_scale(colour_scale, factor, last):
+        if last is None:
+            return gr.skip(), gr.skip(), None
+        last = dataclasses.replace(last, per_image=colour_scale == PER_IMAGE)
+        return logic.overlay(last), logic.heatmap_figure(last, factor), last
 
     def do_region(factor, last):
         if last is None:
@@ -152,9 +176,9 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
     def do_card(session):
         m, label = active(session)
         card = models.model_card(m)
-        return logic.describe_model(m, label), models.card_markdown(card, label), card
+        return describe(m, label), models.card_markdown(card, label), card
 
-    def do_fit(files, session, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
+    def do_fit(files, session, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         try:
             progress(0, desc="reading your images")
             m, skipped = logic.fit(files, device=fit_device,
@@ -162,7 +186,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
             progress(0.97, desc="saving the model for download")
             path = logic.save_for_download(m)
             label = "your model"
-            new = {"model": m, "label": label}
+            new = ctx.sessions.hold(request, model=m, label=label)
             n = len(m.train_names)
             msg = (f"**Done.** Fitted on {n} image{'s' if n != 1 else ''} in {m.stats['fit_seconds']:.1f} s; "
                    f"memory bank of {len(m.bank)} patches. Go to **Inspect** to try it; "
@@ -178,6 +202,9 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
     def do_reset():
         return (None, f"Back to the default model ({model_label}).", None) + do_card(None)
 
+    def release_session(request: gr.Request) -> None:
+        ctx.sessions.release(request)
+
     def do_load_fit_examples():
         return fit_examples
 
@@ -189,24 +216,29 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         last_state = gr.State(None)      # logic.Inspection of the last image
 
         gr.Markdown(INTRO, elem_id="intro")
-        model_line = gr.Markdown(logic.describe_model(model, model_label), elem_id="model-line",
+        model_line = gr.Markdown(describe(model, model_label), elem_id="model-line",
                                  label="model in use")
 
         with gr.Tabs():
             with gr.Tab("Inspect", id="inspect"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=4, min_width=280):
-                        image_in = image_input(uploads, label="Image to inspect (upload or pick below)",
-                                               sources=["upload", "clipboard"], height=250,
+                        image_in = image_input(uploads, label="Image to inspect (upload, camera, or below)",
+                                               sources=["upload", "webcam", "clipboard"], height=250,
                                                elem_id="image-in")
                         run_btn = gr.Button("Inspect", variant="primary", elem_id="run")
                         factor = gr.Slider(0.5, 3.0, value=1.0, step=0.05, elem_id="factor",
                                            label="Region threshold (x the model's threshold)",
                                            info="Moves the defect region; the model does not run again.")
+                        colour_scale = gr.Radio([FIXED, PER_IMAGE], value=FIXED, label="Colour scale",
+                                                elem_id="colour-scale", info=SCALE_HELP)
                         if examples:
                             gr.Examples([[p] for p, _ in examples], inputs=[image_in],
                                         example_labels=[lbl for _, lbl in examples],
-                                        label="Built-in examples: good and defective", examples_per_page=12)
+                                        label=examples_label, examples_per_page=12)
+                        else:
+                            gr.Markdown("No examples for this model: upload images of "
+                                        f"{obj or 'the object it was fitted on'}.")
                     with gr.Column(scale=8):
                         with gr.Row():
                             score = gr.Number(label="Image score", precision=3, interactive=False,
@@ -271,6 +303,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
 
             tab_threshold.build(ctx, session, list(CATEGORIES))
             tab_batch.build(ctx, session)
+            tab_compare.build(ctx)
 
             with gr.Tab("Model card", id="card"):
                 card_md = gr.Markdown(models.card_markdown(models.model_card(model), model_label),
@@ -281,10 +314,12 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         # ------------------------------------------------------------ events
         predict_outputs = [overlay, region, plot, score, norm, verdict, message, last_state]
         explain_outputs = [ex_test, ex_train, ex_zoom, ex_text, ex_json]
-        gr.on([run_btn.click, image_in.change], do_predict, [image_in, factor, session],
+        gr.on([run_btn.click, image_in.change], do_predict, [image_in, factor, session, colour_scale],
               predict_outputs, api_name="predict", trigger_mode="always_last",
               ).then(do_explain_top, [last_state, session], [x_num, y_num] + explain_outputs,
                      api_name="explain_most_anomalous", show_progress="minimal")
+        colour_scale.change(do_colour_scale, [colour_scale, factor, last_state], [overlay, plot, last_state],
+                            api_name="set_colour_scale", show_progress="hidden")
         factor.change(do_region, [factor, last_state], [region, plot, message], api_name="update_region",
                       trigger_mode="always_last", show_progress="hidden")
         overlay.select(do_explain_click, [last_state, session], [x_num, y_num] + explain_outputs,
@@ -299,8 +334,11 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         if fit_examples:
             sample_btn.click(do_load_fit_examples, None, fit_files, api_name="load_sample_images")
         demo.load(do_card, session, card_outputs, api_name="model_card")
+        # a closed page's models go now, not when Gradio drops its state an hour later
+        demo.unload(release_session)
 
-    demo.queue(default_concurrency_limit=2, max_size=64)
+    # concurrency: see demo/README.md, "Thirty visitors" (measured by benchmarks/bench_demo_load.py)
+    demo.queue(default_concurrency_limit=concurrency, max_size=max(64, 8 * concurrency))
     roots = {str(Path(p).parent) for p, _ in examples} | {str(Path(p).parent) for p in fit_examples}
     demo.patchcore_launch_kwargs = {
         "theme": gr.themes.Soft(primary_hue="orange", secondary_hue="slate"),
@@ -309,6 +347,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         "max_file_size": "40mb",
         "show_error": True,
     }
+    demo.patchcore_context = ctx  # for tests and the load benchmark (ctx.sessions.live())
     return demo
 
 

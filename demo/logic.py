@@ -94,11 +94,13 @@ class Inspection:
     normalised_score: float | None
     verdict: str
     threshold: float | None      # the model's calibrated threshold
+    per_image: bool = False      # colour scale: this map's own min..max instead of the fixed one
 
     @property
     def scale(self) -> tuple[float, float]:
-        """(vmin, vmax) of the colour scale."""
-        if self.threshold:
+        """(vmin, vmax) of the colour scale: fixed (multiples of the threshold,
+        the same for every image) unless ``per_image`` or uncalibrated."""
+        if self.threshold and not self.per_image:
             top = max(VMAX_FACTOR * self.threshold, float(self.anomaly_map.max()))
             return VMIN_FACTOR * self.threshold, top
         return float(self.anomaly_map.min()), float(self.anomaly_map.max())

@@ -123,3 +123,31 @@ def builtin_examples(category: str = "brick", cache_dir=None) -> list[tuple[str,
             out.append((str(item.path), f"{item.defect} {n + 1}" if item.defect == "good" else item.defect))
             seen[item.defect] = n + 1
     return out
+
+
+def known_object(model, category: str | None = None) -> str | None:
+    """What the model was fitted on: the built-in ``category``, else the
+    folder above ``train/good`` in its training images' paths (MVTec layout);
+    None when the paths do not say (a downloaded model names files only)."""
+    if category:
+        return category
+    for name in getattr(model, "train_names", []):
+        parts = Path(name).parts
+        if len(parts) >= 4 and parts[-3:-1] == ("train", "good"):
+            return parts[-4]
+    return None
+
+
+def model_examples(model, examples_dir=None, limit: int = 6) -> list[tuple[str, str]]:
+    """Examples that fit a loaded model: the images of ``examples_dir``, else a
+    few of the model's own training images if they are on this machine, else none."""
+    from patchcore_core.data import DataError, image_folder
+
+    if examples_dir:
+        try:
+            paths = image_folder(examples_dir)
+        except DataError as exc:
+            raise UserError(str(exc)) from None
+        return [(str(p), p.stem) for p in paths[:4 * limit]]
+    own = [n for n in getattr(model, "train_names", []) if os.path.isfile(n)]
+    return [(n, f"training image {Path(n).name} (good)") for n in own[:limit]]

@@ -55,7 +55,8 @@ def _zip_set(ctx: PageContext, path: str, session, progress):
 def build(ctx: PageContext, session: gr.State, categories: list[str]) -> None:
     """The tab and its two events; call inside ``gr.Blocks`` and ``gr.Tabs``."""
 
-    def do_evaluate(category, zip_path, session_value, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+    def do_evaluate(category, zip_path, session_value, request: gr.Request,
+                    progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
         try:
             if zip_path:
                 s = _zip_set(ctx, zip_path, session_value, progress)
@@ -79,11 +80,12 @@ def build(ctx: PageContext, session: gr.State, categories: list[str]) -> None:
             lo, hi = thresholds.slider_range(s)
             slider = gr.Slider(minimum=lo, maximum=hi, value=round(thr, 3), step=round((hi - lo) / 1000, 5),
                                interactive=True)
-            return (s, slider) + _outputs_at(s, thr)
+            return (ctx.sessions.hold(request, set=s), slider) + _outputs_at(s, thr)
         except Exception as exc:
             return (None, gr.skip(), None, None, None, [], failure(exc), {})
 
-    def do_set_threshold(thr, s):
+    def do_set_threshold(thr, held):
+        s = (held or {}).get("set")
         if s is None:
             return None, None, None, [], "Score a set first (button above).", {}
         try:
@@ -93,7 +95,7 @@ def build(ctx: PageContext, session: gr.State, categories: list[str]) -> None:
 
     with gr.Tab("Threshold", id="threshold"):
         gr.Markdown(INTRO)
-        scored = session_state()  # thresholds.LabelledSet of this session
+        scored = session_state()  # Held(set=thresholds.LabelledSet) of this session
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=260):
                 first = ctx.category if ctx.category in categories else categories[0]
