@@ -223,7 +223,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
             with gr.Tab("Inspect", id="inspect"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=4, min_width=280):
-                        image_in = image_input(uploads, label="Image to inspect (upload, camera, or below)",
+                        image_in = image_input(uploads, label="Image to inspect",
                                                sources=["upload", "webcam", "clipboard"], height=250,
                                                elem_id="image-in")
                         run_btn = gr.Button("Inspect", variant="primary", elem_id="run")

@@ -90,14 +90,21 @@ def compare_figure(a: Inspection, b: Inspection, scale, names: tuple[str, str]):
     return fig
 
 
-def cards_side_by_side(card_a: dict, card_b: dict, names: tuple[str, str]) -> list[dict]:
-    """Rows (setting, value A, value B) of the model cards, the differing ones first."""
+# shown even when equal: what a class compares (the JSON has every setting)
+CARD_KEYS = ("backbone", "coreset", "coreset_ratio", "memory_bank_size", "memory_bank_mb", "threshold",
+             "fit_seconds", "predict_seconds_per_image", "n_train")
+
+
+def cards_side_by_side(card_a: dict, card_b: dict, names: tuple[str, str], every: bool = False) -> list[dict]:
+    """Rows (setting, value A, value B) of the model cards: those that differ
+    first, then :data:`CARD_KEYS` (every shared setting if ``every``)."""
     def show(v):
         return ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v
 
     keys = [k for k in card_a if k in card_b and not isinstance(card_a[k], dict)]
     rows = [{"setting": k, names[0]: show(card_a[k]), names[1]: show(card_b[k])} for k in keys]
-    return sorted(rows, key=lambda r: r[names[0]] == r[names[1]])
+    rows = sorted(rows, key=lambda r: r[names[0]] == r[names[1]])
+    return rows if every else [r for r in rows if r[names[0]] != r[names[1]] or r["setting"] in CARD_KEYS]
 
 
 def good_images_for(model, fit_examples: list[str], limit: int = 8) -> list[str]:

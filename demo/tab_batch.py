@@ -58,9 +58,8 @@ def build(ctx: PageContext, session: gr.State) -> None:
                                     label=f"Images or zips (up to {batch.MAX_BATCH_IMAGES} images)")
                 run = gr.Button("Score them all", variant="primary", elem_id="batch-run")
                 summary = gr.Markdown(elem_id="batch-summary", label="batch summary")
-                with gr.Row():
-                    csv_out = gr.File(label="Table (CSV)", interactive=False, elem_id="batch-csv")
-                    zip_out = gr.File(label="Overlays (zip of PNGs)", interactive=False, elem_id="batch-zip")
+                csv_out = gr.File(label="Table (CSV)", interactive=False, elem_id="batch-csv")
+                zip_out = gr.File(label="Overlays (zip of PNGs)", interactive=False, elem_id="batch-zip")
             with gr.Column(scale=7):
                 table = gr.Dataframe(headers=batch.COLUMNS, datatype=["str", "number", "number", "str"],
                                      interactive=False, wrap=True, elem_id="batch-table", label="Scores",

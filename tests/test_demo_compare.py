@@ -76,6 +76,18 @@ def test_examples_fit_the_loaded_model(fitted, brick, tmp_path):
     assert models.known_object(loaded) is None and models.model_examples(loaded) == []
 
 
+def test_cli_examples_folder_must_exist(fitted, tmp_path):
+    import subprocess
+    import sys
+
+    model = tmp_path / "m.safetensors"
+    fitted.save(model)
+    cmd = [sys.executable, "-m", "demo", "--model", str(model), "--examples", str(tmp_path / "no")]
+    res = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                         timeout=180)
+    assert res.returncode == 2 and "--examples" in res.stderr and "Traceback" not in res.stderr
+
+
 # --------------------------------------------------------------- the app
 @pytest.fixture(scope="module")
 def served(fitted, brick):

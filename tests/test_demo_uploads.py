@@ -131,6 +131,7 @@ ENDPOINTS = {
     "fit": lambda f: [[f]],
     "evaluate_set": lambda f: ["brick", f],  # a zip in the MVTec layout
     "batch": lambda f: [[f]],                # images or zips
+    "compare": lambda f: [f, "coreset 10% (greedy)", "coreset 1% (greedy)", [f]],
 }
 
 
