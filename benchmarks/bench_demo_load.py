@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -80,10 +81,11 @@ class Recorder:
         return out
 
 
-def visitor(i: int, url: str, images: list[str], good: list[str], rec: Recorder, stop: threading.Event):
+def visitor(i: int, seed: int, url: str, images: list[str], good: list[str], rec: Recorder,
+            stop: threading.Event):
     from gradio_client import Client, handle_file
 
-    rng = random.Random(i)
+    rng = random.Random(seed)
     try:
         client = Client(url, verbose=False)
     except Exception as exc:
@@ -127,11 +129,12 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrency", type=int, default=2, help="the demo's --concurrency")
     ap.add_argument("--max-seconds", type=float, default=600)
     ap.add_argument("--arrival-seconds", type=float, default=6.0, help="all visitors arrive within this")
+    ap.add_argument("--waves", type=int, default=1, help="visitor waves, one after another (memory check)")
     ap.add_argument("--session-ttl", type=float, default=20.0,
                     help="seconds a session keeps its models (the demo's default is 30 min)")
     args = ap.parse_args(argv)
-    if not 1 <= args.visitors <= 60:
-        ap.error("--visitors must be between 1 and 60")
+    if not 1 <= args.visitors <= 60 or not 1 <= args.waves <= 5:
+        ap.error("--visitors must be between 1 and 60, --waves between 1 and 5")
 
     from patchcore_core.builtin_data import builtin_root
     from patchcore_core.data import MVTecCategory
@@ -165,29 +168,36 @@ def main(argv=None) -> int:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         t0 = time.perf_counter()
-        threads = []
-        for i in range(args.visitors):
-            t = threading.Thread(target=visitor, args=(i, url, images, good, rec, stop), daemon=True)
-            t.start()
-            threads.append(t)
-            time.sleep(args.arrival_seconds / args.visitors)
         deadline = t0 + args.max_seconds
-        for t in threads:
-            t.join(timeout=max(0.0, deadline - time.perf_counter()))
-        timed_out = any(t.is_alive() for t in threads)
+        timed_out, after_wave = False, []
+        for wave in range(args.waves):
+            threads = []
+            for i in range(args.visitors):
+                t = threading.Thread(target=visitor, args=(i, wave * 100 + i, url, images, good, rec, stop),
+                                     daemon=True)
+                t.start()
+                threads.append(t)
+                time.sleep(args.arrival_seconds / args.visitors)
+            for t in threads:
+                t.join(timeout=max(0.0, deadline - time.perf_counter()))
+            timed_out = timed_out or any(t.is_alive() for t in threads)
+            if timed_out:
+                break
+            time.sleep(args.session_ttl + 5)  # the wave's sessions expire; Gradio drops state every second
+            after_wave.append(rss_mb(proc.pid))
         stop.set()
         wall = time.perf_counter() - t0
-        after = rss_mb(proc.pid)
-        time.sleep(args.session_ttl + 5)  # sessions expire; Gradio drops their state every second
-        expired = rss_mb(proc.pid)
 
         rows = [{"endpoint": name, "calls": len(v), "p50 s": percentile(v, 50), "p95 s": percentile(v, 95),
                  "max s": max(v)} for name, v in sorted(rec.times.items())]
-        print(f"\n{args.visitors} visitors, concurrency {args.concurrency}, {os.cpu_count()} CPU cores, "
-              f"wall {wall:.1f} s{' (STOPPED at --max-seconds)' if timed_out else ''}")
+        print(f"\n{args.waves} x {args.visitors} visitors, concurrency {args.concurrency}, "
+              f"{os.cpu_count()} CPU cores, wall {wall:.1f} s "
+              f"(with {args.session_ttl + 5:.0f} s after each wave)"
+              f"{' (STOPPED at --max-seconds)' if timed_out else ''}")
         print(format_table(rows, digits=2))
-        print(f"\nserver memory (RSS): idle {idle:.0f} MB, peak {peak[0]:.0f} MB, after the visitors "
-              f"{after:.0f} MB, {args.session_ttl + 5:.0f} s later {expired:.0f} MB")
+        waves = ", ".join(f"{m:.0f}" for m in after_wave)
+        print(f"\nserver memory (RSS): idle {idle:.0f} MB, peak {peak[0]:.0f} MB; after each wave's sessions "
+              f"expired: {waves} MB (a session's models freed: later waves do not add theirs)")
         print(f"errors: {len(rec.errors)}")
         for e in rec.errors[:20]:
             print("  ", e)
@@ -198,6 +208,7 @@ def main(argv=None) -> int:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":
