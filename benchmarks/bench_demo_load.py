@@ -197,7 +197,7 @@ def main(argv=None) -> int:
         print(format_table(rows, digits=2))
         waves = ", ".join(f"{m:.0f}" for m in after_wave)
         print(f"\nserver memory (RSS): idle {idle:.0f} MB, peak {peak[0]:.0f} MB; after each wave's sessions "
-              f"expired: {waves} MB (a session's models freed: later waves do not add theirs)")
+              f"expired: {waves} MB")
         print(f"errors: {len(rec.errors)}")
         for e in rec.errors[:20]:
             print("  ", e)
