@@ -50,9 +50,8 @@ def build(ctx: PageContext) -> None:
         pair_state = session_state()  # {"key", "models"}: this session's fitted pair
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=260):
-                with gr.Row():
-                    a = gr.Dropdown(names, value=names[0], label="Setting A", elem_id="cmp-a")
-                    b = gr.Dropdown(names, value=names[1], label="Setting B", elem_id="cmp-b")
+                a = gr.Dropdown(names, value=names[0], label="Setting A", elem_id="cmp-a")
+                b = gr.Dropdown(names, value=names[1], label="Setting B", elem_id="cmp-b")
                 image = image_input(ctx.uploads, label="Image to compare on", height=200,
                                     sources=["upload", "clipboard"], elem_id="cmp-image")
                 good = files_input(ctx.uploads, file_types=["image"], height=110, elem_id="cmp-good",

@@ -116,7 +116,8 @@ def build(ctx: PageContext, session: gr.State, categories: list[str]) -> None:
                     roc = gr.Plot(label="ROC", elem_id="set-roc", show_label=False)
                     conf = gr.Plot(label="Confusion matrix", elem_id="set-confusion", show_label=False)
         gallery = gr.Gallery(label="Misses and false alarms at this threshold (worst first)", columns=8,
-                             rows=1, height=200, elem_id="set-mistakes", object_fit="contain", preview=False)
+                             rows=1, height=200, elem_id="set-mistakes", object_fit="contain",
+                             fit_columns=False)  # thumbnails, not two images as wide as the page
         with gr.Accordion("Numbers (JSON)", open=False):
             numbers = gr.JSON(label="set numbers")
 
