@@ -129,10 +129,11 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
             return None, None, None, None, None, "error", _failure(exc), None
 
     def do_colour_scale(colour_scale, factor, last):
+        """Redraw the last image on the chosen scale; the session keeps the choice for the next ones."""
         if last is None:
-            return gr.skip(), gr.skip(), None
+            return gr.skip(), gr.skip(), None, colour_scale
         last = dataclasses.replace(last, per_image=colour_scale == PER_IMAGE)
-        return logic.overlay(last), logic.heatmap_figure(last, factor), last
+        return logic.overlay(last), logic.heatmap_figure(last, factor), last, colour_scale
 
     def do_region(factor, last):
         if last is None:
@@ -214,6 +215,8 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
     with gr.Blocks(title="PatchCore demo", analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
         session = session_state()        # {"model", "label"} fitted here; None: the default
         last_state = gr.State(None)      # logic.Inspection of the last image
+        # the colour scale as a state, not a /predict input: API callers keep sending (image, factor)
+        scale_state = gr.State(FIXED)
 
         gr.Markdown(INTRO, elem_id="intro")
         model_line = gr.Markdown(describe(model, model_label), elem_id="model-line",
@@ -314,11 +317,12 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         # ------------------------------------------------------------ events
         predict_outputs = [overlay, region, plot, score, norm, verdict, message, last_state]
         explain_outputs = [ex_test, ex_train, ex_zoom, ex_text, ex_json]
-        gr.on([run_btn.click, image_in.change], do_predict, [image_in, factor, session, colour_scale],
+        gr.on([run_btn.click, image_in.change], do_predict, [image_in, factor, session, scale_state],
               predict_outputs, api_name="predict", trigger_mode="always_last",
               ).then(do_explain_top, [last_state, session], [x_num, y_num] + explain_outputs,
                      api_name="explain_most_anomalous", show_progress="minimal")
-        colour_scale.change(do_colour_scale, [colour_scale, factor, last_state], [overlay, plot, last_state],
+        colour_scale.change(do_colour_scale, [colour_scale, factor, last_state],
+                            [overlay, plot, last_state, scale_state],
                             api_name="set_colour_scale", show_progress="hidden")
         factor.change(do_region, [factor, last_state], [region, plot, message], api_name="update_region",
                       trigger_mode="always_last", show_progress="hidden")

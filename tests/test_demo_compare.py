@@ -123,9 +123,11 @@ def test_page_says_what_the_model_knows_and_the_scale_switch(served, hole):
     c = Client(served[0], verbose=False)
     line = c.predict(api_name="/model_card")[0]
     assert "It knows **brick** images" in line
-    fixed = c.predict(handle_file(hole), 1.0, "fixed", api_name="/predict")
-    overlay_fixed, plot = c.predict("per image", 1.0, api_name="/set_colour_scale")
-    assert Path(overlay_fixed).is_file() and overlay_fixed != fixed[0]
+    fixed = c.predict(handle_file(hole), 1.0, api_name="/predict")
+    per_image, plot = c.predict("per image", 1.0, api_name="/set_colour_scale")
+    assert Path(per_image).is_file() and per_image != fixed[0]
+    again = c.predict(handle_file(hole), 1.0, api_name="/predict")  # the session keeps the choice
+    assert Path(again[0]).read_bytes() == Path(per_image).read_bytes()
 
 
 def test_a_sessions_models_are_freed(served, brick):
