@@ -25,6 +25,12 @@ def build_parser(prog: str = "python -m demo") -> argparse.ArgumentParser:
                    help="built-in category for the default model and the examples (default: %(default)s)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when present), cpu or cuda (default: %(default)s)")
+    p.add_argument("--examples", metavar="DIR", help="a folder of images the loaded model can judge, "
+                   "shown as examples (default: the built-in ones; with --model, a few of its own training "
+                   "images if they are on this machine, else none)")
+    p.add_argument("--concurrency", type=int, default=2, metavar="N",
+                   help="requests of one kind served at once; fits run one at a time (default: %(default)s; "
+                   "see demo/README.md, 'Thirty visitors')")
     p.add_argument("--share", action="store_true", help="also make a public gradio.live link")
     return p
 
@@ -46,7 +52,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
         print(f"error: --device: {exc}", file=sys.stderr)
         return 2
 
-    from . import logic
+    from . import models
 
     if args.model:
         from patchcore_core import PatchCore
@@ -58,14 +64,22 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
             return 2
         label = os.path.basename(args.model)
     else:
-        model = logic.load_or_build_default(args.category, device=args.device, say=say)
+        model = models.load_or_build_default(args.category, device=args.device, say=say)
         label = f"built-in {args.category}"
-    examples = logic.builtin_examples(args.category)
+    try:
+        if args.model or args.examples:  # brick examples mean nothing to a bottle model
+            examples = models.model_examples(model, args.examples)
+        else:
+            examples = models.builtin_examples(args.category)
+    except models.UserError as exc:
+        print(f"error: --examples: {exc}", file=sys.stderr)
+        return 2
     fit_examples = [str(p) for p in MVTecCategory(builtin_root(), args.category).train[:8]]
 
     from .app import build_demo, launch
 
-    demo = build_demo(model, examples=examples, model_label=label, fit_examples=fit_examples)
+    demo = build_demo(model, examples=examples, model_label=label, fit_examples=fit_examples,
+                      category=None if args.model else args.category, concurrency=args.concurrency)
     say(f"serving the demo at http://{args.host}:{args.port} (Ctrl+C to stop)")
     # `kill`, `docker stop` and systemd send SIGTERM, which would end Python without its
     # exit handlers; exiting normally lets them remove the visitors' files.

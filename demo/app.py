@@ -9,12 +9,16 @@ prediction (so the threshold slider redraws without running the model).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import gradio as gr
 
-from . import logic
+from . import explain, logic, models, tab_batch, tab_compare, tab_threshold
+from .ui import PageContext, session_state
+from .ui import failure as _failure
+from .ui import warn as _warn
 from .uploads import UploadPolicy, files_input, image_input
 
 log = logging.getLogger("demo")
@@ -35,20 +39,10 @@ CSS = """
 footer {display: none !important;}
 """
 
-
-def _warn(msg: str) -> str:
-    gr.Warning(msg, duration=8)
-    return f"**Problem:** {msg}"
-
-
-def _failure(exc: Exception) -> str:
-    """The visitor's message for any exception: theirs to fix, or ours (logged)."""
-    if isinstance(exc, logic.UserError):
-        return _warn(str(exc))
-    log.exception("demo handler failed")
-    # the details (which may name server paths) go to the log, not to the visitor
-    return _warn(f"Something went wrong on our side ({type(exc).__name__}). "
-                 "Try another image; the app keeps running.")
+FIXED, PER_IMAGE = "fixed", "per image"
+DEFAULT_CONCURRENCY = 2
+SCALE_HELP = ("Fixed: one scale for every image (0.5x to 2x the threshold), so a normal image stays dark. "
+              "Per image: stretched to this image's own range, so every image has a bright spot.")
 
 
 def _cache_images_atomically() -> None:
@@ -75,12 +69,14 @@ def _cache_images_atomically() -> None:
         return str(path)
 
     save_pil_to_cache._atomic = True
+    save_pil_to_cache.__wrapped__ = pu.save_pil_to_cache  # Gradio's own (tests/test_demo_gradio_pins.py)
     pu.save_pil_to_cache = save_pil_to_cache
 
 
 def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label: str = "built-in brick",
                fit_device: str | None = None, fit_examples: list[str] | None = None,
-               allowed_paths: list[str] | None = None) -> gr.Blocks:
+               allowed_paths: list[str] | None = None, category: str | None = None,
+               examples_label: str | None = None, concurrency: int = DEFAULT_CONCURRENCY) -> gr.Blocks:
     """The demo page around a fitted ``model`` (shared, read-only).
 
     Args:
@@ -90,7 +86,12 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         fit_device: device for models fitted in a session (default: the model's).
         fit_examples: good image paths the "Build your own" tab can load in one click.
         allowed_paths: folders Gradio may serve files from (examples); passed to launch.
+        category: the built-in category the default model was fitted on (None: another model).
+        concurrency: requests of one kind served at once (fits: always one at a time).
+        examples_label: the examples' heading (default: "Examples of <the object the model knows>").
     """
+    from patchcore_core.builtin_data import CATEGORIES
+
     _cache_images_atomically()
     if not model.is_fitted:
         raise ValueError("build_demo needs a fitted model")
@@ -100,19 +101,25 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
     # the one rule for every path a request hands over (see demo/uploads.py)
     uploads = UploadPolicy([p for p, _ in examples] + fit_examples)
 
-    def active(session):
-        """(model, label) for this session: its own model or the shared default."""
-        if session is not None:
-            return session["model"], session["label"]
-        return model, model_label
+    ctx = PageContext(model, model_label, uploads, fit_device, category, fit_examples)
+    obj = models.known_object(model, category)
+    examples_label = examples_label or (f"Examples of {obj}" if obj else "Examples")
+
+    def describe(m, label):
+        """The model line, and (for the shared model) which object it knows."""
+        line = logic.describe_model(m, label)
+        if m is model and obj:
+            line += f" It knows **{obj}** images: judge those with it."
+        return line
+    active = ctx.active
 
     # ---------------------------------------------------------- handlers
-    def do_predict(image, factor, session):
+    def do_predict(image, factor, session, colour_scale=FIXED):
         if image is None:
             return None, None, None, None, None, "", "Upload an image or pick an example.", None
         try:
             m, _ = active(session)
-            insp = logic.predict(m, image)
+            insp = dataclasses.replace(logic.predict(m, image), per_image=colour_scale == PER_IMAGE)
             region, share = logic.region_image(insp, factor)
             msg = logic.score_text(insp) + "  \n" + logic.region_text(insp, factor, share)
             return (logic.overlay(insp), region, logic.heatmap_figure(insp, factor), round(insp.score, 3),
@@ -120,6 +127,13 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                     insp.verdict, msg, insp)
         except Exception as exc:
             return None, None, None, None, None, "error", _failure(exc), None
+
+    def do_colour_scale(colour_scale, factor, last):
+        """Redraw the last image on the chosen scale; the session keeps the choice for the next ones."""
+        if last is None:
+            return gr.skip(), gr.skip(), None, colour_scale
+        last = dataclasses.replace(last, per_image=colour_scale == PER_IMAGE)
+        return logic.overlay(last), logic.heatmap_figure(last, factor), last, colour_scale
 
     def do_region(factor, last):
         if last is None:
@@ -135,7 +149,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
 
     def run_explain(m, image, x, y):
         try:
-            r = logic.explain(m, image, x, y)
+            r = explain.explain(m, image, x, y)
             return r.test_image, r.train_image, r.zoom, r.text, r.details
         except Exception as exc:
             return None, None, None, _failure(exc), {}
@@ -162,10 +176,10 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
 
     def do_card(session):
         m, label = active(session)
-        card = logic.model_card(m)
-        return logic.describe_model(m, label), logic.card_markdown(card, label), card
+        card = models.model_card(m)
+        return describe(m, label), models.card_markdown(card, label), card
 
-    def do_fit(files, session, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
+    def do_fit(files, session, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         try:
             progress(0, desc="reading your images")
             m, skipped = logic.fit(files, device=fit_device,
@@ -173,7 +187,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
             progress(0.97, desc="saving the model for download")
             path = logic.save_for_download(m)
             label = "your model"
-            new = {"model": m, "label": label}
+            new = ctx.sessions.hold(request, model=m, label=label)
             n = len(m.train_names)
             msg = (f"**Done.** Fitted on {n} image{'s' if n != 1 else ''} in {m.stats['fit_seconds']:.1f} s; "
                    f"memory bank of {len(m.bank)} patches. Go to **Inspect** to try it; "
@@ -189,6 +203,9 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
     def do_reset():
         return (None, f"Back to the default model ({model_label}).", None) + do_card(None)
 
+    def release_session(request: gr.Request) -> None:
+        ctx.sessions.release(request)
+
     def do_load_fit_examples():
         return fit_examples
 
@@ -196,28 +213,35 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
     # delete_cache: Gradio's copies of heatmaps and models older than 6 h go, checked hourly,
     # so a demo left running for a course does not fill the disk.
     with gr.Blocks(title="PatchCore demo", analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
-        session_state = gr.State(None)   # {"model", "label"} fitted here; None: the default
+        session = session_state()        # {"model", "label"} fitted here; None: the default
         last_state = gr.State(None)      # logic.Inspection of the last image
+        # the colour scale as a state, not a /predict input: API callers keep sending (image, factor)
+        scale_state = gr.State(FIXED)
 
         gr.Markdown(INTRO, elem_id="intro")
-        model_line = gr.Markdown(logic.describe_model(model, model_label), elem_id="model-line",
+        model_line = gr.Markdown(describe(model, model_label), elem_id="model-line",
                                  label="model in use")
 
         with gr.Tabs():
             with gr.Tab("Inspect", id="inspect"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=4, min_width=280):
-                        image_in = image_input(uploads, label="Image to inspect (upload or pick below)",
-                                               sources=["upload", "clipboard"], height=250,
+                        image_in = image_input(uploads, label="Image to inspect",
+                                               sources=["upload", "webcam", "clipboard"], height=250,
                                                elem_id="image-in")
                         run_btn = gr.Button("Inspect", variant="primary", elem_id="run")
                         factor = gr.Slider(0.5, 3.0, value=1.0, step=0.05, elem_id="factor",
                                            label="Region threshold (x the model's threshold)",
                                            info="Moves the defect region; the model does not run again.")
+                        colour_scale = gr.Radio([FIXED, PER_IMAGE], value=FIXED, label="Colour scale",
+                                                elem_id="colour-scale", info=SCALE_HELP)
                         if examples:
                             gr.Examples([[p] for p, _ in examples], inputs=[image_in],
                                         example_labels=[lbl for _, lbl in examples],
-                                        label="Built-in examples: good and defective", examples_per_page=12)
+                                        label=examples_label, examples_per_page=12)
+                        else:
+                            gr.Markdown("No examples for this model: upload images of "
+                                        f"{obj or 'the object it was fitted on'}.")
                     with gr.Column(scale=8):
                         with gr.Row():
                             score = gr.Number(label="Image score", precision=3, interactive=False,
@@ -280,35 +304,45 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                         download = gr.File(label="Your model (.safetensors, safe to share: no pickle)",
                                            interactive=False, elem_id="download")
 
+            tab_threshold.build(ctx, session, list(CATEGORIES))
+            tab_batch.build(ctx, session)
+            tab_compare.build(ctx)
+
             with gr.Tab("Model card", id="card"):
-                card_md = gr.Markdown(logic.card_markdown(logic.model_card(model), model_label),
+                card_md = gr.Markdown(models.card_markdown(models.model_card(model), model_label),
                                       label="model card")
                 with gr.Accordion("Raw (JSON)", open=False):
-                    card_json = gr.JSON(logic.model_card(model), label="model card (JSON)")
+                    card_json = gr.JSON(models.model_card(model), label="model card (JSON)")
 
         # ------------------------------------------------------------ events
         predict_outputs = [overlay, region, plot, score, norm, verdict, message, last_state]
         explain_outputs = [ex_test, ex_train, ex_zoom, ex_text, ex_json]
-        gr.on([run_btn.click, image_in.change], do_predict, [image_in, factor, session_state],
+        gr.on([run_btn.click, image_in.change], do_predict, [image_in, factor, session, scale_state],
               predict_outputs, api_name="predict", trigger_mode="always_last",
-              ).then(do_explain_top, [last_state, session_state], [x_num, y_num] + explain_outputs,
+              ).then(do_explain_top, [last_state, session], [x_num, y_num] + explain_outputs,
                      api_name="explain_most_anomalous", show_progress="minimal")
+        colour_scale.change(do_colour_scale, [colour_scale, factor, last_state],
+                            [overlay, plot, last_state, scale_state],
+                            api_name="set_colour_scale", show_progress="hidden")
         factor.change(do_region, [factor, last_state], [region, plot, message], api_name="update_region",
                       trigger_mode="always_last", show_progress="hidden")
-        overlay.select(do_explain_click, [last_state, session_state], [x_num, y_num] + explain_outputs,
+        overlay.select(do_explain_click, [last_state, session], [x_num, y_num] + explain_outputs,
                        api_name="explain_click")
-        explain_btn.click(do_explain, [image_in, x_num, y_num, session_state], explain_outputs,
+        explain_btn.click(do_explain, [image_in, x_num, y_num, session], explain_outputs,
                           api_name="explain")
         card_outputs = [model_line, card_md, card_json]
-        fit_btn.click(do_fit, [fit_files, session_state], [session_state, fit_msg, download] + card_outputs,
+        fit_btn.click(do_fit, [fit_files, session], [session, fit_msg, download] + card_outputs,
                       api_name="fit", concurrency_limit=1, concurrency_id="fit", show_progress_on=[fit_msg])
-        reset_btn.click(do_reset, None, [session_state, fit_msg, download] + card_outputs,
+        reset_btn.click(do_reset, None, [session, fit_msg, download] + card_outputs,
                         api_name="use_default_model")
         if fit_examples:
             sample_btn.click(do_load_fit_examples, None, fit_files, api_name="load_sample_images")
-        demo.load(do_card, session_state, card_outputs, api_name="model_card")
+        demo.load(do_card, session, card_outputs, api_name="model_card")
+        # a closed page's models go now, not when Gradio drops its state an hour later
+        demo.unload(release_session)
 
-    demo.queue(default_concurrency_limit=2, max_size=64)
+    # concurrency: see demo/README.md, "Thirty visitors" (measured by benchmarks/bench_demo_load.py)
+    demo.queue(default_concurrency_limit=concurrency, max_size=max(64, 8 * concurrency))
     roots = {str(Path(p).parent) for p, _ in examples} | {str(Path(p).parent) for p in fit_examples}
     demo.patchcore_launch_kwargs = {
         "theme": gr.themes.Soft(primary_hue="orange", secondary_hue="slate"),
@@ -317,6 +351,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         "max_file_size": "40mb",
         "show_error": True,
     }
+    demo.patchcore_context = ctx  # for tests and the load benchmark (ctx.sessions.live())
     return demo
 
 

@@ -3,6 +3,9 @@
 Nothing here knows about Gradio: :mod:`demo.app` wires these functions to
 the page, and the tests call them directly. Bad input raises
 :class:`UserError` with a message meant for the visitor (no traceback).
+Here: reading an image, predicting, the region and heatmap, fitting and
+downloads; :mod:`demo.explain` answers "why?", :mod:`demo.models` holds the
+model card, the cached default model and the built-in examples.
 """
 
 from __future__ import annotations
@@ -10,11 +13,9 @@ from __future__ import annotations
 import atexit
 import copy
 import logging
-import os
 import shutil
 import tempfile
-import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def _friendly(exc: Exception, path=None) -> str:
     return msg
 
 
-def _path_of(image) -> str:
+def path_of(image) -> str:
     if image is None:
         raise UserError("No image yet: upload one or pick an example.")
     if isinstance(image, dict):  # FileData-like dict from an API call
@@ -56,7 +57,7 @@ def check_image(image):
     """Read ``image`` (a path) with the package's guards; the RGB PIL image."""
     from patchcore_core.data import DataError, ImageTooLargeError, read_image
 
-    path = _path_of(image)
+    path = path_of(image)
     try:
         return read_image(path)
     except ImageTooLargeError as exc:  # the library's advice (an environment variable) is the server's
@@ -93,11 +94,13 @@ class Inspection:
     normalised_score: float | None
     verdict: str
     threshold: float | None      # the model's calibrated threshold
+    per_image: bool = False      # colour scale: this map's own min..max instead of the fixed one
 
     @property
     def scale(self) -> tuple[float, float]:
-        """(vmin, vmax) of the colour scale."""
-        if self.threshold:
+        """(vmin, vmax) of the colour scale: fixed (multiples of the threshold,
+        the same for every image) unless ``per_image`` or uncalibrated."""
+        if self.threshold and not self.per_image:
             top = max(VMAX_FACTOR * self.threshold, float(self.anomaly_map.max()))
             return VMIN_FACTOR * self.threshold, top
         return float(self.anomaly_map.min()), float(self.anomaly_map.max())
@@ -110,7 +113,7 @@ class Inspection:
 
 def predict(model, image) -> Inspection:
     """Score one image (a path): heatmap, score, normalised score, verdict."""
-    path = _path_of(image)
+    path = path_of(image)
     pil = check_image(path)
     pred = model.predict([pil])[0]
     norm = None if pred.normalised_score is None else float(pred.normalised_score)
@@ -185,59 +188,6 @@ def score_text(insp: Inspection) -> str:
             f"({insp.threshold:.1f}), {side} it: **{insp.verdict}**.")
 
 
-# ------------------------------------------------------------------ explain
-@dataclass
-class ExplainResult:
-    test_image: np.ndarray           # the test image with the patch boxed
-    train_image: np.ndarray | None   # the training image with its patch boxed (None: file gone)
-    zoom: np.ndarray                 # test patch | nearest normal patch, enlarged
-    text: str
-    details: dict                    # row, col, distance, train_name, boxes, ...
-
-
-def explain(model, image, x: float | None = None, y: float | None = None) -> ExplainResult:
-    """The nearest normal patch for the patch under pixel (x, y) of the
-    224 px model view (the most anomalous patch when x or y is None)."""
-    from patchcore_core.viz import draw_box, zoom_box
-
-    path = _path_of(image)
-    pil = check_image(path)
-    row = col = None
-    if x is not None and y is not None:
-        row, col = model.pixel_to_patch(float(x), float(y))
-    e = model.explain(pil, row, col)
-    test = model.display(pil)
-    train = None
-    try:
-        train = model.display(e.train_name)
-    except Exception:  # the training file is not on this machine (a model from elsewhere)
-        log.info("training image %s not available", e.train_name)
-    gap = np.full((96, 8, 3), 255, np.uint8)
-    zoom_test = zoom_box(draw_box(test, e.box, BOX_TEST, width=1), e.box, size=96)
-    zoom_train = (zoom_box(draw_box(train, e.train_box, BOX_TRAIN, width=1), e.train_box, size=96)
-                  if train is not None
-                  else np.full((96, 96, 3), 200, np.uint8))
-    zoom = np.concatenate([zoom_test, gap, zoom_train], axis=1)
-    which = ("the most anomalous patch" if row is None
-             else f"the patch you picked (row {e.row}, column {e.col})")
-    verdict = ""
-    if model.threshold:
-        verdict = (" That is above the threshold: no normal patch looks like it."
-                   if e.distance > model.threshold else " That is below the threshold: it looks normal.")
-    text = (f"For {which}, the closest normal patch in the memory bank comes from training image "
-            f"**{Path(e.train_name).name}** (row {e.train_row}, column {e.train_col}); "
-            f"distance **{e.distance:.1f}**.{verdict}")
-    if train is None:
-        text += " (That training image is not available on this machine.)"
-    # the training file's name only: its folder is the server's business (a cache, Gradio's temp files)
-    details = {"row": e.row, "col": e.col, "distance": e.distance, "bank_index": e.bank_index,
-               "train_index": e.train_index, "train_name": Path(e.train_name).name, "train_row": e.train_row,
-               "train_col": e.train_col, "box": list(e.box), "train_box": list(e.train_box)}
-    return ExplainResult(draw_box(test, e.box, BOX_TEST),
-                         None if train is None else draw_box(train, e.train_box, BOX_TRAIN),
-                         zoom, text, details)
-
-
 # ---------------------------------------------------------------------- fit
 def fit(images, device: str = "cpu", progress=None, **config):
     """Fit a new model on the visitor's good images (paths).
@@ -247,7 +197,7 @@ def fit(images, device: str = "cpu", progress=None, **config):
     """
     from patchcore_core import PatchCore
 
-    paths = [_path_of(p) for p in (images or [])]
+    paths = [path_of(p) for p in (images or [])]
     if not paths:
         raise UserError("Upload at least one good (defect-free) image to fit a model.")
     if len(paths) > MAX_FIT_IMAGES:
@@ -297,115 +247,3 @@ def save_for_download(model, folder=None, name: str = "my_patchcore.safetensors"
     shared.save(folder / name)
     return str(folder / name)
 
-
-# --------------------------------------------------------------- model card
-CARD_ROWS = [
-    ("backbone", "Backbone (frozen, ImageNet-pretrained)"),
-    ("layers", "Feature layers"),
-    ("image_size", "Image size (px, after resize + centre crop)"),
-    ("grid", "Patch grid"),
-    ("feature_dim", "Stored feature width"),
-    ("n_train", "Training images (all good)"),
-    ("n_patches", "Patches before the coreset"),
-    ("memory_bank_size", "Memory bank size (patches)"),
-    ("memory_bank_mb", "Memory bank size (MB)"),
-    ("coreset", "Coreset method"),
-    ("coreset_ratio", "Coreset ratio"),
-    ("threshold", "Threshold (score)"),
-    ("fit_seconds", "Fit time (s)"),
-    ("predict_seconds_per_image", "Predict time per image (s)"),
-    ("device", "Device"),
-]
-
-
-def model_card(model) -> dict:
-    """The model's summary as a JSON-friendly dict."""
-    card = {}
-    for k, v in model.summary().items():
-        if isinstance(v, (np.floating, np.integer)):
-            v = v.item()
-        card[k] = list(v) if isinstance(v, tuple) else v
-    return card
-
-
-def card_markdown(card: dict, label: str = "") -> str:
-    """The card as a Markdown table: the named rows first, then every other setting."""
-    from patchcore_core import PatchCoreConfig
-    from patchcore_core.tables import markdown_table
-
-    def fmt(v):
-        if v is None:
-            return "none (fit on 2+ images)"
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        if isinstance(v, list):
-            return " x ".join(map(str, v)) if all(isinstance(i, int) for i in v) else ", ".join(map(str, v))
-        return str(v)
-
-    rows = []
-    for key, name in CARD_ROWS:
-        if key in card:
-            rows.append({"Setting": name, "Value": fmt(card[key])})
-        elif key == "predict_seconds_per_image":
-            rows.append({"Setting": name, "Value": "not measured yet: inspect an image"})
-    named = {k for k, _ in CARD_ROWS}
-    for f in fields(PatchCoreConfig):  # every other setting, as the config names it
-        if f.name in card and f.name not in named:
-            value = fmt(card[f.name]) if card[f.name] is not None else "default"
-            rows.append({"Setting": f"{f.name}: {f.metadata.get('help', '')}", "Value": value})
-    return (f"### {label}\n\n" if label else "") + markdown_table(rows)
-
-
-# ----------------------------------------------------------- default model
-def default_model_path(category: str, cache_dir=None) -> Path:
-    from patchcore_core.builtin_data import default_cache_dir
-    from patchcore_core.serialization import FORMAT_VERSION
-
-    base = Path(cache_dir) if cache_dir else default_cache_dir()
-    return base / "demo" / f"builtin-{category}-efficientnet_lite0-v{FORMAT_VERSION}.safetensors"
-
-
-def load_or_build_default(category: str = "brick", device: str = "auto", cache_dir=None,
-                          say=print):
-    """The default model: loaded from the cache, or fitted on the built-in
-    ``category`` and cached (atomically) for the next start."""
-    from patchcore_core import PatchCore
-    from patchcore_core.builtin_data import CATEGORIES, builtin_root
-    from patchcore_core.data import MVTecCategory
-    from patchcore_core.serialization import ModelFileError
-
-    if category not in CATEGORIES:
-        raise UserError(f"unknown built-in category {category!r}; choose one of {', '.join(CATEGORIES)}")
-    path = default_model_path(category, cache_dir)
-    root = builtin_root(cache_dir=cache_dir)
-    if path.is_file():
-        try:
-            model = PatchCore.load(path, device=device)
-            if all(os.path.exists(n) for n in model.train_names):
-                say(f"loaded the default model from {path}")
-                return model
-            say(f"{path}: its training images moved; refitting")
-        except ModelFileError as exc:
-            say(f"{exc}; refitting")
-    t0 = time.perf_counter()
-    say(f"fitting the default model on the built-in '{category}' images (once; ~10-30 s on a CPU) ...")
-    cat = MVTecCategory(root, category)
-    model = PatchCore(device=device).fit([str(p) for p in cat.train], progress=False)
-    model.save(path)  # temp file + rename: never a half-written model
-    say(f"fitted in {time.perf_counter() - t0:.1f} s; cached at {path}")
-    return model
-
-
-def builtin_examples(category: str = "brick", cache_dir=None) -> list[tuple[str, str]]:
-    """(path, label) of built-in test images: two good ones and one per defect type."""
-    from patchcore_core.builtin_data import builtin_root
-    from patchcore_core.data import MVTecCategory
-
-    cat = MVTecCategory(builtin_root(cache_dir=cache_dir), category)
-    out, seen = [], {}
-    for item in cat.test:
-        n = seen.get(item.defect, 0)
-        if n < (2 if item.defect == "good" else 1):
-            out.append((str(item.path), f"{item.defect} {n + 1}" if item.defect == "good" else item.defect))
-            seen[item.defect] = n + 1
-    return out

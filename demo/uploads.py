@@ -131,3 +131,23 @@ def files_input(policy: UploadPolicy, **kwargs):
 
     files.preprocess = preprocess
     return files
+
+
+def file_input(policy: UploadPolicy, **kwargs):
+    """A single-file ``gr.File`` (a zip, say) whose path is checked by ``policy``
+    like :func:`files_input`'s; the handler unpacks it with :func:`demo.archives.extract_zip`,
+    which bounds what the zip may hold."""
+    import gradio as gr
+
+    file = gr.File(file_count="single", type="filepath", **kwargs)
+
+    def preprocess(payload):
+        if payload is None:
+            return None
+        try:
+            return policy.check(getattr(payload, "path", None))
+        except UploadRefused as exc:
+            _raise_for_visitor(exc)
+
+    file.preprocess = preprocess
+    return file

@@ -17,17 +17,24 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.contextmanager
-def serve(model, **build_kwargs):
-    """``with serve(model, examples=...) as url:`` the demo runs at ``url`` until the block ends."""
+def serving(model, **build_kwargs):
+    """``with serving(model, ...) as (url, demo):`` the demo runs at ``url`` until the block ends."""
     from demo.app import build_demo, launch
 
     demo = build_demo(model, **build_kwargs)
     port = free_port()
     launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", demo
     finally:
         demo.close()
+
+
+@contextlib.contextmanager
+def serve(model, **build_kwargs):
+    """``with serve(model, examples=...) as url:`` the demo runs at ``url`` until the block ends."""
+    with serving(model, **build_kwargs) as (url, _):
+        yield url
 
 
 def wait_until_answering(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo import logic
+from demo import explain, logic, models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def test_region_follows_the_slider_without_the_model(fitted, samples):
 
 
 def test_explain_returns_a_patch_of_a_training_image(fitted, samples):
-    r = logic.explain(fitted, samples[1])  # most anomalous patch
+    r = explain.explain(fitted, samples[1])  # most anomalous patch
     assert Path(fitted.train_names[r.details["train_index"]]).name == r.details["train_name"]
     assert Path(fitted.train_names[r.details["train_index"]]).is_file()
     assert r.details["distance"] > fitted.threshold
@@ -80,7 +80,7 @@ def test_explain_returns_a_patch_of_a_training_image(fitted, samples):
     assert r.zoom.shape[0] == 96 and "training image" in r.text
     # a picked point: the patch under it
     x, y = 10, 200
-    r2 = logic.explain(fitted, samples[1], x, y)
+    r2 = explain.explain(fitted, samples[1], x, y)
     assert (r2.details["row"], r2.details["col"]) == fitted.pixel_to_patch(x, y)
     x0, y0, x1, y1 = r2.details["box"]
     assert x0 <= x < x1 and y0 <= y < y1
@@ -130,11 +130,11 @@ def test_fit_skips_bad_files_and_names_them(brick, bad_files):
 
 
 def test_model_card_and_download(fitted, tmp_path):
-    card = logic.model_card(fitted)
+    card = models.model_card(fitted)
     for key in ("backbone", "layers", "image_size", "memory_bank_size", "coreset_ratio", "threshold",
                 "fit_seconds"):
         assert key in card
-    md = logic.card_markdown(card, "brick")
+    md = models.card_markdown(card, "brick")
     assert "Memory bank size" in md and "Threshold" in md
     path = logic.save_for_download(fitted, tmp_path)
     assert path.endswith(".safetensors")
@@ -160,29 +160,29 @@ def test_downloads_get_own_folders_and_are_removed_at_exit():
 
 
 def test_default_model_is_loaded_from_the_cache(fitted, builtin_root, tmp_path):
-    path = logic.default_model_path("brick", tmp_path)
+    path = models.default_model_path("brick", tmp_path)
     fitted.save(path)
     said = []
-    model = logic.load_or_build_default("brick", device="cpu", cache_dir=tmp_path, say=said.append)
+    model = models.load_or_build_default("brick", device="cpu", cache_dir=tmp_path, say=said.append)
     assert len(model.bank) == len(fitted.bank) and "loaded" in said[0]
     with pytest.raises(logic.UserError, match="unknown built-in category"):
-        logic.load_or_build_default("marble", cache_dir=tmp_path)
+        models.load_or_build_default("marble", cache_dir=tmp_path)
 
 
 @pytest.mark.slow
 def test_default_model_is_fitted_once_then_cached(tmp_path):
     said = []
-    logic.load_or_build_default("gravel", device="cpu", cache_dir=tmp_path, say=said.append)
-    path = logic.default_model_path("gravel", tmp_path)
+    models.load_or_build_default("gravel", device="cpu", cache_dir=tmp_path, say=said.append)
+    path = models.default_model_path("gravel", tmp_path)
     assert path.is_file() and any("fitted" in s for s in said)
     path.write_bytes(b"garbage")  # a damaged cache is refitted, not fatal
     said.clear()
-    logic.load_or_build_default("gravel", device="cpu", cache_dir=tmp_path, say=said.append)
+    models.load_or_build_default("gravel", device="cpu", cache_dir=tmp_path, say=said.append)
     assert any("refitting" in s for s in said)
 
 
 def test_builtin_examples_are_good_and_defective(tmp_path):
-    ex = logic.builtin_examples("brick", cache_dir=tmp_path)
+    ex = models.builtin_examples("brick", cache_dir=tmp_path)
     labels = [lbl for _, lbl in ex]
     assert "good 1" in labels and "hole" in labels and all(Path(p).is_file() for p, _ in ex)
 

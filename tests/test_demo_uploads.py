@@ -1,4 +1,5 @@
 """The demo opens only files Gradio stored for a request, or its own examples.
+(What a zip may hold once uploaded: tests/test_demo_classroom.py.)
 
 A hand-written payload ``{"path": ...}`` (no Gradio ``meta``) is posted to
 every endpoint that takes a file; whatever the path, the answer is the same
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from demo import logic
+from demo import explain, logic
 from demo.uploads import REFUSAL, UploadPolicy, UploadRefused
 
 
@@ -128,6 +129,9 @@ ENDPOINTS = {
     "predict": lambda f: [f, 1.0],
     "explain": lambda f: [f, 112, 112],
     "fit": lambda f: [[f]],
+    "evaluate_set": lambda f: ["brick", f],  # a zip in the MVTec layout
+    "batch": lambda f: [[f]],                # images or zips
+    "compare": lambda f: [f, "coreset 10% (greedy)", "coreset 1% (greedy)", [f]],
 }
 
 
@@ -173,7 +177,7 @@ def test_a_file_in_the_upload_cache_and_the_examples_still_work(app, in_cache, b
 # ------------------------------------------------- no server paths in outputs
 def test_explain_details_name_the_training_file_not_its_folder(fitted, brick):
     bad = next(t.path for t in brick.test if t.defect != "good")
-    details = logic.explain(fitted, bad).details
+    details = explain.explain(fitted, bad).details
     assert details["train_name"] == Path(fitted.train_names[details["train_index"]]).name
     assert os.sep not in details["train_name"]
     assert str(brick.root) not in json.dumps(details)

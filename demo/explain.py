@@ -1,0 +1,66 @@
+"""Why an image scored as it did: the nearest normal patch of the memory bank.
+
+A plain function of a model and a file path, like :mod:`demo.logic`
+(whose input checks it shares); no Gradio here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .logic import BOX_TEST, BOX_TRAIN, check_image, log, path_of
+
+
+@dataclass
+class ExplainResult:
+    test_image: np.ndarray           # the test image with the patch boxed
+    train_image: np.ndarray | None   # the training image with its patch boxed (None: file gone)
+    zoom: np.ndarray                 # test patch | nearest normal patch, enlarged
+    text: str
+    details: dict                    # row, col, distance, train_name, boxes, ...
+
+
+def explain(model, image, x: float | None = None, y: float | None = None) -> ExplainResult:
+    """The nearest normal patch for the patch under pixel (x, y) of the
+    224 px model view (the most anomalous patch when x or y is None)."""
+    from patchcore_core.viz import draw_box, zoom_box
+
+    path = path_of(image)
+    pil = check_image(path)
+    row = col = None
+    if x is not None and y is not None:
+        row, col = model.pixel_to_patch(float(x), float(y))
+    e = model.explain(pil, row, col)
+    test = model.display(pil)
+    train = None
+    try:
+        train = model.display(e.train_name)
+    except Exception:  # the training file is not on this machine (a model from elsewhere)
+        log.info("training image %s not available", e.train_name)
+    gap = np.full((96, 8, 3), 255, np.uint8)
+    zoom_test = zoom_box(draw_box(test, e.box, BOX_TEST, width=1), e.box, size=96)
+    zoom_train = (zoom_box(draw_box(train, e.train_box, BOX_TRAIN, width=1), e.train_box, size=96)
+                  if train is not None
+                  else np.full((96, 96, 3), 200, np.uint8))
+    zoom = np.concatenate([zoom_test, gap, zoom_train], axis=1)
+    which = ("the most anomalous patch" if row is None
+             else f"the patch you picked (row {e.row}, column {e.col})")
+    verdict = ""
+    if model.threshold:
+        verdict = (" That is above the threshold: no normal patch looks like it."
+                   if e.distance > model.threshold else " That is below the threshold: it looks normal.")
+    text = (f"For {which}, the closest normal patch in the memory bank comes from training image "
+            f"**{Path(e.train_name).name}** (row {e.train_row}, column {e.train_col}); "
+            f"distance **{e.distance:.1f}**.{verdict}")
+    if train is None:
+        text += " (That training image is not available on this machine.)"
+    # the training file's name only: its folder is the server's business (a cache, Gradio's temp files)
+    details = {"row": e.row, "col": e.col, "distance": e.distance, "bank_index": e.bank_index,
+               "train_index": e.train_index, "train_name": Path(e.train_name).name, "train_row": e.train_row,
+               "train_col": e.train_col, "box": list(e.box), "train_box": list(e.train_box)}
+    return ExplainResult(draw_box(test, e.box, BOX_TEST),
+                         None if train is None else draw_box(train, e.train_box, BOX_TRAIN),
+                         zoom, text, details)

@@ -1,0 +1,31 @@
+"""The classroom load benchmark runs end to end (two visitors, not thirty)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_load_benchmark_reports_latency_and_memory(tmp_path):
+    cmd = [sys.executable, "benchmarks/bench_demo_load.py", "--visitors", "4", "--session-ttl", "2",
+           "--max-seconds", "300"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "PATCHCORE_CACHE": str(tmp_path)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    for endpoint in ("/predict", "/explain", "/evaluate_set", "/set_threshold", "/fit"):
+        assert endpoint in out.stdout
+    assert "p50 s" in out.stdout and "p95 s" in out.stdout and "errors: 0" in out.stdout
+    assert "server memory (RSS)" in out.stdout
+
+
+def test_load_benchmark_is_bounded():
+    out = subprocess.run([sys.executable, "benchmarks/bench_demo_load.py", "--visitors", "500"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "between 1 and 60" in out.stderr
