@@ -119,7 +119,8 @@ def cmd_evaluate(args) -> int:
             print(f"note: {cat}: {len(res.missing_masks)} defective test image(s) have no mask "
                   f"({names}{more}); they are left out of pixel_auroc and aupro", file=sys.stderr)
         rows.append(res.metrics)
-    keys = ["category", "image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test",
+    keys = ["category", "image_auroc", "pixel_auroc", "aupro", "f1_max", "false_alarm_rate", "miss_rate",
+            "n_train", "n_test",
             "memory_bank_size", "fit_seconds", "predict_seconds_per_image", "peak_rss_mb"]
     if any(r.get("n_missing_masks") for r in rows):
         keys.insert(keys.index("n_test") + 1, "n_missing_masks")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from .backbones import BACKBONES, get_spec
+from .calibration import DEFAULT_FALSE_ALARM_RATE
 from .coreset import CORESET_METHODS
 from .data import CROP_MODES
 from .features import AGGREGATIONS
@@ -63,6 +64,10 @@ class PatchCoreConfig:
     upsample: str = setting("bilinear", "how patch scores become pixels before the Gaussian",
                             choices=UPSAMPLE_MODES)
     calibration_fraction: float = setting(0.1, "share of good images held out to set the threshold")
+    false_alarm_rate: float = setting(
+        DEFAULT_FALSE_ALARM_RATE, "share of good images the threshold may call anomalous, from a "
+        "log-normal fitted to the held-out good scores (never below their largest); 0: the largest "
+        "held-out score itself (tight: more false alarms)")
     knn_backend: str = setting("faiss", "nearest-neighbour search (same answers)", choices=KNN_BACKENDS)
     batch_size: int = setting(8, "images per forward pass")
     seed: int = setting(0, "seed for the coreset and the calibration split")
@@ -86,6 +91,9 @@ class PatchCoreConfig:
             raise ValueError(f"reweight_neighbours must be >= 0, not {self.reweight_neighbours}")
         if not 0 <= self.calibration_fraction < 1:
             raise ValueError(f"calibration_fraction must be in [0, 1), not {self.calibration_fraction}")
+        if not 0 <= self.false_alarm_rate < 1:
+            raise ValueError(f"false_alarm_rate must be in [0, 1) (0: the largest held-out score), "
+                             f"not {self.false_alarm_rate}")
         for name in ("pretrain_dim", "target_dim", "projection_dim", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .backbones import FeatureExtractor, get_spec, load_backbone
-from .calibration import calibration_folds
+from .calibration import calibration_folds, threshold_from_scores
 from .config import PatchCoreConfig
 from .coreset import greedy_coreset, random_coreset
 from .data import Preprocess, image_size, read_image
@@ -231,7 +231,7 @@ class PatchCore:
                 scores, _, _ = self._score_features(feats[held], bank)
                 self.calibration_scores += scores.tolist()
             self.bank = self._build_bank(feats, list(range(len(images))), progress)
-        self.threshold = max(self.calibration_scores) if self.calibration_scores else None
+        self.threshold = threshold_from_scores(self.calibration_scores, c.false_alarm_rate or None)
         t_cal = time.perf_counter() - t_cal
 
         self.stats = {
@@ -345,7 +345,9 @@ class PatchCore:
         is checked first (:func:`~patchcore_core.model_checks.check_model_state`):
         a model file may come from a stranger."""
         check_model_state(metadata, tensors, source)
-        model = cls(PatchCoreConfig.from_dict(metadata["config"]), device=device)
+        config = dict(metadata["config"])
+        config.setdefault("false_alarm_rate", 0.0)  # files from before the setting: the largest score
+        model = cls(PatchCoreConfig.from_dict(config), device=device)
         c, p = model.config, metadata["preprocess"]
         model.preprocess = Preprocess(p["resize"], p["crop"], p["mode"], model.spec.mean, model.spec.std)
         model.embedding = PatchEmbedding(metadata["channels"], c.pretrain_dim, c.target_dim)
