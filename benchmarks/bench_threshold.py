@@ -32,14 +32,18 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--coreset-ratio", type=float, default=0.1)
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--dump", help="write each fit's held-out scores and test labels/scores here "
+                                   "(to try other rules without fitting again)")
     args = ap.parse_args()
-    rows = []
+    rows, dump = [], []
     for name in args.sets:
         folder, cat = SETS[name]
         counts = {r: [0, 0, 0, 0] for r in RULES}  # false alarms, good, misses, defective
         for seed in range(args.seeds):
             res = evaluate_category(Path(args.root) / folder, cat, device="cpu", progress=False,
                                     seed=seed, coreset_ratio=args.coreset_ratio)
+            dump.append({"set": name, "seed": seed, "calibration": res.model.calibration_scores,
+                         "labels": res.labels.tolist(), "scores": res.scores.tolist()})
             good, bad = int((res.labels == 0).sum()), int((res.labels == 1).sum())
             for rule in RULES:
                 thr = threshold_from_scores(res.model.calibration_scores, rule or None)
@@ -58,6 +62,8 @@ def main():
     print(format_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+    if args.dump:
+        Path(args.dump).write_text(json.dumps(dump))
 
 
 if __name__ == "__main__":
