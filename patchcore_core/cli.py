@@ -1,8 +1,9 @@
-"""The ``patchcore`` command: fit, predict, evaluate, data.
+"""The ``patchcore`` command: fit, predict, evaluate, benchmark, data.
 
     patchcore data                                   # write the built-in dataset
     patchcore evaluate --category all                # built-in data, every category
     patchcore evaluate --data ~/mvtec --category bottle --json results.json
+    patchcore benchmark --data ~/mvtec --out runs/mvtec     # every category, the paper's tables
     patchcore fit --images good/ --out model.safetensors
     patchcore predict --model model.safetensors test/*.png
 """
@@ -128,6 +129,29 @@ def cmd_evaluate(args) -> int:
     if args.json:
         _write_json_atomic(Path(args.json), {r["category"]: r for r in rows})
         print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    from .benchmark import markdown_report, run_benchmark
+    from .outputs import check_output_folder
+
+    check_output_folder(args.out, "--out")
+    config = config_from_args(args)
+    seed = config.get("seed", 0)
+    n_seeds = args.seeds or (3 if args.shots else 1)  # few-shot: several draws of the images
+    rows = run_benchmark(args.data, args.out, categories=args.category, shots=args.shots,
+                         seeds=list(range(seed, seed + n_seeds)), force=args.force, dataset=args.dataset,
+                         mask_protocol=args.mask_protocol, device=args.device,
+                         progress=not args.quiet, **config)
+    settings = json.loads((Path(args.out) / "settings.json").read_text())
+    print(markdown_report(rows, settings))
+    if args.dataset == "mvtec_ad" and any(r["shots"] is None for r in rows):
+        from .published import comparison_figure
+
+        png = comparison_figure(rows, Path(args.out) / "comparison.png", settings["config"])
+        print(f"wrote {png}", file=sys.stderr)
+    print(f"wrote {args.out}/results.csv, results.json, results.md", file=sys.stderr)
     return 0
 
 
@@ -262,6 +286,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_options(e)
     e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("benchmark", help="every category of a dataset, resumable, with the paper's tables",
+                       description="Evaluate every category of an MVTec-layout dataset and write "
+                                   "results.csv/.json/.md (and comparison.png beside the paper's figures) "
+                                   "to --out. Runs already in --out/results.csv are skipped unless --force.")
+    b.add_argument("--data", required=True, help="MVTec-layout root (one folder per category)")
+    b.add_argument("--out", required=True, help="folder for the results (created)")
+    b.add_argument("--dataset", default="mvtec_ad", choices=["mvtec_ad", "other"],
+                   help="which published figures to compare with ('other': none) (default: %(default)s)")
+    b.add_argument("--category", nargs="+", help="only these categories (default: every one in --data)")
+    b.add_argument("--shots", type=int, nargs="+", metavar="N",
+                   help="few-shot: runs with N training images each, e.g. --shots 1 5 10 16 20 50")
+    b.add_argument("--seeds", type=int,
+                   help="runs per setting, seeds --seed.. (default: 3 with --shots, else 1)")
+    b.add_argument("--force", action="store_true", help="run again what --out already holds")
+    b.add_argument("--mask-protocol", default="nearest", choices=MASK_PROTOCOLS,
+                   help="how masks are resized ('strict' as the reference code) (default: %(default)s)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_options(b)
+    b.set_defaults(func=cmd_benchmark)
 
     f = sub.add_parser("fit", help="fit on good images and save the model (.safetensors)")
     src = f.add_argument_group("training images (one of)")
