@@ -49,8 +49,12 @@ def add_config_options(p: argparse.ArgumentParser, config_cls=None) -> None:
         flags = ["--" + f.name.replace("_", "-")] + ([f.metadata["cli"]] if "cli" in f.metadata else [])
         default = f.default if f.default is not dataclasses.MISSING else None
         help_text = f.metadata.get("help", "").replace("%", "%%")
+        choices = f.metadata.get("choices")
+        if f.name == "backbone":  # "a+b+c" (an ensemble) is not in the list; the config checks each name
+            help_text += f" One of {', '.join(choices)}, or several joined by + for an ensemble."
+            choices = None
         g.add_argument(*flags, dest=f.name, type=kind, nargs=nargs, default=None,
-                       choices=f.metadata.get("choices"), metavar=None if nargs is None else "NAME",
+                       choices=choices, metavar=None if nargs is None else "NAME",
                        help=help_text if default is None else f"{help_text} (default: {default})")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
 
@@ -158,12 +162,12 @@ def cmd_benchmark(args) -> int:
 def cmd_fit(args) -> int:
     from .config import PatchCoreConfig
     from .data import MVTecCategory, few_shot, image_folder
-    from .model import PatchCore
+    from .ensemble import make_model
     from .outputs import check_output_file
 
     # bad settings or an unwritable --out: refused before any image is read
     check_output_file(args.out, "--out", suffix=".safetensors")
-    model = PatchCore(PatchCoreConfig(**config_from_args(args)), device=args.device)
+    model = make_model(PatchCoreConfig(**config_from_args(args)), device=args.device)
     if args.images:
         train = image_folder(args.images, on_skip=_note)
     else:
@@ -183,14 +187,14 @@ def cmd_fit(args) -> int:
 
 def cmd_predict(args) -> int:
     from .data import image_folder
-    from .model import PatchCore
+    from .ensemble import load_model
     from .outputs import check_output_file, check_output_folder
 
     if args.heatmaps:
         check_output_folder(args.heatmaps, "--heatmaps")
     if args.json:
         check_output_file(args.json, "--json")
-    model = PatchCore.load(args.model, device=args.device)
+    model = load_model(args.model, device=args.device)  # one backbone or an ensemble
     paths = []
     for item in map(Path, args.images):
         paths += image_folder(item, on_skip=_note) if item.is_dir() else [item]

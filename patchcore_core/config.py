@@ -42,6 +42,7 @@ class PatchCoreConfig:
         "the paper's and downloads its weights once)", choices=BACKBONES)
     layers: tuple[str, ...] | None = setting(
         None, "backbone stages to use (default: the backbone's stride-8 and stride-16 stages)")
+    # backbone "a+b+c" is the paper's ensemble: one model per backbone, scores combined
     resize: int | None = setting(
         None, "resize to this many pixels before cropping (default: image size x 256/224, as the paper)")
     image_size: int = setting(224, "centre-crop size in pixels: the model's input")
@@ -73,7 +74,12 @@ class PatchCoreConfig:
     seed: int = setting(0, "seed for the coreset and the calibration split")
 
     def __post_init__(self):
-        get_spec(self.backbone)  # unknown names raise, listing the choices
+        members = self.backbone.split("+")  # "a+b+c": an ensemble (patchcore_core.ensemble)
+        for name in members:
+            get_spec(name)  # unknown names raise, listing the choices
+        if len(members) > 1 and self.layers is not None:
+            raise ValueError("an ensemble uses each backbone's default layers; give no --layers with "
+                             f"backbone {self.backbone!r}")
         if self.layers is not None:
             self.layers = tuple(self.layers)
         for f in fields(self):

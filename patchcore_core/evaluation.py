@@ -19,6 +19,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .data import MVTecCategory, check_mask_protocol, few_shot
+from .ensemble import make_model
 from .metrics import aupro, f1_max, image_auroc, pixel_auroc
 from .model import PatchCore
 
@@ -75,7 +76,7 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
     if not cat.test:
         raise ValueError(f"{cat.path / 'test'}: no test images to evaluate on")
     train = few_shot(cat.train, shots, seed=config.get("seed", 0))
-    model = PatchCore(device=device, **config)
+    model = make_model(device=device, **config)  # a PatchCoreEnsemble for "a+b+c" backbones
     t0 = time.perf_counter()
     model.fit(train, progress=progress)
     fit_s = time.perf_counter() - t0
@@ -106,7 +107,7 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
         "n_train": len(train),
         "n_test": len(cat.test),
         "n_missing_masks": len(unmasked),   # defective test images left out of the pixel metrics
-        "memory_bank_size": len(model.bank),
+        "memory_bank_size": model.memory_bank_size if hasattr(model, "members") else len(model.bank),
         "fit_seconds": round(fit_s, 2),
         "predict_seconds_per_image": round(predict_s, 4),
         "peak_rss_mb": round(peak_rss_mb(), 1),

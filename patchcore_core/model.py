@@ -79,6 +79,9 @@ class PatchCore:
     def __init__(self, config: PatchCoreConfig | None = None, device: str = "auto", **overrides):
         base = asdict(config) if config is not None else {}
         self.config = PatchCoreConfig(**{**base, **overrides})
+        if "+" in self.config.backbone:
+            raise ValueError(f"backbone {self.config.backbone!r} is an ensemble: use "
+                             "patchcore_core.ensemble.make_model (or PatchCoreEnsemble)")
         self.device = resolve_device(device)
         self._extractor: FeatureExtractor | None = None
         self.preprocess: Preprocess | None = None
@@ -213,7 +216,7 @@ class PatchCore:
             for i, im in enumerate(images)]
 
         t_cal = time.perf_counter()
-        self.calibration_scores = []
+        self.calibration_scores, self.calibration_patches = [], []
         folds = calibration_folds(len(images), c.calibration_fraction, c.seed)
         if len(folds) == 1:
             # One split: the bank of the kept images serves both purposes. The
@@ -222,14 +225,16 @@ class PatchCore:
             # union covers the bank at least as well as either part does.
             kept, held = folds[0]
             bank = self._build_bank(feats[kept], kept, progress)
-            scores, _, _ = self._score_features(feats[held], bank)
+            scores, patch, _ = self._score_features(feats[held], bank)
             self.calibration_scores = scores.tolist()
+            self.calibration_patches = [patch]  # not saved; an ensemble takes its pixel statistics
             self.bank = MemoryBank.concat([bank, self._build_bank(feats[held], held, False)])
         else:
             for kept, held in folds:  # leave-one-out: small banks, cheap
                 bank = self._build_bank(feats[kept], kept, progress=False)
-                scores, _, _ = self._score_features(feats[held], bank)
+                scores, patch, _ = self._score_features(feats[held], bank)
                 self.calibration_scores += scores.tolist()
+                self.calibration_patches.append(patch)
             self.bank = self._build_bank(feats, list(range(len(images))), progress)
         self.threshold = threshold_from_scores(self.calibration_scores, c.false_alarm_rate or None)
         t_cal = time.perf_counter() - t_cal

@@ -35,7 +35,8 @@ def min_image_size(backbone: str, sigma: float) -> int:
     Gaussian (truncated at 4 sigma, reflected borders) needs more pixels
     than its radius."""
     radius = int(4.0 * sigma + 0.5) if sigma > 0 else 0
-    return max(max(get_spec(backbone).strides), radius + 1)
+    stride = max(max(get_spec(name).strides) for name in backbone.split("+"))  # "+": an ensemble
+    return max(stride, radius + 1)
 
 
 def embedding_bytes(channels: list[int], pretrain_dim: int, target_dim: int) -> int:
