@@ -205,7 +205,9 @@ def explain(model, image, x: float | None = None, y: float | None = None) -> Exp
     row = col = None
     if x is not None and y is not None:
         row, col = model.pixel_to_patch(float(x), float(y))
-    e = model.explain(pil, row, col)
+    found = model.explain(pil, row, col)
+    members = found if isinstance(found, list) else [found]  # an ensemble: one per backbone
+    e = members[0]
     test = model.display(pil)
     train = None
     try:
@@ -221,7 +223,13 @@ def explain(model, image, x: float | None = None, y: float | None = None) -> Exp
     which = ("the most anomalous patch" if row is None
              else f"the patch you picked (row {e.row}, column {e.col})")
     verdict = ""
-    if model.threshold:
+    if len(members) > 1:  # distances of different backbones: each against its own member's threshold
+        parts = [f"{m.config.backbone}: **{Path(x.train_name).name}** (row {x.train_row}, column "
+                 f"{x.train_col}), distance {x.distance:.1f}"
+                 + (" (above its threshold)" if m.threshold and x.distance > m.threshold else "")
+                 for m, x in zip(model.members, members)]
+        verdict = " Nearest normal patch per backbone: " + "; ".join(parts) + "."
+    elif model.threshold:
         verdict = (" That is above the threshold: no normal patch looks like it."
                    if e.distance > model.threshold else " That is below the threshold: it looks normal.")
     text = (f"For {which}, the closest normal patch in the memory bank comes from training image "
@@ -233,6 +241,10 @@ def explain(model, image, x: float | None = None, y: float | None = None) -> Exp
     details = {"row": e.row, "col": e.col, "distance": e.distance, "bank_index": e.bank_index,
                "train_index": e.train_index, "train_name": Path(e.train_name).name, "train_row": e.train_row,
                "train_col": e.train_col, "box": list(e.box), "train_box": list(e.train_box)}
+    if len(members) > 1:
+        details["members"] = [{"backbone": m.config.backbone, "distance": x.distance,
+                               "train_name": Path(x.train_name).name, "train_row": x.train_row,
+                               "train_col": x.train_col} for m, x in zip(model.members, members)]
     return ExplainResult(draw_box(test, e.box, BOX_TEST),
                          None if train is None else draw_box(train, e.train_box, BOX_TRAIN),
                          zoom, text, details)
@@ -301,6 +313,8 @@ def save_for_download(model, folder=None, name: str = "my_patchcore.safetensors"
 # --------------------------------------------------------------- model card
 CARD_ROWS = [
     ("backbone", "Backbone (frozen, ImageNet-pretrained)"),
+    ("members", "Ensemble members (scores standardised, then averaged)"),
+    ("member_summary", "Each member: backbone, memory bank, threshold"),
     ("layers", "Feature layers"),
     ("image_size", "Image size (px, after resize + centre crop)"),
     ("grid", "Patch grid"),
@@ -321,7 +335,12 @@ CARD_ROWS = [
 def model_card(model) -> dict:
     """The model's summary as a JSON-friendly dict."""
     card = {}
-    for k, v in model.summary().items():
+    summary = model.summary()
+    if "member_cards" in summary:  # an ensemble: one line per member in the table
+        summary["member_summary"] = [f"{m['backbone']} ({m['memory_bank_size']} patches, threshold "
+                                     f"{m['threshold']:.4g})" if m.get("threshold") else m["backbone"]
+                                     for m in summary["member_cards"]]
+    for k, v in summary.items():
         if isinstance(v, (np.floating, np.integer)):
             v = v.item()
         card[k] = list(v) if isinstance(v, tuple) else v

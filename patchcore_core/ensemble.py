@@ -153,6 +153,9 @@ class PatchCoreEnsemble:
         """One :class:`~patchcore_core.model.Explanation` per member: its nearest normal patch."""
         return [m.explain(image, row, col) for m in self.members]
 
+    def pixel_to_patch(self, x: float, y: float) -> tuple[int, int]:
+        return self.members[0].pixel_to_patch(x, y)
+
     def display(self, image) -> np.ndarray:
         return self.members[0].display(image)
 

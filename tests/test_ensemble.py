@@ -85,3 +85,14 @@ def test_cli_fit_and_predict_an_ensemble(brick, tmp_path, capsys):
                  "--backbone", PAIR, "--image-size", "96", "--coreset-ratio", "0.05", "--device", "cpu"]) == 0
     assert main(["predict", "--model", str(out), str(brick.test[0].path), "--quiet"]) == 0
     assert "normal" in capsys.readouterr().out or "anomalous" in capsys.readouterr().out
+
+
+def test_demo_card_and_explain_per_member(ensemble, brick):
+    from demo import logic
+
+    card = logic.model_card(ensemble)
+    md = logic.card_markdown(card)
+    assert "Ensemble members" in md and "efficientnet_lite1 (" in md
+    r = logic.explain(ensemble, brick.test[-1].path)
+    assert [m["backbone"] for m in r.details["members"]] == ["efficientnet_lite0", "efficientnet_lite1"]
+    assert "per backbone" in r.text and r.zoom.shape[0] == 96
