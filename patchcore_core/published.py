@@ -57,11 +57,8 @@ def comparison_figure(rows: list[dict], path, config: dict, dataset: str = "mvte
     pixel AUROC and PRO beside the published figures. ``rows`` are benchmark
     rows (full-data runs are used; several seeds are averaged). The title says
     when this run's backbone is not the paper's."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure  # not pyplot: a notebook's inline backend stays as it is
 
     from .atomic import atomic_path
     from .benchmark import category_order
@@ -91,7 +88,8 @@ def comparison_figure(rows: list[dict], path, config: dict, dataset: str = "mvte
     series = [(f"this run ({backbone}, coreset {config.get('coreset_ratio')})", ours)]
     series += [(e["name"], lambda c, m, e=e: theirs(e, c, m)) for e in entries]
     colours = ["#d95f02", "#1b9e77", "#7570b3"]
-    fig, axes = plt.subplots(len(METRICS), 1, figsize=(max(8, 0.7 * len(cats) + 3), 9), sharex=True)
+    fig = Figure(figsize=(max(8, 0.7 * len(cats) + 3), 9))
+    axes = fig.subplots(len(METRICS), 1, sharex=True)
     x = np.arange(len(cats))
     width = 0.8 / len(series)
     for ax, (metric, label) in zip(axes, METRICS):
@@ -120,5 +118,4 @@ def comparison_figure(rows: list[dict], path, config: dict, dataset: str = "mvte
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     return path
