@@ -66,9 +66,9 @@ class PatchCoreConfig:
                             choices=UPSAMPLE_MODES)
     calibration_fraction: float = setting(0.1, "share of good images held out to set the threshold")
     false_alarm_rate: float = setting(
-        DEFAULT_FALSE_ALARM_RATE, "share of good images the threshold may call anomalous, from a "
-        "log-normal fitted to the held-out good scores (never below their largest); 0: the largest "
-        "held-out score itself (tight: more false alarms)")
+        DEFAULT_FALSE_ALARM_RATE, "0: the threshold is the largest held-out good score; a rate such as "
+        "0.05: the score a good image exceeds that often, from a log-normal fitted to the held-out "
+        "good scores (never below their largest): fewer false alarms, more misses")
     knn_backend: str = setting("faiss", "nearest-neighbour search (same answers)", choices=KNN_BACKENDS)
     batch_size: int = setting(8, "images per forward pass")
     seed: int = setting(0, "seed for the coreset and the calibration split")
