@@ -38,7 +38,8 @@ MIN_SCORES_TO_FIT = 3  # a spread from two numbers is a guess; fewer: the larges
 # benchmarks/bench_threshold.py on the real sets of ../shared/data (README, "The threshold in
 # practice"): with the 5 held-out scores of a small set, a fitted 5% bound sits so high that grid
 # missed 24 of 33 defects (the largest score: 7) to save 3 false alarms in 27 good images; with many
-# held-out scores both rules give nearly the same threshold. A stated rate is an option, not the default.
+# held-out scores (magnetic tile: 76) both give the same threshold (2/191 false alarms, 99/392
+# misses). A stated rate is an option, not the default.
 DEFAULT_FALSE_ALARM_RATE = 0.0
 
 
