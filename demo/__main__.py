@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
     from . import models
 
     if args.model:
-        from patchcore_core import PatchCore
+        from patchcore_core.ensemble import load_model
         from patchcore_core.serialization import ModelFileError
         try:
-            model = PatchCore.load(args.model, device=args.device)
+            model = load_model(args.model, device=args.device)  # one backbone or an ensemble
         except ModelFileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -33,7 +33,9 @@ def explain(model, image, x: float | None = None, y: float | None = None) -> Exp
     row = col = None
     if x is not None and y is not None:
         row, col = model.pixel_to_patch(float(x), float(y))
-    e = model.explain(pil, row, col)
+    found = model.explain(pil, row, col)
+    members = found if isinstance(found, list) else [found]  # an ensemble: one per backbone
+    e = members[0]
     test = model.display(pil)
     train = None
     try:
@@ -49,7 +51,13 @@ def explain(model, image, x: float | None = None, y: float | None = None) -> Exp
     which = ("the most anomalous patch" if row is None
              else f"the patch you picked (row {e.row}, column {e.col})")
     verdict = ""
-    if model.threshold:
+    if len(members) > 1:  # distances of different backbones: each against its own member's threshold
+        parts = [f"{m.config.backbone}: **{Path(x.train_name).name}** (row {x.train_row}, column "
+                 f"{x.train_col}), distance {x.distance:.1f}"
+                 + (" (above its threshold)" if m.threshold and x.distance > m.threshold else "")
+                 for m, x in zip(model.members, members)]
+        verdict = " Nearest normal patch per backbone: " + "; ".join(parts) + "."
+    elif model.threshold:
         verdict = (" That is above the threshold: no normal patch looks like it."
                    if e.distance > model.threshold else " That is below the threshold: it looks normal.")
     text = (f"For {which}, the closest normal patch in the memory bank comes from training image "
@@ -61,6 +69,10 @@ def explain(model, image, x: float | None = None, y: float | None = None) -> Exp
     details = {"row": e.row, "col": e.col, "distance": e.distance, "bank_index": e.bank_index,
                "train_index": e.train_index, "train_name": Path(e.train_name).name, "train_row": e.train_row,
                "train_col": e.train_col, "box": list(e.box), "train_box": list(e.train_box)}
+    if len(members) > 1:
+        details["members"] = [{"backbone": m.config.backbone, "distance": x.distance,
+                               "train_name": Path(x.train_name).name, "train_row": x.train_row,
+                               "train_col": x.train_col} for m, x in zip(model.members, members)]
     return ExplainResult(draw_box(test, e.box, BOX_TEST),
                          None if train is None else draw_box(train, e.train_box, BOX_TRAIN),
                          zoom, text, details)

@@ -15,6 +15,8 @@ from .logic import UserError
 
 CARD_ROWS = [
     ("backbone", "Backbone (frozen, ImageNet-pretrained)"),
+    ("members", "Ensemble members (scores standardised, then averaged)"),
+    ("member_summary", "Each member: backbone, memory bank, threshold"),
     ("layers", "Feature layers"),
     ("image_size", "Image size (px, after resize + centre crop)"),
     ("grid", "Patch grid"),
@@ -35,7 +37,12 @@ CARD_ROWS = [
 def model_card(model) -> dict:
     """The model's summary as a JSON-friendly dict."""
     card = {}
-    for k, v in model.summary().items():
+    summary = model.summary()
+    if "member_cards" in summary:  # an ensemble: one line per member in the table
+        summary["member_summary"] = [f"{m['backbone']} ({m['memory_bank_size']} patches, threshold "
+                                     f"{m['threshold']:.4g})" if m.get("threshold") else m["backbone"]
+                                     for m in summary["member_cards"]]
+    for k, v in summary.items():
         if isinstance(v, (np.floating, np.integer)):
             v = v.item()
         card[k] = list(v) if isinstance(v, tuple) else v

@@ -1,9 +1,10 @@
-"""The ``patchcore`` command: fit, predict, evaluate, data.
+"""The ``patchcore`` command: fit, predict, evaluate, benchmark, data.
 
     patchcore data                                   # write the built-in dataset
     patchcore data download mvtec_ad --category bottle --root ~/data   # a public data set
     patchcore evaluate --category all                # built-in data, every category
     patchcore evaluate --data ~/mvtec --category bottle --json results.json
+    patchcore benchmark --data ~/mvtec --out runs/mvtec     # every category, the paper's tables
     patchcore fit --images good/ --out model.safetensors
     patchcore predict --model model.safetensors test/*.png
 """
@@ -49,8 +50,12 @@ def add_config_options(p: argparse.ArgumentParser, config_cls=None) -> None:
         flags = ["--" + f.name.replace("_", "-")] + ([f.metadata["cli"]] if "cli" in f.metadata else [])
         default = f.default if f.default is not dataclasses.MISSING else None
         help_text = f.metadata.get("help", "").replace("%", "%%")
+        choices = f.metadata.get("choices")
+        if f.name == "backbone":  # "a+b+c" (an ensemble) is not in the list; the config checks each name
+            help_text += f" One of {', '.join(choices)}, or several joined by + for an ensemble."
+            choices = None
         g.add_argument(*flags, dest=f.name, type=kind, nargs=nargs, default=None,
-                       choices=f.metadata.get("choices"), metavar=None if nargs is None else "NAME",
+                       choices=choices, metavar=None if nargs is None else "NAME",
                        help=help_text if default is None else f"{help_text} (default: {default})")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
 
@@ -120,7 +125,8 @@ def cmd_evaluate(args) -> int:
             print(f"note: {cat}: {len(res.missing_masks)} defective test image(s) have no mask "
                   f"({names}{more}); they are left out of pixel_auroc and aupro", file=sys.stderr)
         rows.append(res.metrics)
-    keys = ["category", "image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test",
+    keys = ["category", "image_auroc", "pixel_auroc", "aupro", "f1_max", "false_alarm_rate", "miss_rate",
+            "n_train", "n_test",
             "memory_bank_size", "fit_seconds", "predict_seconds_per_image", "peak_rss_mb"]
     if any(r.get("n_missing_masks") for r in rows):
         keys.insert(keys.index("n_test") + 1, "n_missing_masks")
@@ -131,15 +137,38 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from .benchmark import markdown_report, run_benchmark
+    from .outputs import check_output_folder
+
+    check_output_folder(args.out, "--out")
+    config = config_from_args(args)
+    seed = config.get("seed", 0)
+    n_seeds = args.seeds or (3 if args.shots else 1)  # few-shot: several draws of the images
+    rows = run_benchmark(args.data, args.out, categories=args.category, shots=args.shots,
+                         seeds=list(range(seed, seed + n_seeds)), force=args.force, dataset=args.dataset,
+                         mask_protocol=args.mask_protocol, device=args.device,
+                         progress=not args.quiet, **config)
+    settings = json.loads((Path(args.out) / "settings.json").read_text())
+    print(markdown_report(rows, settings))
+    if args.dataset == "mvtec_ad" and any(r["shots"] is None for r in rows):
+        from .published import comparison_figure
+
+        png = comparison_figure(rows, Path(args.out) / "comparison.png", settings["config"])
+        print(f"wrote {png}", file=sys.stderr)
+    print(f"wrote {args.out}/results.csv, results.json, results.md", file=sys.stderr)
+    return 0
+
+
 def cmd_fit(args) -> int:
     from .config import PatchCoreConfig
     from .data import MVTecCategory, few_shot, image_folder
-    from .model import PatchCore
+    from .ensemble import make_model
     from .outputs import check_output_file
 
     # bad settings or an unwritable --out: refused before any image is read
     check_output_file(args.out, "--out", suffix=".safetensors")
-    model = PatchCore(PatchCoreConfig(**config_from_args(args)), device=args.device)
+    model = make_model(PatchCoreConfig(**config_from_args(args)), device=args.device)
     if args.images:
         train = image_folder(args.images, on_skip=_note)
     else:
@@ -159,14 +188,14 @@ def cmd_fit(args) -> int:
 
 def cmd_predict(args) -> int:
     from .data import image_folder
-    from .model import PatchCore
+    from .ensemble import load_model
     from .outputs import check_output_file, check_output_folder
 
     if args.heatmaps:
         check_output_folder(args.heatmaps, "--heatmaps")
     if args.json:
         check_output_file(args.json, "--json")
-    model = PatchCore.load(args.model, device=args.device)
+    model = load_model(args.model, device=args.device)  # one backbone or an ensemble
     paths = []
     for item in map(Path, args.images):
         paths += image_folder(item, on_skip=_note) if item.is_dir() else [item]
@@ -266,6 +295,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_options(e)
     e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("benchmark", help="every category of a dataset, resumable, with the paper's tables",
+                       description="Evaluate every category of an MVTec-layout dataset and write "
+                                   "results.csv/.json/.md (and comparison.png beside the paper's figures) "
+                                   "to --out. Runs already in --out/results.csv are skipped unless --force.")
+    b.add_argument("--data", required=True, help="MVTec-layout root (one folder per category)")
+    b.add_argument("--out", required=True, help="folder for the results (created)")
+    b.add_argument("--dataset", default="mvtec_ad", choices=["mvtec_ad", "other"],
+                   help="which published figures to compare with ('other': none) (default: %(default)s)")
+    b.add_argument("--category", nargs="+", help="only these categories (default: every one in --data)")
+    b.add_argument("--shots", type=int, nargs="+", metavar="N",
+                   help="few-shot: runs with N training images each, e.g. --shots 1 5 10 16 20 50")
+    b.add_argument("--seeds", type=int,
+                   help="runs per setting, seeds --seed.. (default: 3 with --shots, else 1)")
+    b.add_argument("--force", action="store_true", help="run again what --out already holds")
+    b.add_argument("--mask-protocol", default="nearest", choices=MASK_PROTOCOLS,
+                   help="how masks are resized ('strict' as the reference code) (default: %(default)s)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_options(b)
+    b.set_defaults(func=cmd_benchmark)
 
     f = sub.add_parser("fit", help="fit on good images and save the model (.safetensors)")
     src = f.add_argument_group("training images (one of)")

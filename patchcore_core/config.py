@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from .backbones import BACKBONES, get_spec
+from .calibration import DEFAULT_FALSE_ALARM_RATE
 from .coreset import CORESET_METHODS
 from .data import CROP_MODES
 from .features import AGGREGATIONS
@@ -41,6 +42,7 @@ class PatchCoreConfig:
         "the paper's and downloads its weights once)", choices=BACKBONES)
     layers: tuple[str, ...] | None = setting(
         None, "backbone stages to use (default: the backbone's stride-8 and stride-16 stages)")
+    # backbone "a+b+c" is the paper's ensemble: one model per backbone, scores combined
     resize: int | None = setting(
         None, "resize to this many pixels before cropping (default: image size x 256/224, as the paper)")
     image_size: int = setting(224, "centre-crop size in pixels: the model's input")
@@ -63,12 +65,21 @@ class PatchCoreConfig:
     upsample: str = setting("bilinear", "how patch scores become pixels before the Gaussian",
                             choices=UPSAMPLE_MODES)
     calibration_fraction: float = setting(0.1, "share of good images held out to set the threshold")
+    false_alarm_rate: float = setting(
+        DEFAULT_FALSE_ALARM_RATE, "0: the threshold is the largest held-out good score; a rate such as "
+        "0.05: the score a good image exceeds that often, from a log-normal fitted to the held-out "
+        "good scores (never below their largest): fewer false alarms, more misses")
     knn_backend: str = setting("faiss", "nearest-neighbour search (same answers)", choices=KNN_BACKENDS)
     batch_size: int = setting(8, "images per forward pass")
     seed: int = setting(0, "seed for the coreset and the calibration split")
 
     def __post_init__(self):
-        get_spec(self.backbone)  # unknown names raise, listing the choices
+        members = self.backbone.split("+")  # "a+b+c": an ensemble (patchcore_core.ensemble)
+        for name in members:
+            get_spec(name)  # unknown names raise, listing the choices
+        if len(members) > 1 and self.layers is not None:
+            raise ValueError("an ensemble uses each backbone's default layers; give no --layers with "
+                             f"backbone {self.backbone!r}")
         if self.layers is not None:
             self.layers = tuple(self.layers)
         for f in fields(self):
@@ -86,6 +97,9 @@ class PatchCoreConfig:
             raise ValueError(f"reweight_neighbours must be >= 0, not {self.reweight_neighbours}")
         if not 0 <= self.calibration_fraction < 1:
             raise ValueError(f"calibration_fraction must be in [0, 1), not {self.calibration_fraction}")
+        if not 0 <= self.false_alarm_rate < 1:
+            raise ValueError(f"false_alarm_rate must be in [0, 1) (0: the largest held-out score), "
+                             f"not {self.false_alarm_rate}")
         for name in ("pretrain_dim", "target_dim", "projection_dim", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")

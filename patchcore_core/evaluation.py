@@ -19,17 +19,33 @@ import numpy as np
 
 from .atomic import atomic_path
 from .data import MVTecCategory, check_mask_protocol, few_shot
+from .ensemble import make_model
 from .metrics import aupro, f1_max, image_auroc, pixel_auroc
 from .model import PatchCore
 
-__all__ = ["CategoryResult", "evaluate_category", "peak_rss_mb", "experiment_cache_dir", "cached_evaluation",
-           "mean_over_seeds"]
+__all__ = ["CategoryResult", "evaluate_category", "threshold_rates", "peak_rss_mb", "experiment_cache_dir",
+           "cached_evaluation", "mean_over_seeds"]
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
+
+
+def threshold_rates(labels, scores, threshold: float | None) -> tuple[float, float]:
+    """(false-alarm rate, miss rate) of the decision ``score > threshold``:
+    the share of good images (label 0) called anomalous and the share of
+    defective ones (label 1) called normal. NaN where there is no threshold
+    or no image of that kind."""
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    if threshold is None:
+        return float("nan"), float("nan")
+    flagged = scores > threshold
+    good, bad = labels == 0, labels == 1
+    far = float(flagged[good].mean()) if good.any() else float("nan")
+    miss = float((~flagged[bad]).mean()) if bad.any() else float("nan")
+    return far, miss
 
 
 @dataclass
@@ -60,7 +76,7 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
     if not cat.test:
         raise ValueError(f"{cat.path / 'test'}: no test images to evaluate on")
     train = few_shot(cat.train, shots, seed=config.get("seed", 0))
-    model = PatchCore(device=device, **config)
+    model = make_model(device=device, **config)  # a PatchCoreEnsemble for "a+b+c" backbones
     t0 = time.perf_counter()
     model.fit(train, progress=progress)
     fit_s = time.perf_counter() - t0
@@ -73,6 +89,7 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
     maps, scores = maps.numpy(), scores.numpy()
 
     both = 0 < labels.sum() < len(labels)
+    far, miss = threshold_rates(labels, scores, model.threshold)
     # A defective image without its mask file would count as all-normal pixels and
     # quietly lower the pixel metrics; it is left out of them (not of the image metrics).
     unmasked = [t for t in cat.test if t.is_anomalous and t.mask_path is None]
@@ -85,10 +102,12 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
         "pixel_auroc": pixel_auroc(pix_masks, pix_maps) if measurable else float("nan"),
         "aupro": aupro(pix_masks, pix_maps) if measurable else float("nan"),
         "f1_max": f1_max(labels, scores) if both else float("nan"),
+        "false_alarm_rate": far,   # good test images above the calibrated threshold
+        "miss_rate": miss,         # defective test images at or below it
         "n_train": len(train),
         "n_test": len(cat.test),
         "n_missing_masks": len(unmasked),   # defective test images left out of the pixel metrics
-        "memory_bank_size": len(model.bank),
+        "memory_bank_size": model.memory_bank_size if hasattr(model, "members") else len(model.bank),
         "fit_seconds": round(fit_s, 2),
         "predict_seconds_per_image": round(predict_s, 4),
         "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -98,6 +117,7 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
         "crop_mode": model.preprocess.mode,
         "mask_protocol": mask_protocol,
         "threshold": model.threshold,
+        "target_false_alarm_rate": model.config.false_alarm_rate,  # 0: the largest held-out score
         "device": str(model.device),
     }
     return CategoryResult(metrics, labels, scores, [t.defect for t in cat.test],

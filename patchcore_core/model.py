@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .backbones import FeatureExtractor, get_spec, load_backbone
-from .calibration import calibration_folds
+from .calibration import calibration_folds, threshold_from_scores
 from .config import PatchCoreConfig
 from .coreset import greedy_coreset, random_coreset
 from .data import Preprocess, image_size, read_image
@@ -79,6 +79,9 @@ class PatchCore:
     def __init__(self, config: PatchCoreConfig | None = None, device: str = "auto", **overrides):
         base = asdict(config) if config is not None else {}
         self.config = PatchCoreConfig(**{**base, **overrides})
+        if "+" in self.config.backbone:
+            raise ValueError(f"backbone {self.config.backbone!r} is an ensemble: use "
+                             "patchcore_core.ensemble.make_model (or PatchCoreEnsemble)")
         self.device = resolve_device(device)
         self._extractor: FeatureExtractor | None = None
         self.preprocess: Preprocess | None = None
@@ -213,7 +216,7 @@ class PatchCore:
             for i, im in enumerate(images)]
 
         t_cal = time.perf_counter()
-        self.calibration_scores = []
+        self.calibration_scores, self.calibration_patches = [], []
         folds = calibration_folds(len(images), c.calibration_fraction, c.seed)
         if len(folds) == 1:
             # One split: the bank of the kept images serves both purposes. The
@@ -222,16 +225,18 @@ class PatchCore:
             # union covers the bank at least as well as either part does.
             kept, held = folds[0]
             bank = self._build_bank(feats[kept], kept, progress)
-            scores, _, _ = self._score_features(feats[held], bank)
+            scores, patch, _ = self._score_features(feats[held], bank)
             self.calibration_scores = scores.tolist()
+            self.calibration_patches = [patch]  # not saved; an ensemble takes its pixel statistics
             self.bank = MemoryBank.concat([bank, self._build_bank(feats[held], held, False)])
         else:
             for kept, held in folds:  # leave-one-out: small banks, cheap
                 bank = self._build_bank(feats[kept], kept, progress=False)
-                scores, _, _ = self._score_features(feats[held], bank)
+                scores, patch, _ = self._score_features(feats[held], bank)
                 self.calibration_scores += scores.tolist()
+                self.calibration_patches.append(patch)
             self.bank = self._build_bank(feats, list(range(len(images))), progress)
-        self.threshold = max(self.calibration_scores) if self.calibration_scores else None
+        self.threshold = threshold_from_scores(self.calibration_scores, c.false_alarm_rate or None)
         t_cal = time.perf_counter() - t_cal
 
         self.stats = {
@@ -345,7 +350,9 @@ class PatchCore:
         is checked first (:func:`~patchcore_core.model_checks.check_model_state`):
         a model file may come from a stranger."""
         check_model_state(metadata, tensors, source)
-        model = cls(PatchCoreConfig.from_dict(metadata["config"]), device=device)
+        config = dict(metadata["config"])
+        config.setdefault("false_alarm_rate", 0.0)  # files from before the setting: the largest score
+        model = cls(PatchCoreConfig.from_dict(config), device=device)
         c, p = model.config, metadata["preprocess"]
         model.preprocess = Preprocess(p["resize"], p["crop"], p["mode"], model.spec.mean, model.spec.std)
         model.embedding = PatchEmbedding(metadata["channels"], c.pretrain_dim, c.target_dim)

@@ -35,7 +35,8 @@ def min_image_size(backbone: str, sigma: float) -> int:
     Gaussian (truncated at 4 sigma, reflected borders) needs more pixels
     than its radius."""
     radius = int(4.0 * sigma + 0.5) if sigma > 0 else 0
-    return max(max(get_spec(backbone).strides), radius + 1)
+    stride = max(max(get_spec(name).strides) for name in backbone.split("+"))  # "+": an ensemble
+    return max(stride, radius + 1)
 
 
 def embedding_bytes(channels: list[int], pretrain_dim: int, target_dim: int) -> int:
@@ -94,6 +95,9 @@ def _check_config(c: _Checker, cfg):
     for key in ("resize", "image_size"):
         if cfg.get(key) is not None:  # resize None: the config's rule (image_size x 256/224)
             c.int_in(f"config.{key}", cfg[key], 1, MAX_IMAGE_SIDE)
+    far = cfg.get("false_alarm_rate", 0.0)
+    if not (_is_number(far) and 0 <= far < 1):  # 1 would call every good image anomalous
+        c.fail("config.false_alarm_rate", f"must be a number in [0, 1); the file says {far!r:.80}")
     if cfg.get("sigma", 0) < 0:
         c.fail("config.sigma", f"must be 0 or more; the file says {cfg['sigma']}")
     try:
@@ -159,6 +163,10 @@ def check_model_state(meta, tensors: dict, source="model file") -> None:
     cal = meta.get("calibration_scores", [])
     if not isinstance(cal, list) or not all(_is_number(v) for v in cal):
         c.fail("calibration_scores", f"must be a list of finite numbers; the file says {cal!r:.80}")
+    if thr is not None and cal and thr < max(cal):
+        # both threshold rules put it at or above every held-out good score (calibration.py)
+        c.fail("threshold", f"is {thr}, below the largest calibration score {max(cal)}: it would call "
+                            "good images that set it anomalous")
     if not isinstance(meta.get("stats", {}), dict):
         c.fail("stats", f"must be an object; the file says {meta.get('stats')!r:.80}")
 

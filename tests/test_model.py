@@ -6,7 +6,7 @@ import torch
 
 from patchcore_core import PatchCore, PatchCoreConfig
 from patchcore_core.backbones import BackboneError
-from patchcore_core.calibration import calibration_folds
+from patchcore_core.calibration import calibration_folds, threshold_from_scores
 from patchcore_core.serialization import FORMAT_VERSION, ModelFileError
 
 
@@ -40,7 +40,10 @@ def test_heatmap_peaks_on_the_defect(fitted, brick):
 
 
 def test_threshold_from_held_out_good_images(fitted):
+    # the default rule (measured on the real sets, see calibration.py): the largest held-out score
+    assert fitted.config.false_alarm_rate == 0
     assert fitted.threshold == max(fitted.calibration_scores)
+    assert threshold_from_scores(fitted.calibration_scores, 0.05) >= fitted.threshold
     assert len(fitted.calibration_scores) == 5  # 10% of 24, but at least 5
     assert fitted.stats["memory_bank_size"] == pytest.approx(0.1 * 24 * 28 * 28, rel=0.01)
 
