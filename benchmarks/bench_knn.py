@@ -77,6 +77,9 @@ def main():
     ap.add_argument("--banks", nargs="+", default=["full", "coreset10"], choices=["full", "coreset10"])
     ap.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     ap.add_argument("--nprobe", nargs="*", type=int, default=[], help="extra ivf rows at these nprobe")
+    ap.add_argument("--max-test", type=int, default=None,
+                    help="score this many test images, evenly spaced over the sorted list (every defect "
+                         "kind kept): exact search of the full bank costs ~600k x 784 x D per image")
     ap.add_argument("--cache", default="/tmp/patchcore-bench-knn")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown (README)")
     args = ap.parse_args()
@@ -88,12 +91,17 @@ def main():
     cat = MVTecCategory(args.root, args.category)
     data = extract(cat, cache)
     train, test, masks = data["train"], data["test"], data["masks"].numpy()
+    items = cat.test
+    if args.max_test is not None and args.max_test < len(items):
+        pick = np.linspace(0, len(items) - 1, args.max_test).round().astype(int)
+        test, masks, items = test[torch.from_numpy(pick)], masks[pick], [items[i] for i in pick]
     d = train.shape[-1]
     flat, queries = train.reshape(-1, d), test.reshape(-1, d)
-    labels = np.array([t.is_anomalous for t in cat.test], dtype=int)
+    labels = np.array([t.is_anomalous for t in items], dtype=int)
+    print(f"{len(items)} test images ({labels.sum()} defective), bank of {len(flat)} rows, D={d}")
     # defective images without a mask are left out of the pixel metrics, as in evaluate
-    pixels = np.array([not (t.is_anomalous and t.mask_path is None) for t in cat.test])
-    done_path = cache / "rows.jsonl"
+    pixels = np.array([not (t.is_anomalous and t.mask_path is None) for t in items])
+    done_path = cache / f"rows-test{len(items)}.jsonl"
     done = [json.loads(line) for line in done_path.read_text().splitlines()] if done_path.is_file() else []
 
     def trial(bank_name, bank, backend, ann, exact):

@@ -72,7 +72,7 @@ class PatchCoreConfig:
     nlist: int | None = setting(None, "ivf_*: k-means cells of the index (default: 4 sqrt(bank rows))")
     nprobe: int | None = setting(None, "ivf_*: cells searched per query (default: nlist/16, at least 8)")
     pq_m: int | None = setting(None, "ivf_pq: one-byte codes per row; must divide the feature width "
-                                     "(default: about one per 4 dimensions)")
+                                     "(default: about one per 8 dimensions)")
     k_factor: int | None = setting(None, "ivf_pq: candidates per neighbour re-ranked by exact distance "
                                          "(default: 8)")
     hnsw_m: int | None = setting(None, "hnsw: graph links per row (default: 32)")

@@ -83,7 +83,7 @@ def test_parameters_scale_with_the_bank():
     small, large = (scaled_params("ivf_pq", n, 152) for n in (10_000, 600_000))
     assert small["nlist"] == 10_000 // 39  # 4 sqrt(n) = 400 cells would get fewer than 39 points each
     assert large["nlist"] == round(4 * 600_000 ** 0.5)
-    assert 1 <= large["nprobe"] <= large["nlist"] and 152 % large["pq_m"] == 0 and large["pq_m"] == 38
+    assert 1 <= large["nprobe"] <= large["nlist"] and 152 % large["pq_m"] == 0 and large["pq_m"] == 19
     tiny = scaled_params("ivf_flat", 20, 8)
     assert tiny["nlist"] == 1 and tiny["nprobe"] == 1  # k-means needs points per cell
     given = scaled_params("ivf_flat", 10_000, 8, nlist=50, nprobe=500)
