@@ -35,7 +35,7 @@ from patchcore_core.search_eval import detection_metrics, search_trial
 from patchcore_core.tables import format_table
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKENDS = ("faiss", "ivf_flat", "ivf_pq", "hnsw")
+BACKENDS = ("faiss", "ivf_pq", "hnsw", "ivf_flat")
 COLUMNS = ["bank", "backend", "bank_rows", "recall_at_1", "image_auroc", "pixel_auroc", "aupro",
            "ms_per_image", "speedup", "index_mb", "build_s", "params"]
 
@@ -80,12 +80,20 @@ def main():
     ap.add_argument("--max-test", type=int, default=None,
                     help="score this many test images, evenly spaced over the sorted list (every defect "
                          "kind kept): exact search of the full bank costs ~600k x 784 x D per image")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="faiss and torch threads (on a shared, loaded machine 1 beats 2: OpenMP threads "
+                         "spin-wait for each other)")
     ap.add_argument("--cache", default="/tmp/patchcore-bench-knn")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown (README)")
     args = ap.parse_args()
     if not (Path(args.root) / args.category).is_dir():
         print(f"no data at {Path(args.root) / args.category}: nothing to measure")
         return
+    if args.threads:
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
     cache = Path(args.cache) / args.category
     cache.mkdir(parents=True, exist_ok=True)
     cat = MVTecCategory(args.root, args.category)
