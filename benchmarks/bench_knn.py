@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from patchcore_core import PatchCore
+from patchcore_core.ann import scaled_params
 from patchcore_core.coreset import greedy_coreset
 from patchcore_core.data import MVTecCategory, Preprocess, image_size
 from patchcore_core.search_eval import detection_metrics, search_trial
@@ -113,8 +114,10 @@ def main():
     done = [json.loads(line) for line in done_path.read_text().splitlines()] if done_path.is_file() else []
 
     def trial(bank_name, bank, backend, ann, exact):
-        """One row (cached in rows.jsonl): build, search, score."""
-        key = {"bank": bank_name, "backend": backend, "ann": ann}
+        """One row (cached in rows.jsonl, keyed by the resolved index parameters): build, search, score."""
+        resolved = {} if backend == "faiss" else scaled_params(backend, len(bank), d, **ann)
+        resolved.pop("backend", None)
+        key = {"bank": bank_name, "backend": backend, "ann": resolved}
         row = next((r for r in done if r["key"] == key), None)
         if row is not None:
             return row

@@ -70,11 +70,11 @@ class PatchCoreConfig:
         choices=KNN_BACKENDS)
     # Approximate indexes' parameters: None scales them to the bank (ann.scaled_params).
     nlist: int | None = setting(None, "ivf_*: k-means cells of the index (default: 4 sqrt(bank rows))")
-    nprobe: int | None = setting(None, "ivf_*: cells searched per query (default: nlist/16, at least 8)")
+    nprobe: int | None = setting(None, "ivf_*: cells searched per query (default: nlist/64, at least 8)")
     pq_m: int | None = setting(None, "ivf_pq: one-byte codes per row; must divide the feature width "
                                      "(default: about one per 8 dimensions)")
     k_factor: int | None = setting(None, "ivf_pq: candidates per neighbour re-ranked by exact distance "
-                                         "(default: 8)")
+                                         "(default: 128)")
     hnsw_m: int | None = setting(None, "hnsw: graph links per row (default: 32)")
     ef_search: int | None = setting(None, "hnsw: candidates kept while searching (default: 128)")
     batch_size: int = setting(8, "images per forward pass")
