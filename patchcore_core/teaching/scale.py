@@ -177,6 +177,9 @@ def plot_nprobe(rows: list[dict], highlight: int | None = None):
         if highlight is not None:
             ax.axvline(highlight, color="tab:red", alpha=0.5)
         ax.set_xscale("log")
+        if key == "image_auroc":  # at least 0.05 of range: a one-pair flip must not look like a cliff
+            low = min(r[key] for r in rows)
+            ax.set_ylim(min(low - 0.005, 0.955), 1.002)
         ax.set_xlabel("nprobe (cells searched per query)")
         ax.set_title(label)
         ax.grid(alpha=0.3)
