@@ -86,6 +86,7 @@ def main():
                          "spin-wait for each other)")
     ap.add_argument("--cache", default="/tmp/patchcore-bench-knn")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown (README)")
+    ap.add_argument("--table-only", action="store_true", help="print the rows measured so far, run nothing")
     args = ap.parse_args()
     if not (Path(args.root) / args.category).is_dir():
         print(f"no data at {Path(args.root) / args.category}: nothing to measure")
@@ -143,7 +144,7 @@ def main():
         done.append(row)
         return row
 
-    for bank_name in args.banks:
+    for bank_name in [] if args.table_only else args.banks:
         bank = flat if bank_name == "full" else flat[coreset_rows(flat, cache)].contiguous()
         exact = load_file(trial(bank_name, bank, "faiss", {}, None)["exact_path"])["distances"]
         trials = [(b, {}) for b in args.backends if b != "faiss"]
