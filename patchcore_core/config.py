@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from .ann import ANN_PARAMS
 from .backbones import BACKBONES, get_spec
 from .calibration import DEFAULT_FALSE_ALARM_RATE
 from .coreset import CORESET_METHODS
@@ -69,7 +70,19 @@ class PatchCoreConfig:
         DEFAULT_FALSE_ALARM_RATE, "0: the threshold is the largest held-out good score; a rate such as "
         "0.05: the score a good image exceeds that often, from a log-normal fitted to the held-out "
         "good scores (never below their largest): fewer false alarms, more misses")
-    knn_backend: str = setting("faiss", "nearest-neighbour search (same answers)", choices=KNN_BACKENDS)
+    knn_backend: str = setting(
+        "faiss", "nearest-neighbour search: faiss and torch are exact (same answers); ivf_flat, ivf_pq and "
+        "hnsw are faiss's approximate indexes, trained at fit time and saved with the model",
+        choices=KNN_BACKENDS)
+    # Approximate indexes' parameters: None scales them to the bank (ann.scaled_params).
+    nlist: int | None = setting(None, "ivf_*: k-means cells of the index (default: 4 sqrt(bank rows))")
+    nprobe: int | None = setting(None, "ivf_*: cells searched per query (default: nlist/128, at least 8)")
+    pq_m: int | None = setting(None, "ivf_pq: one-byte codes per row; must divide the feature width "
+                                     "(default: about one per 8 dimensions)")
+    k_factor: int | None = setting(None, "ivf_pq: candidates per neighbour re-ranked by exact distance "
+                                         "(default: 128)")
+    hnsw_m: int | None = setting(None, "hnsw: graph links per row (default: 32)")
+    ef_search: int | None = setting(None, "hnsw: candidates kept while searching (default: 128)")
     batch_size: int = setting(8, "images per forward pass")
     seed: int = setting(0, "seed for the coreset and the calibration split")
 
@@ -103,6 +116,9 @@ class PatchCoreConfig:
         for name in ("pretrain_dim", "target_dim", "projection_dim", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        for name, value in self.ann.items():
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 (or None: scaled to the bank), not {value}")
         if self.sigma < 0:
             raise ValueError(f"sigma must be >= 0, not {self.sigma}")
         smallest = min_image_size(self.backbone, self.sigma)  # else fit works and predict cannot
@@ -117,6 +133,11 @@ class PatchCoreConfig:
     def resize_to(self) -> int:
         """Pixels the image is resized to before the centre crop: the paper's 256 for 224."""
         return self.resize if self.resize is not None else round(self.image_size * 256 / 224)
+
+    @property
+    def ann(self) -> dict:
+        """The approximate index's settings (``None``: scaled to the bank)."""
+        return {name: getattr(self, name) for name in ANN_PARAMS}
 
     def to_dict(self) -> dict:
         """JSON-able settings (tuples as lists)."""

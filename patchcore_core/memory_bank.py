@@ -1,4 +1,4 @@
-"""The memory bank ``M`` and exact nearest-neighbour search.
+"""The memory bank ``M`` and its nearest-neighbour search.
 
 Each bank row remembers where it came from (training image, row,
 column), so every test patch can be explained by the normal patch
@@ -11,6 +11,10 @@ Two interchangeable searches give the same answers:
   with GPU support and the bank lives on CUDA);
 * ``torch``: chunked ``||q||^2 - 2 q.m + ||m||^2`` on the bank's device,
   memory bounded by ``chunk_bytes``.
+
+Three approximate ones trade a little accuracy for speed on large banks
+(``ivf_flat``, ``ivf_pq``, ``hnsw``; see :mod:`.ann`): their index is
+trained when the bank is built and saved with the model.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["KNN_BACKENDS", "MemoryBank", "knn_search"]
+from .ann import ANN_BACKENDS, build_index, scaled_params, set_search_params
 
-# Exact searches, same answers: faiss (flat L2 index) or chunked torch.
-KNN_BACKENDS = ("faiss", "torch")
+__all__ = ["EXACT_BACKENDS", "KNN_BACKENDS", "MemoryBank", "knn_search"]
+
+# Exact searches, same answers: faiss (flat L2 index) or chunked torch;
+# then faiss's approximate indexes (patchcore_core.ann).
+EXACT_BACKENDS = ("faiss", "torch")
+KNN_BACKENDS = EXACT_BACKENDS + ANN_BACKENDS
 
 
 def _torch_knn(queries: torch.Tensor, bank: torch.Tensor, k: int, chunk_bytes: int):
@@ -51,10 +59,12 @@ def _faiss_index(bank: torch.Tensor):
 
 def knn_search(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, backend: str = "faiss",
                chunk_bytes: int = 256 << 20, index=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact k nearest bank rows of each query row.
+    """The k nearest bank rows of each query row: exact, or from ``index``.
 
     Args:
         queries: ``[Q, D]``; bank: ``[M, D]``.
+        index: a faiss index over ``bank`` (any of :mod:`.ann`'s too); with
+            the ``faiss`` backend, built here when not given.
 
     Returns:
         (L2 distances ``[Q, k]`` ascending, bank indices ``[Q, k]``), on the
@@ -63,10 +73,21 @@ def knn_search(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, backend: s
     k = min(k, len(bank))
     if backend == "torch":
         return _torch_knn(queries, bank.to(queries.device), k, chunk_bytes)
-    if backend != "faiss":
+    if backend not in KNN_BACKENDS:
         raise ValueError(f"knn backend must be one of {', '.join(KNN_BACKENDS)}, not {backend!r}")
-    index = index or _faiss_index(bank)
-    d2, i = index.search(np.ascontiguousarray(queries.detach().float().cpu().numpy()), k)
+    if index is None:
+        if backend != "faiss":
+            raise ValueError(f"the {backend} backend needs its trained index (MemoryBank.build_index)")
+        index = _faiss_index(bank)
+    q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
+    d2, i = index.search(q, k)
+    short = (i < 0).any(axis=1)
+    if short.any():
+        # An approximate index returns -1 when the probed cells hold fewer than
+        # k rows: those queries are answered exactly rather than with holes.
+        exact_d, exact_i = _torch_knn(torch.from_numpy(q[short]), bank.detach().float().cpu(), k,
+                                      chunk_bytes)
+        d2[short], i[short] = exact_d.square().numpy(), exact_i.numpy()
     d = torch.from_numpy(d2).clamp_(min=0).sqrt_()
     return d.to(queries.device), torch.from_numpy(i).to(queries.device)
 
@@ -77,13 +98,20 @@ class MemoryBank:
     Attributes:
         features: ``[M, D]`` bank rows.
         origin: ``[M, 3]`` long: (training image, row, column) of each row.
+        backend: one of :data:`KNN_BACKENDS`.
+        ann: the approximate index's settings as given (``None`` values are
+            scaled to the bank by :func:`~patchcore_core.ann.scaled_params`).
     """
 
-    def __init__(self, features: torch.Tensor, origin: torch.Tensor, backend: str = "faiss"):
+    def __init__(self, features: torch.Tensor, origin: torch.Tensor, backend: str = "faiss",
+                 ann: dict | None = None, index=None):
         if len(features) != len(origin):
             raise ValueError(f"{len(features)} features but {len(origin)} origins")
         self.features, self.origin, self.backend = features, origin.long(), backend
-        self._index = None
+        self.ann = dict(ann or {})
+        self._index = index
+        if index is not None:
+            set_search_params(index, self.params)  # the config's, not the file's
 
     def __len__(self) -> int:
         return len(self.features)
@@ -92,16 +120,41 @@ class MemoryBank:
     def nbytes(self) -> int:
         return self.features.numel() * self.features.element_size()
 
+    @property
+    def is_approximate(self) -> bool:
+        return self.backend in ANN_BACKENDS
+
+    @property
+    def params(self) -> dict:
+        """The approximate index's resolved parameters (empty for exact backends)."""
+        if not self.is_approximate:
+            return {}
+        return scaled_params(self.backend, len(self.features), self.features.shape[1], **self.ann)
+
+    @property
+    def index(self):
+        """The approximate index (trained on first use; None for exact backends)."""
+        return self.build_index() if self.is_approximate else None
+
+    def build_index(self):
+        """Train the approximate index now (fit time) unless it exists; returns it."""
+        if self.is_approximate and self._index is None:
+            self._index = build_index(self.features, self.params)
+        return self._index
+
     @staticmethod
     def concat(banks: list[MemoryBank]) -> MemoryBank:
+        """One bank of all rows (its index, if approximate, is trained anew)."""
         return MemoryBank(torch.cat([b.features for b in banks]), torch.cat([b.origin for b in banks]),
-                          banks[0].backend)
+                          banks[0].backend, banks[0].ann)
 
     def to(self, device) -> MemoryBank:
-        return MemoryBank(self.features.to(device), self.origin.to(device), self.backend)
+        return MemoryBank(self.features.to(device), self.origin.to(device), self.backend, self.ann,
+                          self._index)  # faiss indexes stay on the CPU
 
     def search(self, queries: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Distances ``[Q, k]`` and bank indices ``[Q, k]`` of the k nearest rows."""
         if self.backend == "faiss" and self._index is None:
             self._index = _faiss_index(self.features)  # built once, reused per batch
+        self.build_index()
         return knn_search(queries, self.features, k, self.backend, index=self._index)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .ann import index_from_tensor, index_to_tensor
 from .backbones import FeatureExtractor, get_spec, load_backbone
 from .calibration import calibration_folds, threshold_from_scores
 from .config import PatchCoreConfig
@@ -167,7 +168,7 @@ class PatchCore:
                               rows.expand(n, h, w), cols.expand(n, h, w)], dim=-1).view(-1, 3)
         flat = feats.reshape(-1, d)
         keep = self._subsample(flat, progress)
-        return MemoryBank(flat[keep].contiguous(), origin[keep], self.config.knn_backend)
+        return MemoryBank(flat[keep].contiguous(), origin[keep], self.config.knn_backend, self.config.ann)
 
     def _score_features(self, feats: torch.Tensor, bank: MemoryBank):
         """``[B, h, w, D]`` -> (image scores ``[B]``, patch scores ``[B, h, w]``, nearest ``[B, h, w]``)."""
@@ -238,6 +239,9 @@ class PatchCore:
             self.bank = self._build_bank(feats, list(range(len(images))), progress)
         self.threshold = threshold_from_scores(self.calibration_scores, c.false_alarm_rate or None)
         t_cal = time.perf_counter() - t_cal
+        t_index = time.perf_counter()
+        self.bank.build_index()  # trained now, so that it is saved with the model
+        t_index = time.perf_counter() - t_index
 
         self.stats = {
             "n_train": len(images),
@@ -247,6 +251,7 @@ class PatchCore:
             "feature_dim": int(feats.shape[-1]),
             "fit_seconds": round(time.perf_counter() - t0, 3),
             "calibration_and_bank_seconds": round(t_cal, 3),
+            "index_seconds": round(t_index, 3),
             "crop_mode": mode,
             "device": str(self.device),
         }
@@ -330,6 +335,8 @@ class PatchCore:
         self._require_fitted()
         tensors = {"bank.features": self.bank.features.detach().float().cpu().contiguous(),
                    "bank.origin": self.bank.origin.detach().cpu().contiguous()}
+        if self.bank.is_approximate:  # the trained index as bytes: loading must not retrain it
+            tensors["bank.index"] = index_to_tensor(self.bank.build_index())
         metadata = {
             "config": self.config.to_dict(),
             "preprocess": {"resize": self.preprocess.resize, "crop": self.preprocess.crop,
@@ -360,7 +367,8 @@ class PatchCore:
         if feats.ndim != 2 or feats.shape[1] != model.embedding.compact_dim or len(origin) != len(feats):
             raise ValueError(f"bank shape {tuple(feats.shape)} does not match its metadata "
                              f"({model.embedding.compact_dim} features per row)")
-        model.bank = MemoryBank(feats.to(model.device), origin.to(model.device), c.knn_backend)
+        index = index_from_tensor(tensors["bank.index"]) if "bank.index" in tensors else None
+        model.bank = MemoryBank(feats.to(model.device), origin.to(model.device), c.knn_backend, c.ann, index)
         model.grid = tuple(metadata["grid"])
         model.threshold = metadata["threshold"]
         model.calibration_scores = metadata.get("calibration_scores", [])

@@ -190,9 +190,36 @@ def _check_bank(c: _Checker, tensors: dict, channels: list[int], config, grid, n
     if origin.shape != (len(feats), 3) or origin.is_floating_point() or origin.dtype == torch.bool:
         c.fail("bank.origin", f"has shape {tuple(origin.shape)} ({origin.dtype}); it must be whole "
                               f"numbers [{len(feats)}, 3]: (image, row, column) of each bank row")
+    _check_index(c, tensors, config.knn_backend, feats.shape[0], feats.shape[1])
     lows = origin.amin(dim=0).tolist()
     highs = origin.amax(dim=0).tolist()
     for i, (what, limit) in enumerate((("image", n_names), ("row", grid[0]), ("column", grid[1]))):
         if lows[i] < 0 or highs[i] >= limit:
             c.fail("bank.origin", f"names {what} {highs[i] if highs[i] >= limit else lows[i]}, "
                                   f"outside 0..{limit - 1}")
+
+
+def _check_index(c: _Checker, tensors: dict, backend: str, n: int, d: int):
+    """The approximate index's bytes: present exactly when the backend is
+    approximate, a faiss index of the backend's kind over every bank row."""
+    import torch
+
+    from .ann import ANN_BACKENDS, index_from_tensor, index_problem
+
+    data = tensors.get("bank.index")
+    if backend not in ANN_BACKENDS:
+        if data is not None:
+            c.fail("bank.index", f"is present but config.knn_backend {backend!r} is an exact search")
+        return
+    if data is None:
+        c.fail("bank.index", f"(a tensor) is missing: the {backend} backend needs its trained index")
+    if data.dtype != torch.uint8 or data.ndim != 1 or data.numel() == 0:
+        c.fail("bank.index", f"must be a non-empty 1-D uint8 tensor of faiss index bytes; it is "
+                             f"{data.dtype} {tuple(data.shape)}")
+    try:
+        index = index_from_tensor(data)
+    except ValueError as exc:
+        c.fail("bank.index", str(exc))
+    problem = index_problem(index, backend, n, d)
+    if problem:
+        c.fail("bank.index", problem)

@@ -1,0 +1,82 @@
+"""Measure a nearest-neighbour backend against exact search.
+
+One trial = build the backend's index over a bank, answer the test
+patches, and report what the trade-off costs: recall@1 against exact
+search, build seconds, search milliseconds per image, index megabytes,
+and (with labels and masks) the detection metrics that follow from its
+patch scores. ``benchmarks/bench_knn.py`` and notebook 07 both use it, on
+features extracted once.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .memory_bank import MemoryBank
+from .metrics import aupro, image_auroc, pixel_auroc
+from .scoring import anomaly_map, image_scores
+
+__all__ = ["recall_at_1", "index_megabytes", "search_trial", "detection_metrics"]
+
+
+def recall_at_1(distances: torch.Tensor, exact: torch.Tensor, rtol: float = 1e-4) -> float:
+    """Share of queries whose answer is at the exact nearest distance.
+
+    Compared by distance, not by row, so that an equally near duplicate row
+    counts as found (an approximate index never returns a nearer one)."""
+    return float((distances <= exact * (1 + rtol) + 1e-6).float().mean())
+
+
+def index_megabytes(bank: MemoryBank) -> float:
+    """What the bank's search structure occupies: the serialised index for
+    the approximate backends, the flat rows for the exact ones."""
+    if bank.is_approximate:
+        import faiss
+
+        return len(faiss.serialize_index(bank.build_index())) / 2**20
+    return bank.nbytes / 2**20
+
+
+def search_trial(bank_features: torch.Tensor, queries: torch.Tensor, backend: str, n_images: int = 1,
+                 exact: torch.Tensor | None = None, **ann) -> dict:
+    """Build ``backend`` over ``bank_features`` ``[M, D]`` and search ``queries`` ``[Q, D]``.
+
+    Args:
+        n_images: how many images the queries are (for milliseconds per image).
+        exact: ``[Q]`` exact nearest distances, for recall@1.
+        ann: index parameters (``nlist``, ``nprobe``, ...; see :mod:`.ann`).
+
+    Returns:
+        a row: ``backend``, the resolved parameters, ``build_s``,
+        ``ms_per_image``, ``index_mb``, ``recall_at_1`` (with ``exact``), and
+        ``distances`` ``[Q]`` (a tensor, for scoring).
+    """
+    origin = torch.zeros(len(bank_features), 3, dtype=torch.long)
+    bank = MemoryBank(bank_features, origin, backend, ann)
+    t0 = time.perf_counter()
+    bank.build_index()
+    build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dist, _ = bank.search(queries, k=1)
+    search_s = time.perf_counter() - t0
+    row = {"backend": backend, **{k: v for k, v in bank.params.items() if k != "backend"},
+           "build_s": round(build_s, 2), "ms_per_image": 1000 * search_s / max(1, n_images),
+           "index_mb": round(index_megabytes(bank), 1)}
+    if exact is not None:
+        row["recall_at_1"] = recall_at_1(dist[:, 0], exact)
+    row["distances"] = dist[:, 0]
+    return row
+
+
+def detection_metrics(patch_scores: torch.Tensor, labels: np.ndarray, masks: np.ndarray | None,
+                      image_size: int, sigma: float = 4.0, upsample: str = "bilinear") -> dict:
+    """Image AUROC (and pixel AUROC, AUPRO with ``masks``) from ``[N, h, w]`` patch scores."""
+    out = {"image_auroc": image_auroc(labels, image_scores(patch_scores).numpy())}
+    if masks is not None and masks.any() and not masks.all():
+        maps = anomaly_map(patch_scores, image_size, sigma, upsample).numpy()
+        out["pixel_auroc"] = pixel_auroc(masks, maps)
+        out["aupro"] = aupro(masks, maps)
+    return out

@@ -1,0 +1,62 @@
+"""Notebook 07's helpers (patchcore_core.teaching.scale) on the built-in brick data."""
+
+import matplotlib
+import numpy as np
+import pytest
+
+from patchcore_core.tables import format_table
+from patchcore_core.teaching import scale
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_faiss_thread():
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # spin-waiting threads crawl on a few shared cores
+    yield
+    faiss.omp_set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def feats(builtin_root):
+    return scale.category_features(builtin_root, "brick", max_test=12)
+
+
+def test_category_features_keep_both_classes(feats):
+    assert feats["train"].shape[1:3] == feats["test"].shape[1:3] == (28, 28)
+    assert len(feats["labels"]) == 12 and 0 < feats["labels"].sum() < 12
+    assert feats["masks"].shape == (12, feats["image_size"], feats["image_size"])
+
+
+def test_growth_table_grows(feats):
+    rows = scale.growth_table(feats["train"], feats["test"], counts=[8, 2, 4])
+    assert [r["n_train"] for r in rows] == [2, 4, 8]
+    h, w = feats["train"].shape[1:3]
+    assert [r["bank_rows"] for r in rows] == [2 * h * w, 4 * h * w, 8 * h * w]
+    assert all(r["coreset_rows"] == round(0.1 * r["bank_rows"]) for r in rows)
+    assert all(r["search_ms_full"] > 0 and r["coreset_s"] > 0 for r in rows)
+    assert "bank_rows" in format_table(rows)
+    fig = scale.plot_growth(rows)
+    assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 2
+    plt.close(fig)
+
+
+def test_nprobe_table_reaches_exact_search(feats):
+    rows = scale.nprobe_table(feats["train"][:8], feats["test"], feats["labels"], nprobes=[1, 4, 10_000])
+    exact = rows[0]
+    assert exact["backend"] == "faiss (exact)" and exact["recall_at_1"] == 1.0
+    flat = [r for r in rows if r["backend"] == "ivf_flat"]
+    pq = [r for r in rows if r["backend"] == "ivf_pq"]
+    assert [r["nprobe"] for r in flat][-1] == flat[0]["nlist"]  # capped at nlist
+    recalls = [r["recall_at_1"] for r in flat]
+    assert recalls == sorted(recalls) and recalls[-1] == 1.0  # every cell probed: exact
+    assert flat[-1]["image_auroc"] == pytest.approx(exact["image_auroc"])
+    assert pq[-1]["recall_at_1"] > 0.95 and 0 < pq[0]["scanned"] < 1
+    fig = scale.plot_nprobe(rows, highlight=4)
+    assert len(fig.axes) == 3
+    assert np.isclose(fig.axes[0].lines[0].get_ydata()[-1], 1.0)
+    plt.close(fig)
