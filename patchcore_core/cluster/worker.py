@@ -45,6 +45,7 @@ def _worker_model(config: dict, preprocess: dict, device: str):
         model = PatchCore(PatchCoreConfig.from_dict(config), device=device)
         model.preprocess = Preprocess(preprocess["resize"], preprocess["crop"], preprocess["mode"],
                                       model.spec.mean, model.spec.std)
+        _ = model.extractor  # the backbone, loaded now: once per process, timed apart from the images
         _MODELS[key] = model
     return _MODELS[key]
 
@@ -75,7 +76,8 @@ def shard_greedy_task(features: np.ndarray, count: int, projection_dim: int, see
     from ..composable import shard_greedy
 
     t0 = time.perf_counter()
-    local, radius = shard_greedy(torch.from_numpy(features), count, projection_dim, seed)
+    # np.array: arrays from Ray's object store are read-only; torch wants its own copy
+    local, radius = shard_greedy(torch.from_numpy(np.array(features)), count, projection_dim, seed)
     return {"indices": local.numpy(), "radius": radius, "seconds": time.perf_counter() - t0,
             **process_info()}
 
@@ -87,5 +89,5 @@ def shard_radius_task(features: np.ndarray, centres: np.ndarray) -> dict:
     from ..composable import covering_radius_faiss
 
     t0 = time.perf_counter()
-    r = covering_radius_faiss(torch.from_numpy(features), torch.from_numpy(centres))
+    r = covering_radius_faiss(torch.from_numpy(np.array(features)), torch.from_numpy(np.array(centres)))
     return {"radius": r, "seconds": time.perf_counter() - t0, **process_info()}
