@@ -15,6 +15,11 @@ import os
 import pytest
 import torch
 
+# Ray replaces 127.0.0.1 in an address with this machine's network address (and then cannot
+# reach the nodes started on the loopback); with this switch off it keeps the loopback, so
+# the test cluster never leaves 127.0.0.1. Read when ray is imported: set before.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ray = pytest.importorskip("ray")
 
 from patchcore_core import PatchCore  # noqa: E402
@@ -31,7 +36,6 @@ def two_nodes():
     """A head node and a worker node (1 CPU each) on 127.0.0.1, the driver connected to them."""
     from ray.cluster_utils import Cluster
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 150 << 20}
     cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
     try:

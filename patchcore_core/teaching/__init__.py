@@ -11,7 +11,8 @@ one module per topic:
 * :mod:`.sweeps`: ablation plots (05; the numbers come from
   :mod:`patchcore_core.evaluation`);
 * :mod:`.own_data`: a stand-in for your own images (06);
+* :mod:`.shards`: composable coresets and sharded search on the 2-D toy (07);
 * :mod:`.checks`: the exercise checks (every notebook): correct, or a specific hint.
 """
 
-from . import checks, coreset, evaluation, features, own_data, scoring, sweeps, toy  # noqa: F401  (light: plots import lazily)
+from . import checks, coreset, evaluation, features, own_data, scoring, shards, sweeps, toy  # noqa: F401  (light: plots import lazily)
