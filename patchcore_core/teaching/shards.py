@@ -143,9 +143,10 @@ def plot_sharded_search(points: np.ndarray, shard_of: np.ndarray, query: np.ndar
         colour = SHARD_COLOURS[s % len(SHARD_COLOURS)]
         mine = shard_of == s
         ax.scatter(points[mine, 0], points[mine, 1], s=10, c=colour, alpha=0.35)
-        ax.plot(*zip(query, points[row]), c=colour, lw=4 if row == best else 1.2,
+        ax.plot(*zip(query, points[row]), c=colour, lw=4 if row == best else 1.5, zorder=4,
                 label=f"shard {s}: nearest at {d:.2f}" + ("  <- min wins" if row == best else ""))
-    ax.scatter(*query, s=200, c="crimson", marker="X", label="query patch", zorder=3)
+        ax.scatter(*points[row], s=90, c=colour, edgecolors="black", zorder=5)
+    ax.scatter(*query, s=60, c="crimson", marker="X", label="query patch", zorder=6)
     ax.set_title(f"sharded search: every shard answers,\nthe smallest distance ({best_d:.2f}) wins")
     ax.set_aspect("equal")
     ax.legend(loc="lower right", fontsize=8)
