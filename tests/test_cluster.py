@@ -65,8 +65,11 @@ def test_fit_runs_on_both_nodes(fitted_on_cluster, brick):
     local = PatchCore(device="cpu", **SMALL)
     local.preprocess = model.preprocess
     expected = local.extract(brick.train[:8])
-    again = cluster.extract(model, brick.train[:8])
+    # ... and the same when the images travel as bytes (--ship-images: no shared filesystem)
+    shipping = RayCluster(cluster.address, ship_images=True, timeout_s=300)
+    again = shipping.extract(model, brick.train[:8])
     assert torch.allclose(again, expected, rtol=1e-4, atol=1e-3)
+    assert shipping.stats["bytes_between_nodes"] > sum(p.stat().st_size for p in brick.train[:8])
 
 
 def test_composable_radius_is_close_to_the_single_machine_one(fitted_on_cluster):
@@ -93,6 +96,14 @@ def test_sharded_search_equals_one_index(fitted_on_cluster, brick):
     finally:
         model.bank = model_bank
     assert torch.allclose(scores_cluster, scores_one, rtol=1e-5)
+
+
+def test_a_model_fitted_on_the_cluster_saves_and_loads(fitted_on_cluster, brick, tmp_path):
+    _, model = fitted_on_cluster
+    loaded = PatchCore.load(model.save(tmp_path / "m.safetensors"), device="cpu")
+    assert loaded.stats["cluster_nodes"] == 2 and type(loaded.bank) is MemoryBank
+    images = [t.path for t in brick.test[-2:]]
+    assert torch.allclose(loaded.score(images)[0], model.score(images)[0], rtol=1e-5)
 
 
 def test_a_worker_that_dies_mid_fit_has_its_images_retried(two_nodes, brick, tmp_path, monkeypatch):
@@ -134,3 +145,11 @@ def test_cli_evaluate_with_ray_writes_cluster_fields(two_nodes, builtin_root, tm
     row = json.loads(out.read_text())["grass"]
     assert row["cluster_nodes"] == 2 and row["covering_radius"] > 0
     assert row["image_auroc"] is not None and row["memory_bank_size"] > 0
+    # --category all: one Ray task per category, one table
+    code = main(["evaluate", "--data", str(builtin_root), "--category", "all", "--shots", "4",
+                 "--image-size", "128", "--ray", two_nodes.address, "--quiet", "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())
+    assert sorted(rows) == ["brick", "grass", "gravel"]
+    for r in rows.values():
+        assert r["cluster_nodes"] == 2 and r["covering_radius"] > 0 and r["n_train"] == 4
