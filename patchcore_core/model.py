@@ -248,7 +248,10 @@ class PatchCore:
             self.bank = self._build_bank(feats, list(range(len(images))), progress)
         self.threshold = max(self.calibration_scores) if self.calibration_scores else None
         t_cal = time.perf_counter() - t_cal
+        t_radius = time.perf_counter()
         radii = self._radii(feats.reshape(-1, feats.shape[-1])) if self.cluster or self.measure_radius else {}
+        if radii:  # a measurement, not part of the fit: its time is reported apart
+            radii["radius_seconds"] = round(time.perf_counter() - t_radius, 3)
         if self.cluster is not None:
             self.bank = self.cluster.shard_bank(self.bank)
             radii.update(self.cluster.describe())
