@@ -1,6 +1,7 @@
 """The ``patchcore`` command: fit, predict, evaluate, data.
 
     patchcore data                                   # write the built-in dataset
+    patchcore data download mvtec_ad --category bottle --root ~/data   # a public data set
     patchcore evaluate --category all                # built-in data, every category
     patchcore evaluate --data ~/mvtec --category bottle --json results.json
     patchcore fit --images good/ --out model.safetensors
@@ -310,10 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
                "is used. Run 'patchcore COMMAND --help' for a command's options.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    d = sub.add_parser("data", help="write the built-in dataset and print its folder")
+    d = sub.add_parser("data", help="write the built-in dataset and print its folder; "
+                                    "'data download NAME' fetches a public one (mvtec_ad, visa, ...)")
     d.add_argument("--out", help="folder to write it to (default: the cache folder)")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_data)
+    from .datasets.cli import add_data_actions
+
+    add_data_actions(d)  # 'data download', 'data list'; plain 'data' as before
 
     e = sub.add_parser("evaluate", help="fit on train/good and measure on test (MVTec layout)")
     e.add_argument("--data", help="MVTec-layout root (default: the built-in dataset)")

@@ -1,0 +1,75 @@
+"""``patchcore data download NAME ...`` and ``patchcore data list``: the options and the two commands.
+
+Plain ``patchcore data`` (the built-in dataset) stays as it was: these are
+optional actions added to its parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .registry import DATASETS
+
+__all__ = ["add_data_actions", "default_root"]
+
+
+def default_root():
+    from ..builtin_data import default_cache_dir
+
+    return default_cache_dir() / "datasets"
+
+
+def _note(msg: str) -> None:
+    print(f"note: {msg}", file=sys.stderr)
+
+
+def cmd_data_download(args) -> int:
+    from .get import download_dataset
+
+    # a licence is asked for on a terminal only; a script must say --accept-licence
+    ask = input if sys.stdin.isatty() else None
+    download_dataset(args.name, args.root or default_root(), args.category, mirror=args.mirror,
+                     accept_licence=args.accept_licence, ask=ask, force=args.force,
+                     keep_archives=args.keep_archives, progress=not args.quiet, note=_note)
+    return 0
+
+
+def cmd_data_list(args) -> int:
+    from ..tables import format_table
+
+    rows = [{"name": d.name, "title": d.title, "categories": len(d.categories), "licence": d.licence,
+             "size": "manual download" if d.manual else
+             ", ".join(sorted({a.size for a in d.archives if a.size})) or "direct"}
+            for d in DATASETS.values()]
+    print(format_table(rows))
+    print(f"\npatchcore data download NAME [--category C ...] [--root DIR] (default root: {default_root()})")
+    return 0
+
+
+def add_data_actions(data_parser: argparse.ArgumentParser) -> None:
+    """``download`` and ``list`` under ``patchcore data`` (which still works alone)."""
+    actions = data_parser.add_subparsers(dest="data_action", metavar="ACTION", required=False,
+                                         title="actions (optional)")
+    dl = actions.add_parser(
+        "download", help="download a public data set into the MVTec layout",
+        description="Download a public anomaly-detection data set, check its checksum, unpack it and "
+                    "arrange it in the MVTec AD layout that --data reads. An interrupted download "
+                    "resumes when the command is run again.")
+    dl.add_argument("name", choices=list(DATASETS), help="the data set")
+    dl.add_argument("--category", nargs="+", action="extend", metavar="C",
+                    help="only these categories (default: all)")
+    dl.add_argument("--root", help="folder that receives ROOT/NAME/<category>/ (default: "
+                                   "the cache folder's datasets/, see 'patchcore data list')")
+    dl.add_argument("--accept-licence", "--accept-license", action="store_true", dest="accept_licence",
+                    help="accept the data set's licence (printed first) without being asked")
+    dl.add_argument("--mirror", metavar="URL",
+                    help="fetch the publisher's file names from this address or local folder instead "
+                         "(a teacher's server); a SHA256SUMS file there overrides the published sums")
+    dl.add_argument("--force", action="store_true", help="fetch categories that are already there again")
+    dl.add_argument("--keep-archives", action="store_true",
+                    help="keep the downloaded archives in ROOT/.downloads (default: deleted once unpacked)")
+    dl.add_argument("--quiet", action="store_true", help="no progress bars")
+    dl.set_defaults(func=cmd_data_download)
+    ls = actions.add_parser("list", help="the data sets 'download' knows, with their licences")
+    ls.set_defaults(func=cmd_data_list)
