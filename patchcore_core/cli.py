@@ -113,12 +113,15 @@ def cmd_evaluate(args) -> int:
     if not cats:
         print(f"error: {root} holds no category (no <category>/train/good folder)", file=sys.stderr)
         return 2
+    if args.ray and len(cats) > 1:
+        return _evaluate_sweep(args, root, cats)
+    cluster = _cluster(args)
     rows = []
     for cat in cats:
         print(f"== {cat}", file=sys.stderr)
         res = evaluate_category(root, cat, shots=args.shots, device=args.device,
                                 progress=not args.quiet, mask_protocol=args.mask_protocol,
-                                **config_from_args(args))
+                                cluster=cluster, **config_from_args(args))
         if res.missing_masks:
             names = ", ".join(Path(p).name for p in res.missing_masks[:3])
             more = f" and {len(res.missing_masks) - 3} more" if len(res.missing_masks) > 3 else ""
@@ -130,6 +133,8 @@ def cmd_evaluate(args) -> int:
             "memory_bank_size", "fit_seconds", "predict_seconds_per_image", "peak_rss_mb"]
     if any(r.get("n_missing_masks") for r in rows):
         keys.insert(keys.index("n_test") + 1, "n_missing_masks")
+    keys += [k for k in ("cluster_nodes", "covering_radius", "single_machine_covering_radius")
+             if any(k in r for r in rows)]
     print(format_table(rows, keys))
     if args.json:
         _write_json_atomic(Path(args.json), {r["category"]: r for r in rows})
@@ -160,6 +165,48 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def _cluster(args):
+    """The RayCluster that ``--ray`` names (None without it)."""
+    if not getattr(args, "ray", None):
+        return None
+    from .cluster import RayCluster
+
+    cluster = RayCluster(args.ray, ship_images=args.ship_images,
+                         single_machine_radius=args.single_machine_radius)
+    print(f"ray: {cluster.n_nodes} node(s), {cluster.n_cpus} CPU(s) at {args.ray}", file=sys.stderr)
+    return cluster
+
+
+def _evaluate_sweep(args, root: Path, cats: list[str]) -> int:
+    """``evaluate --category all --ray``: one Ray task per category, one table; a failed
+    category is reported with its setting and the others still finish."""
+    from .cluster import alive_nodes, connect, run_sweep
+
+    connect(args.ray)
+    nodes = len(alive_nodes())
+    config = config_from_args(args)
+    jobs = [{"root": str(root), "category": c, "shots": args.shots, "mask_protocol": args.mask_protocol,
+             "config": config} for c in cats]
+    rows = run_sweep(jobs, progress=not args.quiet,
+                     on_row=lambda r: print(f"== {r['category']}" + (" failed" if "error" in r else ""),
+                                            file=sys.stderr))
+    for r in rows:
+        r["cluster_nodes"] = nodes
+    ok = [r for r in rows if "error" not in r]
+    keys = ["category", "image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test",
+            "memory_bank_size", "fit_seconds", "predict_seconds_per_image", "peak_rss_mb", "cluster_nodes",
+            "covering_radius"]
+    if ok:
+        print(format_table(ok, keys))
+    for r in rows:
+        if "error" in r:
+            print(f"error: {r['category']} ({r['setting']}): {r['error']}", file=sys.stderr)
+    if args.json:
+        _write_json_atomic(Path(args.json), {r["category"]: r for r in rows})
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 1 if len(ok) < len(rows) else 0
+
+
 def cmd_fit(args) -> int:
     from .config import PatchCoreConfig
     from .data import MVTecCategory, few_shot, image_folder
@@ -168,7 +215,8 @@ def cmd_fit(args) -> int:
 
     # bad settings or an unwritable --out: refused before any image is read
     check_output_file(args.out, "--out", suffix=".safetensors")
-    model = make_model(PatchCoreConfig(**config_from_args(args)), device=args.device)
+    model = make_model(PatchCoreConfig(**config_from_args(args)), device=args.device,
+                       cluster=_cluster(args))
     if args.images:
         train = image_folder(args.images, on_skip=_note)
     else:
@@ -183,7 +231,25 @@ def cmd_fit(args) -> int:
     card = model.summary()
     print(f"saved {args.out}: {card['n_train']} images, memory bank {card['memory_bank_size']} patches, "
           f"threshold {format_value(card['threshold'])}, fit {card['fit_seconds']:.1f} s")
+    if "covering_radius" in card:
+        print(f"cluster: {card['cluster_nodes']} node(s), covering radius {card['covering_radius']:.3f}" +
+              (f" (single machine: {card['single_machine_covering_radius']:.3f})"
+               if "single_machine_covering_radius" in card else ""))
     return 0
+
+
+def add_cluster_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray cluster (pip install 'patchcore-core[cluster]')")
+    g.add_argument("--ray", metavar="ADDRESS",
+                   help="run on a Ray cluster: 'auto' joins the one running here, 'local' starts one in "
+                        "this process, HOST:PORT joins that head node. With --category all, each "
+                        "category is a Ray task")
+    g.add_argument("--ship-images", action="store_true",
+                   help="send the images' bytes to the workers (default: paths, on a filesystem all "
+                        "nodes share)")
+    g.add_argument("--single-machine-radius", action="store_true",
+                   help="also run the single-machine greedy coreset on the same features and report its "
+                        "covering radius beside the cluster's (costs one more coreset)")
 
 
 def cmd_predict(args) -> int:
@@ -294,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "them; use it to compare with that code's figures) (default: %(default)s)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_options(e)
+    add_cluster_options(e)
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("benchmark", help="every category of a dataset, resumable, with the paper's tables",
@@ -325,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--shots", type=int, help="use only this many training images")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_options(f)
+    add_cluster_options(f)
     f.set_defaults(func=cmd_fit)
 
     r = sub.add_parser("predict", help="score images with a saved model")
@@ -345,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .backbones import BackboneError
+    from .cluster.connect import ClusterError
     from .data import DataError
     from .serialization import ModelFileError
 
@@ -360,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().parse_args(argv)  # the usual error for unknown options
     try:
         return args.func(args)
-    except (DataError, ModelFileError, BackboneError, ValueError) as exc:
+    except (DataError, ModelFileError, BackboneError, ClusterError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -39,10 +39,19 @@ def is_ensemble(backbone: str) -> bool:
     return "+" in backbone
 
 
-def make_model(config: PatchCoreConfig | None = None, device: str = "auto", **overrides):
-    """A :class:`~patchcore_core.PatchCore`, or a :class:`PatchCoreEnsemble` for ``a+b+c`` backbones."""
+def make_model(config: PatchCoreConfig | None = None, device: str = "auto", cluster=None,
+               measure_radius: bool = False, **overrides):
+    """A :class:`~patchcore_core.PatchCore`, or a :class:`PatchCoreEnsemble` for ``a+b+c`` backbones.
+
+    ``cluster`` and ``measure_radius``: as for :class:`~patchcore_core.PatchCore` (single backbones only).
+    """
     cfg = PatchCoreConfig(**{**(asdict(config) if config else {}), **overrides})
-    return (PatchCoreEnsemble if is_ensemble(cfg.backbone) else PatchCore)(cfg, device=device)
+    if not is_ensemble(cfg.backbone):
+        return PatchCore(cfg, device=device, cluster=cluster, measure_radius=measure_radius)
+    if cluster is not None or measure_radius:
+        raise ValueError(f"backbone {cfg.backbone!r} is an ensemble, which runs on one machine: "
+                         "give one backbone with --ray (or leave out --ray)")
+    return PatchCoreEnsemble(cfg, device=device)
 
 
 def load_model(path, device: str = "auto"):

@@ -65,18 +65,21 @@ class CategoryResult:
 
 
 def evaluate_category(root, category: str, shots: int | None = None, device: str = "auto",
-                      progress: bool = True, mask_protocol: str = "nearest", **config) -> CategoryResult:
+                      progress: bool = True, mask_protocol: str = "nearest", cluster=None,
+                      measure_radius: bool = False, **config) -> CategoryResult:
     """Fit PatchCore on ``root/category/train/good`` and score its test set.
 
     ``mask_protocol`` says how the ground truth is resized to the model's
-    resolution (see :meth:`~patchcore_core.data.Preprocess.mask`).
+    resolution (see :meth:`~patchcore_core.data.Preprocess.mask`). ``cluster``
+    and ``measure_radius``: as for :class:`~patchcore_core.model.PatchCore`.
     """
     check_mask_protocol(mask_protocol)  # before minutes of fitting, not after
     cat = MVTecCategory(root, category)
     if not cat.test:
         raise ValueError(f"{cat.path / 'test'}: no test images to evaluate on")
     train = few_shot(cat.train, shots, seed=config.get("seed", 0))
-    model = make_model(device=device, **config)  # a PatchCoreEnsemble for "a+b+c" backbones
+    model = make_model(device=device, cluster=cluster, measure_radius=measure_radius,
+                       **config)  # a PatchCoreEnsemble for "a+b+c" backbones
     t0 = time.perf_counter()
     model.fit(train, progress=progress)
     fit_s = time.perf_counter() - t0
@@ -122,6 +125,9 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
         "target_false_alarm_rate": model.config.false_alarm_rate,  # 0: the largest held-out score
         "device": str(model.device),
     }
+    for key in ("covering_radius", "single_machine_covering_radius", "cluster_nodes", "cluster_shards"):
+        if key in model.stats:  # measured only with a cluster, or when asked
+            metrics[key] = model.stats[key]
     return CategoryResult(metrics, labels, scores, [t.defect for t in cat.test],
                           [t.path for t in cat.test], masks, maps, model, [t.path for t in unmasked])
 

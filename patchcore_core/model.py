@@ -75,15 +75,25 @@ class PatchCore:
     Args:
         config: a :class:`PatchCoreConfig`; keyword overrides are applied on top.
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``.
+        cluster: a :class:`~patchcore_core.cluster.RayCluster` (or its address: ``"local"``,
+            ``"auto"``, ``"HOST:PORT"``): features, coreset and search then run on it.
+        measure_radius: also report the bank's covering radius over all training
+            patches (always done with a cluster); costs about one more coreset.
     """
 
-    def __init__(self, config: PatchCoreConfig | None = None, device: str = "auto", **overrides):
+    def __init__(self, config: PatchCoreConfig | None = None, device: str = "auto", cluster=None,
+                 measure_radius: bool = False, **overrides):
         base = asdict(config) if config is not None else {}
         self.config = PatchCoreConfig(**{**base, **overrides})
         if "+" in self.config.backbone:
             raise ValueError(f"backbone {self.config.backbone!r} is an ensemble: use "
                              "patchcore_core.ensemble.make_model (or PatchCoreEnsemble)")
         self.device = resolve_device(device)
+        if isinstance(cluster, str):
+            from .cluster import RayCluster
+
+            cluster = RayCluster(cluster)
+        self.cluster, self.measure_radius = cluster, measure_radius
         self._extractor: FeatureExtractor | None = None
         self.preprocess: Preprocess | None = None
         self.embedding: PatchEmbedding | None = None
@@ -155,6 +165,8 @@ class PatchCore:
             return torch.arange(len(feats), device=feats.device)
         if c.coreset == "random":
             return random_coreset(feats, c.coreset_ratio, seed=c.seed).indices
+        if self.cluster is not None:  # greedy per shard, then over the union (composable.py)
+            return self.cluster.coreset(feats, c.coreset_ratio, c.projection_dim, c.seed)
         return greedy_coreset(feats, c.coreset_ratio, projection_dim=c.projection_dim,
                               seed=c.seed, progress=progress).indices
 
@@ -210,7 +222,10 @@ class PatchCore:
             mode = Preprocess.choose_mode([image_size(im) for im in images])
         self.preprocess = self._make_preprocess(mode)
         self.embedding = None
-        feats = self.extract(images, "features", progress)
+        if self.cluster is not None:
+            feats = self.cluster.extract(self, images, progress)
+        else:
+            feats = self.extract(images, "features", progress)
         self.grid = tuple(feats.shape[1:3])
         self.train_names = list(names) if names is not None else [
             str(im) if isinstance(im, (str, bytes)) or hasattr(im, "__fspath__") else f"image {i}"
@@ -239,8 +254,16 @@ class PatchCore:
             self.bank = self._build_bank(feats, list(range(len(images))), progress)
         self.threshold = threshold_from_scores(self.calibration_scores, c.false_alarm_rate or None)
         t_cal = time.perf_counter() - t_cal
+        t_radius = time.perf_counter()
+        radii = self._radii(feats.reshape(-1, feats.shape[-1])) if self.cluster or self.measure_radius else {}
+        if radii:  # a measurement, not part of the fit: its time is reported apart
+            radii["radius_seconds"] = round(time.perf_counter() - t_radius, 3)
+        if self.cluster is not None:
+            self.bank = self.cluster.shard_bank(self.bank)
+            radii.update(self.cluster.describe())
         t_index = time.perf_counter()
-        self.bank.build_index()  # trained now, so that it is saved with the model
+        if self.cluster is None:  # a sharded bank searches exact flat indexes on its actors
+            self.bank.build_index()  # trained now, so that it is saved with the model
         t_index = time.perf_counter() - t_index
 
         self.stats = {
@@ -254,8 +277,22 @@ class PatchCore:
             "index_seconds": round(t_index, 3),
             "crop_mode": mode,
             "device": str(self.device),
+            **radii,
         }
         return self
+
+    def _radii(self, flat: torch.Tensor) -> dict:
+        """Covering radius of the bank over every training patch; with a cluster that asks for
+        it, also that of the single-machine greedy coreset of the same size (same features)."""
+        from .composable import covering_radius_faiss
+
+        c = self.config
+        measure = self.cluster.covering_radius if self.cluster is not None else covering_radius_faiss
+        out = {"covering_radius": measure(flat, self.bank.features)}
+        if self.cluster is not None and self.cluster.single_machine_radius:
+            single = greedy_coreset(flat, count=len(self.bank), projection_dim=c.projection_dim, seed=c.seed)
+            out["single_machine_covering_radius"] = covering_radius_faiss(flat, flat[single.indices])
+        return out
 
     @torch.inference_mode()
     def score(self, images, progress: bool = False):

@@ -14,6 +14,8 @@ one module per topic:
 * :mod:`.own_data`: a stand-in for your own images (06);
 * :mod:`.baselines`: SPADE and a PaDiM-style Gaussian on PatchCore's features (09);
 * :mod:`.logical`: built-in images of parts with logical anomalies (09, 10);
+* :mod:`.scale`: bank, coreset and search against the number of images; approximate search's trade-off (07);
+* :mod:`.shards`: composable coresets and sharded search on the 2-D toy (07);
 * :mod:`.checks`: the exercise checks (every notebook): correct, or a specific hint.
 """
 
@@ -26,7 +28,9 @@ from . import (  # noqa: F401  (light: plots import lazily)
     logical,
     own_data,
     problem,
+    scale,
     scoring,
+    shards,
     sweeps,
     toy,
 )

@@ -1,0 +1,276 @@
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 07 PatchCore at scale
+#
+# > When the good images number in the thousands: split the bank over machines, and still know how well it covers.
+#
+# **You will learn**
+#
+# - why one machine runs out: the bank grows with every image, the greedy coreset with the square
+# - composable coresets: greedy k-center per shard, then once more over the union, and the covering radius it promises
+# - how a sharded memory bank answers a query: every shard answers, the smallest distance wins
+# - how the same steps run on a Ray cluster (`patchcore fit --ray ...`)
+#
+#
+# Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
+# written once to a cache folder), without a cluster: the cluster runs the very functions shown here. To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
+# the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+
+# %% slideshow={"slide_type": "skip"}
+import os
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+
+from patchcore_core import PatchCore
+from patchcore_core.builtin_data import builtin_root
+from patchcore_core.cluster.bank import merge_shard_answers
+from patchcore_core.composable import composable_greedy_coreset, covering_radius_faiss, shard_rows
+from patchcore_core.coreset import greedy_coreset
+from patchcore_core.data import MVTecCategory
+from patchcore_core.memory_bank import knn_search
+from patchcore_core.tables import markdown_table
+from patchcore_core.teaching import checks
+from patchcore_core.teaching.coreset import bank_footprint
+from patchcore_core.teaching.shards import (
+    composable_toy,
+    merged_nearest,
+    plot_composable,
+    plot_sharded_search,
+    shard_nearest,
+    toy_shards,
+)
+
+SEED = 0
+torch.manual_seed(SEED)
+np.random.seed(SEED)
+DEVICE = os.environ.get("PATCHCORE_DEVICE", "auto")  # "auto": a GPU when there is one, else the CPU
+FAST = bool(os.environ.get("CI"))                    # fewer images when run by CI
+# Built-in data by default. For MVTec AD: DATA_ROOT = Path("~/mvtec_anomaly_detection").expanduser()
+DATA_ROOT = Path(os.environ.get("PATCHCORE_DATA_ROOT") or builtin_root())
+CATEGORY = os.environ.get("PATCHCORE_CATEGORY", "brick")  # MVTec AD: "bottle", "screw", "carpet", ...
+
+plt.rcParams.update({"figure.dpi": 80, "font.size": 12, "axes.titlesize": 13})
+cat = MVTecCategory(DATA_ROOT, CATEGORY)
+N_TRAIN = min(len(cat.train), 8 if FAST else 24)
+print(f"{CATEGORY}: {len(cat.train)} good training images (using {N_TRAIN}), {len(cat.test)} test images; FAST={FAST}")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Why one machine runs out
+#
+# Every training image adds `h x w` patches to the memory bank (784 at 224 px). The greedy coreset keeps
+# `k = ratio x N` of the `N` patches, and each pick updates the distance of every patch: `N x k` updates, so
+# **ten times the images cost a hundred times the coreset**. Exact search grows with the bank too.
+
+# %%
+rows = []
+for n_img in (200, 2_000, 20_000, 200_000):
+    fp = bank_footprint(n_img, (28, 28), 152)
+    rows.append({"images": n_img, "patches": fp["patches"], "bank GB": fp["megabytes"] / 1024,
+                 "greedy updates (10%)": f"{fp['patches'] * 0.1 * fp['patches']:.1e}"})
+display(Markdown(markdown_table(rows)))
+
+# %% [markdown]
+# Magnetic tile's 761 images fit in about two minutes on two cores (README). Two hundred thousand images, like a
+# busy production line or Real-IAD, make a bank of about 90 GB before the coreset and need about 10^5 times magnetic tile's
+# coreset updates: several machines, and a coreset that does not need all the points in one place.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Composable coresets on the 2-D toy
+#
+# Split the points into shards, one per machine. Each machine runs the same greedy k-center on its own
+# shard and proposes `k` centres; one more greedy pass over the union of the proposals keeps `k`. Every point is
+# within its shard's radius `r_s` of a proposal, and every proposal within the merge radius `r_m` of a final pick, so
+# by the triangle inequality **every point is within `max r_s + r_m`** of the final picks: a guarantee, not a hope.
+
+# %% slideshow={"slide_type": "subslide"}
+pts, shard_of = toy_shards(400, n_shards=3, seed=SEED)
+run = composable_toy(pts, 3, k=20)
+plot_composable(run)
+plt.show()
+print(f"composable radius {run.radius:.2f}, single machine {run.single_radius:.2f}, bound {run.bound:.2f}")
+assert run.radius <= run.bound + 1e-9
+
+# %% [markdown]
+# The merged picks cover the plane almost as tightly as single-machine greedy does, though no machine ever saw
+# the others' points. More shards? Each proposes `k` (the textbook scheme, with the guarantee) or only
+# `2k / shards` (`oversample=2`: a smaller union to merge, no guarantee):
+
+# %%
+rows = []
+for n_shards in (1, 2, 4, 8):
+    for oversample in (None, 2):
+        r = composable_toy(pts, n_shards, k=20, oversample=oversample)
+        rows.append({"shards": n_shards, "per shard": "k" if oversample is None else "2k/shards",
+                     "union": sum(len(p) for p in r.shard_picks), "radius": r.radius,
+                     "single machine": r.single_radius, "ratio": r.radius / r.single_radius})
+display(Markdown(markdown_table(rows)))
+assert all(r["ratio"] <= 4 for r in rows if r["per shard"] == "k")  # greedy is within 2x of the best, composable within 4x
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The same on real patch features
+#
+# The cluster runs `composable_greedy_coreset` on the memory bank (with the usual 128-d random projection), with
+# each shard as a task on its own machine. Here the shards run one after the other on this machine, so the
+# numbers are the same and the cost is the sum.
+
+# %%
+model = PatchCore(device=DEVICE)
+model.preprocess = model._make_preprocess("crop")
+feats = model.extract(cat.train[:N_TRAIN])
+flat = feats.reshape(-1, feats.shape[-1])
+k = max(1, len(flat) // 10)
+t0 = time.perf_counter()
+single = greedy_coreset(flat, count=k, seed=SEED).indices
+t_single = time.perf_counter() - t0
+rows = [{"shards": 1, "radius": covering_radius_faiss(flat, flat[single]), "seconds": t_single}]
+for n_shards in (2, 4):
+    t0 = time.perf_counter()
+    comp = composable_greedy_coreset(flat, n_shards, count=k, seed=SEED)
+    rows.append({"shards": n_shards, "radius": covering_radius_faiss(flat, flat[comp.indices]),
+                 "seconds": time.perf_counter() - t0})
+for r in rows:
+    r["radius / single"] = r["radius"] / rows[0]["radius"]
+display(Markdown(f"{len(flat):,} patches, k = {k:,} ({N_TRAIN} images)\n\n" + markdown_table(rows)))
+assert all(r["radius / single"] < 1.5 for r in rows)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## How a sharded memory bank answers a query
+#
+# The bank is split into shards, each held by one machine in an exact (flat) faiss index. A query goes to
+# every shard; each returns its nearest row and distance; the smallest distance wins. The nearest row of the
+# whole bank is the nearest row of the shard it lives in, so the answer is exactly one machine's.
+
+# %% slideshow={"slide_type": "subslide"}
+query = np.array([1.2, 1.8])
+plot_sharded_search(pts, shard_of, query)
+plt.show()
+answers = shard_nearest(pts, shard_of, query)
+print("each shard's answer (distance, row):", [(round(d, 3), i) for d, i in answers])
+best_d, best = merged_nearest(answers)
+assert best == int(np.linalg.norm(pts - query, axis=1).argmin())
+
+# %% [markdown]
+# On the real bank: shard the coreset, search each shard, merge, and compare with one index over all of it.
+
+# %%
+bank = flat[single]
+queries = model.extract([t.path for t in cat.test[:2]]).reshape(-1, flat.shape[1])
+d_one, i_one = knn_search(queries, bank, k=1)
+answers = []
+for rows_s in shard_rows(len(bank), 3):
+    d, i = knn_search(queries, bank[rows_s], k=1)
+    answers.append(((d ** 2).numpy(), (i + int(rows_s[0])).numpy()))  # faiss answers squared distances
+d2, idx = merge_shard_answers(answers, 1)
+rel = np.abs(np.sqrt(d2) - d_one.numpy()).max() / d_one.numpy().max()
+print(f"{len(queries):,} test patches: same rows {np.mean(idx == i_one.numpy()):.1%}, largest relative difference in distance {rel:.1e}")
+assert np.allclose(np.sqrt(d2), d_one.numpy(), rtol=1e-5, atol=1e-5)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## On a Ray cluster
+#
+# With the optional extra (`pip install 'patchcore-core[cluster]'`), the same steps run on a Ray cluster:
+# feature extraction as tasks (a task whose machine dies runs again elsewhere), the shards' coresets as tasks,
+# the bank in shard actors, and sweeps (one task per category) gathered into one table:
+#
+# ```bash
+# ray start --head --port 6379                    # on the first machine; `ray start --address HEAD:6379` on the others
+# patchcore evaluate --data ~/mvtec --category bottle --ray auto --single-machine-radius --json bottle.json
+# patchcore evaluate --data ~/mvtec --category all --ray auto   # one Ray task per category
+# ```
+#
+# From Python, `PatchCore(cluster=RayCluster("auto")).fit(paths)`. Starting Ray takes a while and uses every
+# core, so this notebook only runs it when you ask: set `RUN_RAY = True` below (`"local"` starts a cluster on this machine).
+
+# %%
+RUN_RAY = os.environ.get("PATCHCORE_NOTEBOOK_RAY") == "1"
+if RUN_RAY:
+    from patchcore_core.cluster import RayCluster
+
+    cluster = RayCluster("local", single_machine_radius=True, timeout_s=600)
+    try:
+        m = PatchCore(device="cpu", cluster=cluster).fit(cat.train[:N_TRAIN], progress=False)
+        print({k: m.stats[k] for k in ("cluster_nodes", "covering_radius", "single_machine_covering_radius")})
+    finally:
+        cluster.shutdown()
+else:
+    print("Ray not started (RUN_RAY is False)")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Approximate search
+#
+# The paper itself sped up the search with approximate nearest neighbours (faiss IVF-PQ): `--knn-backend` chooses
+# the index, and the README's *Beyond one machine* tables give its recall, accuracy and speed on magnetic tile.
+# Sharding and approximation combine: each shard may hold an approximate index.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Summary
+#
+# - The bank grows with the images and the greedy coreset with their square: past a few thousand images, one machine is too slow or too small.
+# - Composable coresets run greedy k-center on each shard and once more on the union; the covering radius is at most the largest shard radius plus the merge radius, and stays close to single-machine greedy's.
+# - A sharded exact bank answers exactly as one index: every shard answers, the smallest distance wins. A lost shard must be an error, never a quietly worse answer.
+# - `--ray` runs the same functions on a Ray cluster: features, coreset shards, bank shards and sweeps.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercises
+#
+# Write your answer in the cell under each question, then run the check below it: it prints
+# "correct" or a hint.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 1. Merge the shards' answers
+#
+# Write `my_merge(answers)`: `answers` holds one `(distance, row)` pair per shard for the same query; return the
+# pair of the whole bank's nearest row. When two shards tie, the lower row wins (as in one index).
+
+# %% tags=["exercise"]
+def my_merge(answers):
+    raise NotImplementedError  # your code: one (distance, row) pair
+
+# %% tags=["solution"]
+def my_merge(answers):
+    return min(answers, key=lambda a: (a[0], a[1]))  # smallest distance; on a tie, the lower row
+
+# %% tags=["check"]
+checks.check_function(my_merge, merged_nearest,
+                      [([(0.5, 3), (0.2, 17), (0.9, 40)],), ([(0.3, 12), (0.3, 4)],), (shard_nearest(pts, shard_of, query),)],
+                      hint="the smallest distance over the shards; ties go to the lower row.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* One `min`: that is all the merge does, which is why a sharded exact search is as exact as one index.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 2. The guarantee
+#
+# From `run.shard_radii` (each shard's covering radius over its own points) and `run.merge_radius` (how far the
+# union's points are from the final picks), compute the radius that no toy point can exceed.
+
+# %% tags=["exercise"]
+bound = ...  # your code: one number from run.shard_radii and run.merge_radius
+
+# %% tags=["solution"]
+bound = max(run.shard_radii) + run.merge_radius
+
+# %% tags=["check"]
+checks.check_number(bound, expected=run.bound, what="the bound",
+                    hint="a point is near its shard's proposal (r_s), which is near a final pick (r_m): add the worst of each.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* `max_s r_s + r_m`, by the triangle inequality; the measured radius sits well below it.
