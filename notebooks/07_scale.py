@@ -278,28 +278,6 @@ widgets.interactive(show_nprobe, nprobe=widgets.SelectionSlider(options=probes, 
 # drop well below 1 before the ranking of the images changes. On a bank this small the index saves little
 # time (its overhead is per query); the README's table shows the speed-up at 600k rows.
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
-# ### Exercise: recall@1
-#
-# Write `my_recall(approx, exact)`: `approx` and `exact` are 1-D tensors of nearest distances for the same
-# queries (approximate and exact search). Return the share of queries whose approximate answer is at the
-# exact distance (allow a relative tolerance of `1e-4` for float rounding).
-
-# %% tags=["exercise"]
-def my_recall(approx, exact):
-    raise NotImplementedError  # your code: one number in [0, 1]
-
-# %% tags=["solution"]
-def my_recall(approx, exact):
-    return float((approx <= exact * (1 + 1e-4) + 1e-6).float().mean())
-
-# %% tags=["check"]
-from patchcore_core.search_eval import recall_at_1
-
-_q = torch.rand(200) + 1
-checks.check_function(my_recall, recall_at_1, [(_q, _q), (_q * 1.1, _q), (torch.where(_q > 1.5, _q * 2, _q), _q)],
-                      hint="compare each approximate distance with the exact one; the mean of the matches.")
-
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
@@ -354,3 +332,29 @@ checks.check_number(bound, expected=run.bound, what="the bound",
 
 # %% [markdown] tags=["solution"]
 # *Answer.* `max_s r_s + r_m`, by the triangle inequality; the measured radius sits well below it.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 3. Recall@1
+#
+# Write `my_recall(approx, exact)`: `approx` and `exact` are 1-D tensors of nearest distances for the same
+# queries (approximate and exact search). Return the share of queries whose approximate answer is at the
+# exact distance (allow a relative tolerance of `1e-4` for float rounding).
+
+# %% tags=["exercise"]
+def my_recall(approx, exact):
+    raise NotImplementedError  # your code: one number in [0, 1]
+
+# %% tags=["solution"]
+def my_recall(approx, exact):
+    return float((approx <= exact * (1 + 1e-4) + 1e-6).float().mean())
+
+# %% tags=["check"]
+from patchcore_core.search_eval import recall_at_1
+
+_q = torch.rand(200) + 1
+checks.check_function(my_recall, recall_at_1, [(_q, _q), (_q * 1.1, _q), (torch.where(_q > 1.5, _q * 2, _q), _q)],
+                      hint="compare each approximate distance with the exact one; the mean of the matches.")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* The share of queries whose approximate distance equals the exact one: an approximate index can only
+# return a row at or farther than the nearest, so `approx <= exact` (up to rounding) means it found it.

@@ -88,11 +88,11 @@ def test_cli_fit_and_predict_an_ensemble(brick, tmp_path, capsys):
 
 
 def test_demo_card_and_explain_per_member(ensemble, brick):
-    from demo import logic
+    from demo import explain, models
 
-    card = logic.model_card(ensemble)
-    md = logic.card_markdown(card)
+    card = models.model_card(ensemble)
+    md = models.card_markdown(card)
     assert "Ensemble members" in md and "efficientnet_lite1 (" in md
-    r = logic.explain(ensemble, brick.test[-1].path)
+    r = explain.explain(ensemble, brick.test[-1].path)
     assert [m["backbone"] for m in r.details["members"]] == ["efficientnet_lite0", "efficientnet_lite1"]
     assert "per backbone" in r.text and r.zoom.shape[0] == 96
