@@ -37,7 +37,7 @@ from patchcore_core.tables import format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("faiss", "ivf_pq", "hnsw", "ivf_flat")
-COLUMNS = ["bank", "backend", "bank_rows", "recall_at_1", "image_auroc", "pixel_auroc", "aupro",
+COLUMNS = ["bank", "backend", "default", "bank_rows", "recall_at_1", "image_auroc", "pixel_auroc", "aupro",
            "ms_per_image", "speedup", "index_mb", "build_s", "params"]
 
 
@@ -136,7 +136,7 @@ def main():
                "ms_per_image": round(t["ms_per_image"], 1), "index_mb": t["index_mb"],
                "build_s": t["build_s"], "params": " ".join(f"{k}={v}" for k, v in params.items())}
         if exact is None:  # the exact row: its distances are what recall is measured against
-            row["exact_path"] = str(cache / f"exact-{bank_name}.safetensors")
+            row["exact_path"] = str(cache / f"exact-{bank_name}-test{len(items)}.safetensors")
             save_file({"distances": dist.contiguous()}, row["exact_path"])
         print(json.dumps(row), flush=True)
         with done_path.open("a") as f:
@@ -154,9 +154,19 @@ def main():
             trial(bank_name, bank, backend, ann, exact)
 
     rows = [r for r in done if r["bank"] in args.banks]
+    exact_ms = {r["bank"]: r["ms_per_image"] for r in rows if r["backend"] == "faiss"}
     for r in rows:
-        base = next(x for x in rows if x["bank"] == r["bank"] and x["backend"] == "faiss")
-        r["speedup"] = round(base["ms_per_image"] / r["ms_per_image"], 1)
+        r["speedup"] = f"{exact_ms[r['bank']] / r['ms_per_image']:.1f}"
+        # "default": the parameters scaled_params picks today for this bank (rows measured with older
+        # defaults stay in the cache; this says which of them a user gets without flags)
+        today = {} if r["backend"] == "faiss" else scaled_params(r["backend"], r["bank_rows"], d)
+        today.pop("backend", None)
+        r["default"] = "yes" if r["key"]["ann"] == today else ""
+        r["ms_per_image"] = f"{r['ms_per_image']:.1f}"
+        r["index_mb"], r["build_s"] = f"{r['index_mb']:.0f}", f"{r['build_s']:.0f}"
+    order = {b: i for i, b in enumerate(BACKENDS)}
+    rows.sort(key=lambda r: (args.banks.index(r["bank"]), order[r["backend"]],
+                             r["key"]["ann"].get("nprobe", 0)))
     print(format_table(rows, COLUMNS, markdown=args.markdown))
 
 

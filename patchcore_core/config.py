@@ -76,7 +76,7 @@ class PatchCoreConfig:
         choices=KNN_BACKENDS)
     # Approximate indexes' parameters: None scales them to the bank (ann.scaled_params).
     nlist: int | None = setting(None, "ivf_*: k-means cells of the index (default: 4 sqrt(bank rows))")
-    nprobe: int | None = setting(None, "ivf_*: cells searched per query (default: nlist/128, at least 8)")
+    nprobe: int | None = setting(None, "ivf_*: cells searched per query (default: nlist/128, at least 16)")
     pq_m: int | None = setting(None, "ivf_pq: one-byte codes per row; must divide the feature width "
                                      "(default: about one per 8 dimensions)")
     k_factor: int | None = setting(None, "ivf_pq: candidates per neighbour re-ranked by exact distance "
