@@ -30,6 +30,7 @@ BUILD = NOTEBOOKS.parent / "build"
 SOLUTION, EXERCISE, CHECK = "solution", "exercise", "check"
 REVEAL_CDN = "https://unpkg.com/reveal.js@4.0.2"  # the version nbconvert's template is written for
 LOCAL_REVEAL = "reveal.js"  # a folder beside the decks (make reveal): reveal.js 4.0.2 plus require.js
+WRAP_CODE_CSS = "<style>.reveal pre { white-space: pre-wrap; overflow-wrap: anywhere; }</style>\n"
 
 
 def _names(only: list[str]) -> list[str]:
@@ -86,7 +87,8 @@ def slides_html(executed_nb, local_reveal: bool = False) -> str:
         if local_reveal else {"reveal_url_prefix": REVEAL_CDN}
     exporter = SlidesExporter(config=config, reveal_scroll=True, **urls)
     html, _ = exporter.from_notebook_node(executed_nb)
-    return html
+    # long code lines wrap instead of running off the slide's right edge
+    return html.replace("</head>", f"{WRAP_CODE_CSS}</head>", 1)
 
 
 def write_slides(names: list[str], out: Path = BUILD / "slides", fast: bool = True) -> list[Path]:
