@@ -157,6 +157,8 @@ assert all(r["radius / single"] < 1.5 for r in rows)
 # The bank is split into shards, each held by one machine in an exact (flat) faiss index. A query goes to
 # every shard; each returns its nearest row and distance; the smallest distance wins. The nearest row of the
 # whole bank is the nearest row of the shard it lives in, so the answer is exactly one machine's.
+# (With `--knn-backend ivf_pq` each shard holds an approximate index of its slice instead, and can miss its
+# nearest row just as one approximate index can.)
 
 # %% slideshow={"slide_type": "subslide"}
 query = np.array([1.2, 1.8])

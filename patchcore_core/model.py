@@ -262,7 +262,7 @@ class PatchCore:
             self.bank = self.cluster.shard_bank(self.bank)
             radii.update(self.cluster.describe())
         t_index = time.perf_counter()
-        if self.cluster is None:  # a sharded bank searches exact flat indexes on its actors
+        if self.cluster is None:  # a sharded bank trained its indexes on its actors
             self.bank.build_index()  # trained now, so that it is saved with the model
         t_index = time.perf_counter() - t_index
 

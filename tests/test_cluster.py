@@ -23,7 +23,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ray = pytest.importorskip("ray")
 
 from patchcore_core import PatchCore  # noqa: E402
+from patchcore_core.ann import scaled_params  # noqa: E402
 from patchcore_core.cluster import RayCluster, ShardLostError, run_sweep  # noqa: E402
+from patchcore_core.cluster.bank import ShardedMemoryBank  # noqa: E402
 from patchcore_core.cluster.worker import CRASH_ENV  # noqa: E402
 from patchcore_core.memory_bank import MemoryBank  # noqa: E402
 
@@ -96,6 +98,45 @@ def test_sharded_search_equals_one_index(fitted_on_cluster, brick):
     finally:
         model.bank = model_bank
     assert torch.allclose(scores_cluster, scores_one, rtol=1e-5)
+
+
+def test_shards_train_the_configured_approximate_index(two_nodes):
+    """--knn-backend reaches the shards: each trains that index on its own slice, sized to it."""
+    g = torch.Generator().manual_seed(0)
+    feats, queries = torch.randn(4000, 16, generator=g), torch.randn(300, 16, generator=g)
+    origin = torch.zeros(len(feats), 3, dtype=torch.long)
+    exact_d, exact_i = MemoryBank(feats, origin, "faiss").search(queries, k=2)
+    # every cell probed: an ivf_flat shard answers exactly, so the merged answer is exact search's
+    every_cell = ShardedMemoryBank(feats, origin, 2, backend="ivf_flat", ann={"nprobe": 10_000})
+    assert every_cell.shard_params() == [scaled_params("ivf_flat", 2000, 16, nprobe=10_000)] * 2
+    d, i = every_cell.search(queries, k=2)
+    assert torch.allclose(d, exact_d, atol=1e-4) and torch.equal(i[:, 0], exact_i[:, 0])
+    # an hnsw shard may miss its nearest row, never find one nearer than the exact answer
+    graph = ShardedMemoryBank(feats, origin, 2, backend="hnsw")
+    d, i = graph.search(queries, k=1)
+    assert graph.shard_params()[0]["hnsw_m"] == 32
+    assert (d[:, 0] >= exact_d[:, 0] - 1e-4).all() and (i[:, 0] == exact_i[:, 0]).float().mean() > 0.9
+
+
+def test_a_cluster_model_with_an_approximate_bank_saves_and_loads(fitted_on_cluster, brick, tmp_path):
+    """The file carries a trained index of the whole bank (loading never retrains it)."""
+    from dataclasses import replace
+
+    cluster, model = fitted_on_cluster
+    exact_bank, exact_config = model.bank, model.config
+    model.config = replace(exact_config, knn_backend="ivf_flat", nprobe=10_000)
+    model.bank = cluster.shard_bank(MemoryBank(exact_bank.features, exact_bank.origin, "ivf_flat",
+                                               {"nprobe": 10_000}))  # as fit shards its bank
+    try:
+        assert model.bank.shard_params()[0]["nprobe"] == model.bank.shard_params()[0]["nlist"]
+        images = [t.path for t in brick.test[-2:]]
+        scores = model.score(images)[0]
+        loaded = PatchCore.load(model.save(tmp_path / "ivf.safetensors"), device="cpu")
+    finally:
+        model.bank, model.config = exact_bank, exact_config
+    assert type(loaded.bank) is MemoryBank and loaded.bank.backend == "ivf_flat"
+    assert loaded.bank._index is not None  # read from the file, not trained on first use
+    assert torch.allclose(loaded.score(images)[0], scores, rtol=1e-5)
 
 
 def test_a_model_fitted_on_the_cluster_saves_and_loads(fitted_on_cluster, brick, tmp_path):

@@ -1,10 +1,13 @@
-"""A memory bank split over Ray actors, each holding an exact faiss index of its slice.
+"""A memory bank split over Ray actors, each holding a faiss index of its slice.
 
 A query batch goes to every shard; each answers its k nearest rows, and
 the smallest distances win. With exact (flat) indexes that is the same
 answer as one index over the whole bank: the nearest row of the bank is
-the nearest row of the shard it lives in. A shard whose actor died is an
-error naming it, never a search that quietly skips its rows.
+the nearest row of the shard it lives in. With an approximate backend
+(``ivf_flat``, ``ivf_pq``, ``hnsw``) each shard trains its own index on its
+slice, sized to the slice (:func:`~patchcore_core.ann.scaled_params`), so a
+shard can miss its nearest row as one approximate index can. A shard whose
+actor died is an error naming it, never a search that quietly skips its rows.
 """
 
 from __future__ import annotations
@@ -19,32 +22,51 @@ __all__ = ["ShardActor", "ShardedMemoryBank", "merge_shard_answers"]
 
 
 class ShardActor:
-    """One shard: rows ``offset .. offset + len(features)`` of the bank, in a faiss flat L2 index."""
+    """One shard: rows ``offset .. offset + len(features)`` of the bank, in a faiss index.
 
-    def __init__(self, features: np.ndarray, offset: int):
+    Exact backends (``faiss``, ``torch``) get a flat L2 index; approximate ones
+    the same index a :class:`MemoryBank` of this slice would train."""
+
+    def __init__(self, features: np.ndarray, offset: int, backend: str = "faiss", ann: dict | None = None):
         import faiss
 
         self.offset = int(offset)
-        self.index = faiss.IndexFlatL2(features.shape[1])
-        self.index.add(np.ascontiguousarray(features, dtype=np.float32))
+        rows = np.ascontiguousarray(features, dtype=np.float32)
+        if backend in ("faiss", "torch"):
+            self.bank = None
+            self.index = faiss.IndexFlatL2(rows.shape[1])
+            self.index.add(rows)
+        else:
+            feats = torch.from_numpy(rows)
+            self.bank = MemoryBank(feats, torch.zeros(len(feats), 3, dtype=torch.long), backend, ann)
+            self.index = self.bank.build_index()
 
     def search(self, queries: np.ndarray, k: int):
-        d2, idx = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return d2, np.where(idx >= 0, idx + self.offset, -1)
+        """Distances (not squared) ``[Q, k]`` and global bank rows (-1 where none was found)."""
+        if self.bank is None:
+            d2, idx = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+            d = np.sqrt(np.clip(d2, 0, None))
+        else:
+            d, idx = (t.numpy() for t in self.bank.search(torch.from_numpy(queries), k))
+        return d, np.where(idx >= 0, idx + self.offset, -1)
 
     def size(self) -> int:
         return self.index.ntotal
 
+    def params(self) -> dict:
+        """The slice's resolved index parameters (empty for exact search)."""
+        return {} if self.bank is None else self.bank.params
+
 
 def merge_shard_answers(answers: list[tuple[np.ndarray, np.ndarray]], k: int):
-    """Each shard's (squared distances ``[Q, k_s]``, global rows) -> the k smallest overall.
+    """Each shard's (distances ``[Q, k_s]``, global rows) -> the k smallest overall.
 
     Ties go to the lower global row, as in one index over the whole bank."""
-    d2 = np.concatenate([a[0] for a in answers], axis=1)
+    d = np.concatenate([a[0] for a in answers], axis=1)
     idx = np.concatenate([a[1] for a in answers], axis=1)
-    d2 = np.where(idx < 0, np.inf, d2)  # a shard with fewer than k rows pads with -1
-    order = np.lexsort((idx, d2), axis=1)[:, :k] if d2.shape[1] > 1 else np.zeros((len(d2), 1), int)
-    return np.take_along_axis(d2, order, 1), np.take_along_axis(idx, order, 1)
+    d = np.where(idx < 0, np.inf, d)  # a shard with fewer than k rows pads with -1
+    order = np.lexsort((idx, d), axis=1)[:, :k] if d.shape[1] > 1 else np.zeros((len(d), 1), int)
+    return np.take_along_axis(d, order, 1), np.take_along_axis(idx, order, 1)
 
 
 class ShardedMemoryBank(MemoryBank):
@@ -55,8 +77,9 @@ class ShardedMemoryBank(MemoryBank):
     """
 
     def __init__(self, features: torch.Tensor, origin: torch.Tensor, n_shards: int,
-                 node_ids: list[str] | None = None, timeout_s: float = 600.0):
-        super().__init__(features, origin, "faiss")
+                 node_ids: list[str] | None = None, timeout_s: float = 600.0, backend: str = "faiss",
+                 ann: dict | None = None):
+        super().__init__(features, origin, backend, ann)
         ray = require_ray()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -71,7 +94,7 @@ class ShardedMemoryBank(MemoryBank):
             if node_ids:  # one shard per node, round robin; soft: placed elsewhere if that node is gone
                 options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_ids[i % len(node_ids)],
                                                                                 soft=True)
-            self.actors.append(actor.options(**options).remote(flat[a:b], a))
+            self.actors.append(actor.options(**options).remote(flat[a:b], a, backend, self.ann))
         self.shipped_bytes = flat.nbytes
         for i in range(len(self.actors)):
             self._call(i, "size")  # every shard built before the first query
@@ -99,9 +122,13 @@ class ShardedMemoryBank(MemoryBank):
                 answers.append(ray.get(ref, timeout=self.timeout_s))
             except ray.exceptions.RayActorError:
                 self._call(i, "size")  # raises ShardLostError naming the shard
-        d2, idx = merge_shard_answers(answers, k)
-        d = torch.from_numpy(np.sqrt(np.clip(d2, 0, None)).astype(np.float32))
+        d, idx = merge_shard_answers(answers, k)
+        d = torch.from_numpy(d.astype(np.float32))
         return d.to(queries.device), torch.from_numpy(idx.astype(np.int64)).to(queries.device)
 
+    def shard_params(self) -> list[dict]:
+        """Each shard's resolved index parameters (empty dicts for exact search)."""
+        return [self._call(i, "params") for i in range(len(self.actors))]
+
     def to(self, device) -> MemoryBank:
-        return MemoryBank(self.features.to(device), self.origin.to(device), self.backend)
+        return MemoryBank(self.features.to(device), self.origin.to(device), self.backend, self.ann)

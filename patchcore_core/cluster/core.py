@@ -189,8 +189,9 @@ class RayCluster:
 
     # ------------------------------------------------------------ 4. search
     def shard_bank(self, bank) -> ShardedMemoryBank:
-        """The same bank, searched by one exact faiss index per shard actor."""
-        sharded = ShardedMemoryBank(bank.features, bank.origin, self.n_shards, self.node_ids, self.timeout_s)
+        """The same bank, searched by one faiss index (the bank's backend) per shard actor."""
+        sharded = ShardedMemoryBank(bank.features, bank.origin, self.n_shards, self.node_ids, self.timeout_s,
+                                    bank.backend, bank.ann)
         self._add("bytes_between_nodes", sharded.shipped_bytes)
         return sharded
 
