@@ -102,7 +102,7 @@ def _write_json_atomic(path: Path, data) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .data import list_categories
+    from .data import MVTecCategory, list_categories
     from .evaluation import evaluate_category
     from .outputs import check_output_file
 
@@ -115,6 +115,8 @@ def cmd_evaluate(args) -> int:
         return 2
     if args.ray and len(cats) > 1:
         return _evaluate_sweep(args, root, cats)
+    for cat in cats:  # a misspelt category is named now, not after a cluster has started
+        MVTecCategory(root, cat)
     cluster = _cluster(args)
     rows = []
     for cat in cats:
@@ -166,10 +168,17 @@ def cmd_benchmark(args) -> int:
 
 
 def _cluster(args):
-    """The RayCluster that ``--ray`` names (None without it)."""
+    """The RayCluster that ``--ray`` names (None without it). Call it after the data and settings
+    are checked: joining or starting a cluster takes seconds to minutes."""
     if not getattr(args, "ray", None):
         return None
     from .cluster import RayCluster
+    from .ensemble import is_ensemble
+
+    backbone = config_from_args(args).get("backbone") or ""
+    if is_ensemble(backbone):  # refused here, before a cluster starts (make_model says the same)
+        raise ValueError(f"backbone {backbone!r} is an ensemble, which runs on one machine: "
+                         "give one backbone with --ray (or leave out --ray)")
 
     cluster = RayCluster(args.ray, ship_images=args.ship_images,
                          single_machine_radius=args.single_machine_radius)
@@ -215,8 +224,7 @@ def cmd_fit(args) -> int:
 
     # bad settings or an unwritable --out: refused before any image is read
     check_output_file(args.out, "--out", suffix=".safetensors")
-    model = make_model(PatchCoreConfig(**config_from_args(args)), device=args.device,
-                       cluster=_cluster(args))
+    config = PatchCoreConfig(**config_from_args(args))
     if args.images:
         train = image_folder(args.images, on_skip=_note)
     else:
@@ -225,7 +233,8 @@ def cmd_fit(args) -> int:
                   file=sys.stderr)
             return 2
         train = MVTecCategory(_data_root(args), args.category).train
-    train = few_shot(train, args.shots, seed=model.config.seed)
+    train = few_shot(train, args.shots, seed=config.seed)
+    model = make_model(config, device=args.device, cluster=_cluster(args))  # a cluster starts last
     model.fit(train, progress=not args.quiet)
     model.save(args.out)
     card = model.summary()

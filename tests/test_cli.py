@@ -136,3 +136,20 @@ def test_cli_defaults_come_from_the_config(builtin_root, tmp_path):
     assert main(["fit", "--data", str(builtin_root), "--category", "brick", "--shots", "3",
                  "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     assert PatchCore.load(out, device="cpu").config == PatchCoreConfig()
+
+
+def test_ray_starts_only_after_the_data_and_settings_are_checked(builtin_root, tmp_path, capsys, monkeypatch):
+    """Joining or starting a cluster takes seconds to minutes: a typo is named before it starts."""
+    import patchcore_core.cluster as cluster
+
+    monkeypatch.setattr(cluster, "RayCluster", lambda *a, **k: pytest.fail("a Ray cluster was started"))
+    data = ["--data", str(builtin_root), "--ray", "local"]
+    assert main(["evaluate", "--category", "nosuch", *data]) == 2
+    assert "category 'nosuch' not found" in capsys.readouterr().err
+    assert main(["fit", "--category", "nosuch", "--out", str(tmp_path / "m.safetensors"), *data]) == 2
+    assert "category 'nosuch' not found" in capsys.readouterr().err
+    out = ["--out", str(tmp_path / "m.safetensors")]
+    ensemble = ["--backbone", "efficientnet_lite0+efficientnet_lite1"]
+    assert main(["fit", "--category", "brick", *ensemble, *out, *data]) == 2
+    assert "is an ensemble, which runs on one machine" in capsys.readouterr().err
+    assert not (tmp_path / "m.safetensors").exists()
