@@ -68,18 +68,30 @@ CACHE = evaluation.experiment_cache_dir()
 SEEDS = [SEED] if FAST else [SEED, SEED + 1, SEED + 2]  # the error bars: one run per seed
 print("results cached in", CACHE, "| seeds:", SEEDS)
 
-def run(shots=None, **config):
-    """One setting, evaluated once per seed (each run cached), averaged with its spread.
-    Calibration is off: these runs only need the scores."""
+# None: the runs go one after another here. "auto", "local" or "HOST:PORT": each sweep's runs (settings x
+# seeds) go to a Ray cluster at once (pip install 'patchcore-core[cluster]'); results land in the same cache.
+RAY = os.environ.get("PATCHCORE_RAY")
+
+def run_many(settings):
+    """Each setting ({"shots": ..., model settings}) evaluated once per seed (each run cached), averaged
+    with its spread. Calibration is off: these runs only need the scores."""
     t0 = time.perf_counter()
-    runs = []
-    for seed in SEEDS:
-        try:
-            runs.append(evaluation.cached_evaluation(DATA_ROOT, CATEGORY, shots=shots, device=DEVICE,
-                                                  calibration_fraction=0.0, seed=seed, **config))
-        except BackboneError as exc:
-            return {"error": str(exc).split(";")[0]}
-    return {**evaluation.mean_over_seeds(runs), "wall_seconds": time.perf_counter() - t0}
+    jobs = [{**setting, "calibration_fraction": 0.0, "seed": seed} for setting in settings for seed in SEEDS]
+    try:
+        runs = evaluation.cached_evaluations(DATA_ROOT, CATEGORY, jobs, device=DEVICE, ray=RAY)
+    except BackboneError as exc:  # not installed here: reported in the row, not fatal
+        return [{"error": str(exc).split(";")[0]}] * len(settings)
+    wall = (time.perf_counter() - t0) / len(settings)
+    n = len(SEEDS)
+    return [{**evaluation.mean_over_seeds(runs[i * n:(i + 1) * n]), "wall_seconds": wall}
+            for i in range(len(settings))]
+
+def run(**setting):
+    return run_many([setting])[0]
+
+def sweep(labels, settings):
+    """Rows of one sweep: each label (what the plot shows) beside its setting's averaged metrics."""
+    return [{**label, **row} for label, row in zip(labels, run_many(settings))]
 
 baseline = run()
 display(Markdown(markdown_table([{k: baseline[k] for k in
@@ -95,7 +107,7 @@ display(Markdown(markdown_table([{k: baseline[k] for k in
 
 # %% slideshow={"slide_type": "subslide"}
 ratios = [0.01, 0.1] if FAST else [0.001, 0.01, 0.05, 0.1, 0.25]
-coreset_rows = [{"ratio": r, **run(coreset_ratio=r)} for r in ratios]
+coreset_rows = sweep([{"ratio": r} for r in ratios], [{"coreset_ratio": r} for r in ratios])
 teaching.sweeps.plot_sweep(coreset_rows, "ratio", f"coreset ratio ({CATEGORY})", "coreset ratio (log)", logx=True)
 plt.show()
 sizes = [r["memory_bank_size"] for r in coreset_rows]
@@ -109,8 +121,9 @@ assert sizes == sorted(sizes) and sizes[0] < sizes[-1], "a larger ratio keeps mo
 
 # %% slideshow={"slide_type": "subslide"}
 sampling_ratios = [0.01, 0.1] if FAST else [0.005, 0.01, 0.03, 0.1]
-sampling_rows = [{"sampling": s, "ratio": r, **run(coreset=s, coreset_ratio=r)}
-                 for s in ["greedy", "random"] for r in sampling_ratios]
+pairs = [(s, r) for s in ["greedy", "random"] for r in sampling_ratios]
+sampling_rows = sweep([{"sampling": s, "ratio": r} for s, r in pairs],
+                      [{"coreset": s, "coreset_ratio": r} for s, r in pairs])
 teaching.sweeps.plot_sweep(sampling_rows, "ratio", f"greedy vs random ({CATEGORY})", "coreset ratio (log)",
                    metrics=("pixel_auroc", "aupro"), logx=True, by="sampling")
 plt.show()
@@ -140,6 +153,7 @@ if DATA_ROOT == builtin_root() and CATEGORY == "gravel":  # the text below, chec
 # %% slideshow={"slide_type": "subslide"}
 backbones = ["efficientnet_lite0", "efficientnet_lite1"] if FAST else \
     ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+# one batch per backbone, so that one not installed here leaves the others' rows intact
 backbone_rows = [{"backbone": b.replace("efficientnet_", ""), **run(backbone=b)} for b in backbones]
 for r in backbone_rows:
     if "error" in r:
@@ -156,7 +170,7 @@ assert "error" not in backbone_rows[0]
 
 # %% slideshow={"slide_type": "subslide"}
 sizes = [160, 224] if FAST else [160, 224, 288]
-size_rows = [{"image_size": s, **run(image_size=s)} for s in sizes]
+size_rows = sweep([{"image_size": s} for s in sizes], [{"image_size": s} for s in sizes])
 teaching.sweeps.plot_sweep(size_rows, "image_size", f"image size ({CATEGORY})", "input size (pixels)")
 plt.show()
 assert size_rows[0]["fit_seconds"] > 0
@@ -168,7 +182,7 @@ assert size_rows[0]["fit_seconds"] > 0
 
 # %% slideshow={"slide_type": "subslide"}
 ps = [1, 3] if FAST else [1, 3, 5, 7]
-neigh_rows = [{"p": p, **run(neighbourhood=p)} for p in ps]
+neigh_rows = sweep([{"p": p} for p in ps], [{"neighbourhood": p} for p in ps])
 teaching.sweeps.plot_sweep(neigh_rows, "p", f"neighbourhood size ({CATEGORY})", "p (p x p aggregation)")
 plt.show()
 best = max(neigh_rows, key=lambda r: r["aupro"])
@@ -182,7 +196,7 @@ if DATA_ROOT == builtin_root() and CATEGORY == "gravel":
 # `mean` is the paper's text, `unfold` its code (notebook 01): nine times the values per layer before pooling to 1024.
 
 # %% slideshow={"slide_type": "subslide"}
-agg_rows = [{"aggregation": a, **run(aggregation=a)} for a in ("mean", "unfold")]
+agg_rows = sweep([{"aggregation": a} for a in ("mean", "unfold")], [{"aggregation": a} for a in ("mean", "unfold")])
 teaching.sweeps.plot_sweep(agg_rows, "aggregation", f"neighbourhood aggregation ({CATEGORY})")
 plt.show()
 assert [r["aggregation"] for r in agg_rows] == ["mean", "unfold"]
@@ -194,7 +208,7 @@ assert [r["aggregation"] for r in agg_rows] == ["mean", "unfold"]
 
 # %% slideshow={"slide_type": "subslide"}
 shots = [1, 5] if FAST else [1, 5, 16, None]
-shot_rows = [{"shots": s or len(cat.train), **run(shots=s)} for s in shots]
+shot_rows = sweep([{"shots": s or len(cat.train)} for s in shots], [{"shots": s} for s in shots])
 teaching.sweeps.plot_sweep(shot_rows, "shots", f"few-shot ({CATEGORY})", "training images")
 plt.show()
 assert [r["n_train"] for r in shot_rows] == [s or len(cat.train) for s in shots]
@@ -202,7 +216,9 @@ assert [r["n_train"] for r in shot_rows] == [s or len(cat.train) for s in shots]
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## All runs, and the cache
 #
-# Running the baseline again reads its JSON file instead of fitting:
+# Running the baseline again reads its JSON file instead of fitting. (With `RAY = "auto"`, or
+# `PATCHCORE_RAY=auto` in the environment, each sweep's runs go to a Ray cluster at once as tasks; their
+# results land in this cache under the same keys, so a laptop reads them back. See the README, *A Ray cluster*.)
 
 # %%
 again = run()

@@ -1,6 +1,7 @@
 """Fit on a category's good images, predict its test set, and measure.
 
-Also what sweeps build on: results cached as JSON (:func:`cached_evaluation`)
+Also what sweeps build on: results cached as JSON (:func:`cached_evaluation`;
+:func:`cached_evaluations` for many settings at once, optionally as Ray tasks)
 and several seeds of one setting summarised (:func:`mean_over_seeds`).
 """
 
@@ -24,7 +25,7 @@ from .metrics import aupro, f1_max, image_auroc, pixel_auroc
 from .model import PatchCore
 
 __all__ = ["CategoryResult", "evaluate_category", "threshold_rates", "peak_rss_mb", "experiment_cache_dir",
-           "cached_evaluation", "mean_over_seeds"]
+           "cached_evaluation", "cached_evaluations", "mean_over_seeds"]
 
 
 def peak_rss_mb() -> float:
@@ -140,6 +141,25 @@ def experiment_cache_dir() -> Path:
     return default_cache_dir() / "experiments"
 
 
+def _cache_entry(root, category: str, shots: int | None, device: str, config: dict,
+                 cache_dir=None) -> tuple[dict, Path]:
+    """The cache key (everything that changes the result) and its JSON file."""
+    from ._version import __version__
+
+    key = {"root": str(Path(root).resolve()), "category": category, "shots": shots,
+           "device": device, "config": dict(sorted(config.items())), "version": __version__}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) if cache_dir is not None else experiment_cache_dir()
+    return key, cache / f"{category}-{digest}.json"
+
+
+def _store(key: dict, path: Path, metrics: dict) -> dict:
+    metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"key": key, "metrics": metrics}, indent=1, default=str))
+    return {**metrics, "cached": False}
+
+
 def cached_evaluation(root, category: str, shots: int | None = None, cache_dir=None,
                       device: str = "cpu", **config) -> dict:
     """:func:`~patchcore_core.evaluation.evaluate_category`'s metrics, cached as JSON.
@@ -148,21 +168,51 @@ def cached_evaluation(root, category: str, shots: int | None = None, cache_dir=N
     category, shots, device, settings and package version. A second call
     with the same key reads the file (``"cached": True`` in the result).
     """
-    from ._version import __version__
-
-    key = {"root": str(Path(root).resolve()), "category": category, "shots": shots,
-           "device": device, "config": dict(sorted(config.items())), "version": __version__}
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    cache = Path(cache_dir) if cache_dir is not None else experiment_cache_dir()
-    path = cache / f"{category}-{digest}.json"
+    key, path = _cache_entry(root, category, shots, device, config, cache_dir)
     if path.is_file():
         return {**json.loads(path.read_text())["metrics"], "cached": True}
     result = evaluate_category(root, category, shots=shots, device=device, progress=False, **config)
-    metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v)
-               for k, v in result.metrics.items()}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"key": key, "metrics": metrics}, indent=1, default=str))
-    return {**metrics, "cached": False}
+    return _store(key, path, result.metrics)
+
+
+def cached_evaluations(root, category: str, jobs: list[dict], cache_dir=None, device: str = "cpu",
+                       ray: str | None = None, progress: bool = False) -> list[dict]:
+    """Several settings of one category at once, each as :func:`cached_evaluation`.
+
+    ``jobs``: one dict of settings per run (``shots`` and model settings,
+    e.g. ``{"coreset_ratio": 0.01, "seed": 1}``). Cached runs are read; the
+    others run one after another here, or, with ``ray`` (``"auto"``,
+    ``"local"`` or ``HOST:PORT``; the ``cluster`` extra), all at once as Ray
+    tasks. Their results go into the same cache, under the same keys, so a
+    sweep run on a cluster is read back by a notebook on a laptop. On Ray a
+    failed run is a row with ``error`` (not cached) and the others finish;
+    here it raises.
+    """
+    settings = [({k: v for k, v in job.items() if k != "shots"}, job.get("shots")) for job in jobs]
+    entries = [_cache_entry(root, category, shots, device, config, cache_dir) for config, shots in settings]
+    rows = [{**json.loads(path.read_text())["metrics"], "cached": True} if path.is_file() else None
+            for _, path in entries]
+    todo = [i for i, row in enumerate(rows) if row is None]
+    if not todo:
+        return rows
+    if ray is None:
+        for i in todo:
+            config, shots = settings[i]
+            rows[i] = cached_evaluation(root, category, shots, cache_dir, device, **config)
+        return rows
+    from .cluster import connect, run_sweep
+
+    connect(ray)
+    swept = run_sweep([{"root": str(root), "category": category, "shots": settings[i][1],
+                        "config": settings[i][0], "measure_radius": False} for i in todo], progress=progress)
+    for i, row in zip(todo, swept):
+        if "error" in row:
+            rows[i] = row
+        else:
+            node = row.pop("node", None)
+            row.pop("setting", None)
+            rows[i] = {**_store(*entries[i], row), "node": node}
+    return rows
 
 
 def mean_over_seeds(runs: list[dict]) -> dict:

@@ -176,6 +176,25 @@ def test_sweep_reports_a_failed_task_and_finishes_the_others(two_nodes, builtin_
     assert "no_such_category" in rows[1]["error"]
 
 
+def test_notebook_sweeps_run_as_ray_tasks_into_the_same_cache(two_nodes, builtin_root, tmp_path):
+    """evaluation.cached_evaluations (notebook 05's sweeps): the runs go to the cluster at once, a failed
+    one is a row naming its error, and the results are cached under the keys a local run reads."""
+    from patchcore_core import evaluation
+
+    small = {"image_size": 128, "calibration_fraction": 0.0, "shots": 4}
+    jobs = [{**small, "coreset_ratio": r} for r in (0.05, 0.2)]
+    jobs.append({"image_size": 16, "shots": 4})  # too small for the backbone: refused on the worker
+    rows = evaluation.cached_evaluations(builtin_root, "brick", jobs, tmp_path, ray=two_nodes.address)
+    assert [r["cached"] for r in rows[:2]] == [False, False]
+    assert {r["node"] for r in rows[:2]} <= {n["NodeID"] for n in ray.nodes()}
+    assert rows[0]["memory_bank_size"] < rows[1]["memory_bank_size"]
+    assert "image_size" in rows[2]["error"] and "cached" not in rows[2]
+    again = evaluation.cached_evaluations(builtin_root, "brick", jobs[:2], cache_dir=tmp_path)  # here, no Ray
+    assert [r["cached"] for r in again] == [True, True]
+    assert [r["image_auroc"] for r in again] == [r["image_auroc"] for r in rows[:2]]
+    assert len(list(tmp_path.glob("brick-*.json"))) == 2
+
+
 def test_cli_evaluate_with_ray_writes_cluster_fields(two_nodes, builtin_root, tmp_path):
     from patchcore_core.cli import main
 

@@ -15,14 +15,15 @@ from .connect import require_ray
 __all__ = ["evaluate_task", "run_sweep"]
 
 
-def evaluate_task(root: str, category: str, shots: int | None, mask_protocol: str, config: dict) -> dict:
+def evaluate_task(root: str, category: str, shots: int | None, mask_protocol: str, config: dict,
+                  measure_radius: bool = True) -> dict:
     """One evaluation on a worker: :func:`~patchcore_core.evaluation.evaluate_category`'s metrics
-    (NaN as None), the node it ran on and the covering radius of its bank."""
+    (NaN as None), the node it ran on and (with ``measure_radius``) the covering radius of its bank."""
     from ..evaluation import evaluate_category
     from .worker import process_info
 
     res = evaluate_category(root, category, shots=shots, device="auto", progress=False,
-                            mask_protocol=mask_protocol, measure_radius=True, **config)
+                            mask_protocol=mask_protocol, measure_radius=measure_radius, **config)
     metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in res.metrics.items()}
     return {**metrics, "node": process_info()["node"]}
 
@@ -37,7 +38,8 @@ def run_sweep(jobs: list[dict], max_retries: int = 1, timeout_s: float = 3600.0,
 
     Args:
         jobs: dicts with ``root``, ``category`` and optionally ``shots``,
-            ``mask_protocol`` and ``config`` (model settings).
+            ``mask_protocol``, ``config`` (model settings) and
+            ``measure_radius`` (default true).
         on_row: called with each row as it arrives (e.g. to print progress).
 
     Returns:
@@ -52,7 +54,7 @@ def run_sweep(jobs: list[dict], max_retries: int = 1, timeout_s: float = 3600.0,
     for i, job in enumerate(jobs):
         config = dict(job.get("config", {}))
         refs[task.remote(str(job["root"]), job["category"], job.get("shots"),
-                         job.get("mask_protocol", "nearest"), config)] = i
+                         job.get("mask_protocol", "nearest"), config, job.get("measure_radius", True))] = i
     rows: list = [None] * len(jobs)
     deadline = time.monotonic() + timeout_s
     with tqdm(total=len(jobs), desc="sweep (cluster)", disable=not progress) as bar:
