@@ -218,7 +218,7 @@ assert [r["n_train"] for r in shot_rows] == [s or len(cat.train) for s in shots]
 #
 # Running the baseline again reads its JSON file instead of fitting. (With `RAY = "auto"`, or
 # `PATCHCORE_RAY=auto` in the environment, each sweep's runs go to a Ray cluster at once as tasks; their
-# results land in this cache under the same keys, so a laptop reads them back. See the README, *A Ray cluster*.)
+# results land in this cache under the same keys, so a later run without Ray reads them. See the README, *A Ray cluster*.)
 
 # %%
 again = run()

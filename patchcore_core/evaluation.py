@@ -183,8 +183,8 @@ def cached_evaluations(root, category: str, jobs: list[dict], cache_dir=None, de
     e.g. ``{"coreset_ratio": 0.01, "seed": 1}``). Cached runs are read; the
     others run one after another here, or, with ``ray`` (``"auto"``,
     ``"local"`` or ``HOST:PORT``; the ``cluster`` extra), all at once as Ray
-    tasks. Their results go into the same cache, under the same keys, so a
-    sweep run on a cluster is read back by a notebook on a laptop. On Ray a
+    tasks. Their results go into the same cache (on this machine), under
+    the same keys, so a later run without Ray reads them. On Ray a
     failed run is a row with ``error`` (not cached) and the others finish;
     here it raises.
     """
