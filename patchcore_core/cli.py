@@ -173,12 +173,9 @@ def _cluster(args):
     if not getattr(args, "ray", None):
         return None
     from .cluster import RayCluster
-    from .ensemble import is_ensemble
+    from .ensemble import refuse_cluster
 
-    backbone = config_from_args(args).get("backbone") or ""
-    if is_ensemble(backbone):  # refused here, before a cluster starts (make_model says the same)
-        raise ValueError(f"backbone {backbone!r} is an ensemble, which runs on one machine: "
-                         "give one backbone with --ray (or leave out --ray)")
+    refuse_cluster(config_from_args(args).get("backbone") or "")  # before a cluster starts, not after
 
     cluster = RayCluster(args.ray, ship_images=args.ship_images,
                          single_machine_radius=args.single_machine_radius)

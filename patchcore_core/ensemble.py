@@ -32,11 +32,18 @@ from .model import PatchCore, Prediction
 from .scoring import anomaly_map
 from .serialization import ModelFileError, read_state, write_state
 
-__all__ = ["PatchCoreEnsemble", "make_model", "load_model", "is_ensemble"]
+__all__ = ["PatchCoreEnsemble", "make_model", "load_model", "is_ensemble", "refuse_cluster"]
 
 
 def is_ensemble(backbone: str) -> bool:
     return "+" in backbone
+
+
+def refuse_cluster(backbone: str) -> None:
+    """An ensemble runs on one machine: a ValueError saying so (nothing for one backbone)."""
+    if is_ensemble(backbone):
+        raise ValueError(f"backbone {backbone!r} is an ensemble, which runs on one machine: "
+                         "give one backbone with --ray (or leave out --ray)")
 
 
 def make_model(config: PatchCoreConfig | None = None, device: str = "auto", cluster=None,
@@ -49,8 +56,7 @@ def make_model(config: PatchCoreConfig | None = None, device: str = "auto", clus
     if not is_ensemble(cfg.backbone):
         return PatchCore(cfg, device=device, cluster=cluster, measure_radius=measure_radius)
     if cluster is not None or measure_radius:
-        raise ValueError(f"backbone {cfg.backbone!r} is an ensemble, which runs on one machine: "
-                         "give one backbone with --ray (or leave out --ray)")
+        refuse_cluster(cfg.backbone)
     return PatchCoreEnsemble(cfg, device=device)
 
 

@@ -153,8 +153,13 @@ def _cache_entry(root, category: str, shots: int | None, device: str, config: di
     return key, cache / f"{category}-{digest}.json"
 
 
+def json_metrics(metrics: dict) -> dict:
+    """Metrics as JSON can hold them: NaN (a metric that is undefined here) as None."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+
+
 def _store(key: dict, path: Path, metrics: dict) -> dict:
-    metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+    metrics = json_metrics(metrics)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({"key": key, "metrics": metrics}, indent=1, default=str))
     return {**metrics, "cached": False}
@@ -189,16 +194,14 @@ def cached_evaluations(root, category: str, jobs: list[dict], cache_dir=None, de
     here it raises.
     """
     settings = [({k: v for k, v in job.items() if k != "shots"}, job.get("shots")) for job in jobs]
+    if ray is None:
+        return [cached_evaluation(root, category, shots, cache_dir, device, **config)
+                for config, shots in settings]
     entries = [_cache_entry(root, category, shots, device, config, cache_dir) for config, shots in settings]
     rows = [{**json.loads(path.read_text())["metrics"], "cached": True} if path.is_file() else None
             for _, path in entries]
     todo = [i for i, row in enumerate(rows) if row is None]
     if not todo:
-        return rows
-    if ray is None:
-        for i in todo:
-            config, shots = settings[i]
-            rows[i] = cached_evaluation(root, category, shots, cache_dir, device, **config)
         return rows
     from .cluster import connect, run_sweep
 

@@ -22,40 +22,27 @@ __all__ = ["ShardActor", "ShardedMemoryBank", "merge_shard_answers"]
 
 
 class ShardActor:
-    """One shard: rows ``offset .. offset + len(features)`` of the bank, in a faiss index.
-
-    Exact backends (``faiss``, ``torch``) get a flat L2 index; approximate ones
-    the same index a :class:`MemoryBank` of this slice would train."""
+    """One shard: rows ``offset .. offset + len(features)`` of the bank, as a :class:`MemoryBank`
+    of the bank's backend (its approximate index trained here, on this slice)."""
 
     def __init__(self, features: np.ndarray, offset: int, backend: str = "faiss", ann: dict | None = None):
-        import faiss
-
         self.offset = int(offset)
-        rows = np.ascontiguousarray(features, dtype=np.float32)
-        if backend in ("faiss", "torch"):
-            self.bank = None
-            self.index = faiss.IndexFlatL2(rows.shape[1])
-            self.index.add(rows)
-        else:
-            feats = torch.from_numpy(rows)
-            self.bank = MemoryBank(feats, torch.zeros(len(feats), 3, dtype=torch.long), backend, ann)
-            self.index = self.bank.build_index()
+        rows = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        self.bank = MemoryBank(rows, torch.zeros(len(rows), 3, dtype=torch.long), backend, ann)
+        self.bank.build_index()  # approximate: trained now; exact: a flat index at the first query
 
     def search(self, queries: np.ndarray, k: int):
-        """Distances (not squared) ``[Q, k]`` and global bank rows (-1 where none was found)."""
-        if self.bank is None:
-            d2, idx = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-            d = np.sqrt(np.clip(d2, 0, None))
-        else:
-            d, idx = (t.numpy() for t in self.bank.search(torch.from_numpy(queries), k))
-        return d, np.where(idx >= 0, idx + self.offset, -1)
+        """Distances ``[Q, k]`` and global bank rows."""
+        # a copy: Ray hands the batch over read-only, and torch wants to own writable memory
+        d, idx = self.bank.search(torch.from_numpy(np.array(queries, dtype=np.float32)), k)
+        return d.numpy(), idx.numpy() + self.offset
 
     def size(self) -> int:
-        return self.index.ntotal
+        return len(self.bank)
 
     def params(self) -> dict:
         """The slice's resolved index parameters (empty for exact search)."""
-        return {} if self.bank is None else self.bank.params
+        return self.bank.params
 
 
 def merge_shard_answers(answers: list[tuple[np.ndarray, np.ndarray]], k: int):
@@ -64,7 +51,7 @@ def merge_shard_answers(answers: list[tuple[np.ndarray, np.ndarray]], k: int):
     Ties go to the lower global row, as in one index over the whole bank."""
     d = np.concatenate([a[0] for a in answers], axis=1)
     idx = np.concatenate([a[1] for a in answers], axis=1)
-    d = np.where(idx < 0, np.inf, d)  # a shard with fewer than k rows pads with -1
+    d = np.where(idx < 0, np.inf, d)  # a -1 row (none found) never wins
     order = np.lexsort((idx, d), axis=1)[:, :k] if d.shape[1] > 1 else np.zeros((len(d), 1), int)
     return np.take_along_axis(d, order, 1), np.take_along_axis(idx, order, 1)
 

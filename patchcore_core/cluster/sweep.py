@@ -7,7 +7,6 @@ the others still finish. A task whose worker dies is run again
 
 from __future__ import annotations
 
-import math
 import time
 
 from .connect import require_ray
@@ -19,13 +18,12 @@ def evaluate_task(root: str, category: str, shots: int | None, mask_protocol: st
                   measure_radius: bool = True) -> dict:
     """One evaluation on a worker: :func:`~patchcore_core.evaluation.evaluate_category`'s metrics
     (NaN as None), the node it ran on and (with ``measure_radius``) the covering radius of its bank."""
-    from ..evaluation import evaluate_category
+    from ..evaluation import evaluate_category, json_metrics
     from .worker import process_info
 
     res = evaluate_category(root, category, shots=shots, device="auto", progress=False,
                             mask_protocol=mask_protocol, measure_radius=measure_radius, **config)
-    metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in res.metrics.items()}
-    return {**metrics, "node": process_info()["node"]}
+    return {**json_metrics(res.metrics), "node": process_info()["node"]}
 
 
 def _setting_text(config: dict) -> str:
