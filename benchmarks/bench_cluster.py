@@ -40,7 +40,7 @@ BANDWIDTH = 1.25e9  # bytes/s between nodes: 10 Gbit Ethernet
 
 
 def run_side(args, side: str) -> dict:
-    from patchcore_core.evaluation import evaluate_category, peak_rss_mb
+    from patchcore_core.evaluation.category import evaluate_category, peak_rss_mb
 
     config = {"image_size": args.image_size, "coreset_ratio": args.ratio}
     if side == "single":
@@ -160,7 +160,7 @@ def main() -> int:
 
 
 def print_tables(results: dict, args) -> list[dict]:
-    from patchcore_core.tables import format_table
+    from patchcore_core.util.tables import format_table
 
     rows = [{"run": side, **{k: r.get(k) for k in KEYS},
              "peak RSS MB": ", ".join(f"{n} {v:,.0f}" for n, v in r["peak_rss_mb_per_node"].items()),

@@ -16,9 +16,10 @@ import time
 import torch
 
 from patchcore_core import PatchCore
-from patchcore_core.builtin_data import builtin_root
-from patchcore_core.coreset import greedy_coreset, reference_greedy_coreset
-from patchcore_core.data import MVTecCategory, Preprocess
+from patchcore_core.data.builtin import builtin_root
+from patchcore_core.data.mvtec import MVTecCategory
+from patchcore_core.pipeline.coreset import greedy_coreset, reference_greedy_coreset
+from patchcore_core.pipeline.preprocess import Preprocess
 
 
 def patch_features_1024(n: int) -> torch.Tensor:

@@ -136,9 +136,9 @@ def main(argv=None) -> int:
     if not 1 <= args.visitors <= 60 or not 1 <= args.waves <= 5:
         ap.error("--visitors must be between 1 and 60, --waves between 1 and 5")
 
-    from patchcore_core.builtin_data import builtin_root
-    from patchcore_core.data import MVTecCategory
-    from patchcore_core.tables import format_table
+    from patchcore_core.data.builtin import builtin_root
+    from patchcore_core.data.mvtec import MVTecCategory
+    from patchcore_core.util.tables import format_table
 
     cache = tempfile.mkdtemp(prefix="bench-demo-")
     env = {**os.environ, "PATCHCORE_CACHE": cache, "GRADIO_ANALYTICS_ENABLED": "False",

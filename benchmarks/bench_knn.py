@@ -31,11 +31,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from patchcore_core import PatchCore
-from patchcore_core.ann import scaled_params
-from patchcore_core.coreset import greedy_coreset
-from patchcore_core.data import MVTecCategory, Preprocess, image_size
-from patchcore_core.search_eval import detection_metrics, search_trial
-from patchcore_core.tables import format_table
+from patchcore_core.data.mvtec import MVTecCategory
+from patchcore_core.evaluation.search import detection_metrics, search_trial
+from patchcore_core.ext.ann import scaled_params
+from patchcore_core.pipeline.coreset import greedy_coreset
+from patchcore_core.pipeline.preprocess import Preprocess
+from patchcore_core.util.images import image_size
+from patchcore_core.util.tables import format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("faiss", "ivf_pq", "hnsw", "ivf_flat")

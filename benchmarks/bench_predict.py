@@ -12,8 +12,8 @@ import time
 import torch
 
 from patchcore_core import PatchCore
-from patchcore_core.builtin_data import builtin_root
-from patchcore_core.data import MVTecCategory
+from patchcore_core.data.builtin import builtin_root
+from patchcore_core.data.mvtec import MVTecCategory
 
 
 def main():

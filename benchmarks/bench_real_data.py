@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from patchcore_core.evaluation import mean_over_seeds
+from patchcore_core.evaluation.category import mean_over_seeds
 
 SETS = {
     "grid": ("mvtec_grid_mini", "grid"),

@@ -2,7 +2,7 @@
 
 One fit per set and seed (the seed picks the held-out good images and the
 coreset); each rule then places its threshold on the same held-out scores
-(:func:`patchcore_core.calibration.threshold_from_scores`) and is scored on
+(:func:`patchcore_core.pipeline.calibration.threshold_from_scores`) and is scored on
 the same test images. Rates are pooled over seeds: counts of good test
 images above the threshold and defective ones at or below it.
 
@@ -16,9 +16,9 @@ import argparse
 import json
 from pathlib import Path
 
-from patchcore_core.calibration import threshold_from_scores
-from patchcore_core.evaluation import evaluate_category, threshold_rates
-from patchcore_core.tables import format_table
+from patchcore_core.evaluation.category import evaluate_category, threshold_rates
+from patchcore_core.pipeline.calibration import threshold_from_scores
+from patchcore_core.util.tables import format_table
 
 SETS = {"grid": ("mvtec_grid_mini", "grid"), "hazelnut": ("hazelnut_toy", "hazelnut_toy"),
         "mtd": ("magnetic_tile", "mtd")}

@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
     logging.getLogger("demo").setLevel(logging.INFO)
     say = lambda msg: print(msg, flush=True)  # noqa: E731
 
-    from patchcore_core.builtin_data import builtin_root
-    from patchcore_core.data import MVTecCategory
-    from patchcore_core.device import resolve_device
+    from patchcore_core.data.builtin import builtin_root
+    from patchcore_core.data.mvtec import MVTecCategory
+    from patchcore_core.util.device import resolve_device
 
     try:
         resolve_device(args.device)  # before a model is fitted or loaded for it
@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
     from . import models
 
     if args.model:
-        from patchcore_core.ensemble import load_model
-        from patchcore_core.serialization import ModelFileError
+        from patchcore_core.ext.ensemble import load_model
+        from patchcore_core.io.model_file import ModelFileError
         try:
             model = load_model(args.model, device=args.device)  # one backbone or an ensemble
         except ModelFileError as exc:

@@ -53,7 +53,7 @@ def _cache_images_atomically() -> None:
 
     from gradio import processing_utils as pu
 
-    from patchcore_core.atomic import atomic_path
+    from patchcore_core.util.atomic import atomic_path
 
     if getattr(pu.save_pil_to_cache, "_atomic", False):
         return
@@ -90,7 +90,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         concurrency: requests of one kind served at once (fits: always one at a time).
         examples_label: the examples' heading (default: "Examples of <the object the model knows>").
     """
-    from patchcore_core.builtin_data import CATEGORIES
+    from patchcore_core.data.builtin import CATEGORIES
 
     _cache_images_atomically()
     if not model.is_fitted:

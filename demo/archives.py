@@ -101,7 +101,7 @@ def _write_members(zf: zipfile.ZipFile, infos, dest: Path, name: str, max_bytes:
 def images_in(folder: Path) -> list[Path]:
     """Image files under ``folder`` (any depth), sorted; macOS's ``__MACOSX``
     copies and hidden files left out."""
-    from patchcore_core.data import IMAGE_EXTENSIONS
+    from patchcore_core.util.images import IMAGE_EXTENSIONS
 
     return sorted(p for p in folder.rglob("*")
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS

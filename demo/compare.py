@@ -66,7 +66,7 @@ def compare(model_a, model_b, image) -> tuple[Inspection, Inspection, tuple[floa
 
 
 def overlay_on(insp: Inspection, scale: tuple[float, float]) -> np.ndarray:
-    from patchcore_core.viz import overlay_heatmap
+    from patchcore_core.util.viz import overlay_heatmap
 
     return overlay_heatmap(insp.display, insp.anomaly_map, alpha=0.55, vmin=scale[0], vmax=scale[1])
 

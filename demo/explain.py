@@ -26,7 +26,7 @@ class ExplainResult:
 def explain(model, image, x: float | None = None, y: float | None = None) -> ExplainResult:
     """The nearest normal patch for the patch under pixel (x, y) of the
     224 px model view (the most anomalous patch when x or y is None)."""
-    from patchcore_core.viz import draw_box, zoom_box
+    from patchcore_core.util.viz import draw_box, zoom_box
 
     path = path_of(image)
     pil = check_image(path)

@@ -55,7 +55,7 @@ def path_of(image) -> str:
 
 def check_image(image):
     """Read ``image`` (a path) with the package's guards; the RGB PIL image."""
-    from patchcore_core.data import DataError, ImageTooLargeError, read_image
+    from patchcore_core.util.images import DataError, ImageTooLargeError, read_image
 
     path = path_of(image)
     try:
@@ -124,7 +124,7 @@ def predict(model, image) -> Inspection:
 
 def overlay(insp: Inspection, alpha: float = 0.55) -> np.ndarray:
     """The image with its heatmap blended over it, ``uint8 [224, 224, 3]``."""
-    from patchcore_core.viz import overlay_heatmap
+    from patchcore_core.util.viz import overlay_heatmap
 
     vmin, vmax = insp.scale
     return overlay_heatmap(insp.display, insp.anomaly_map, alpha=alpha, vmin=vmin, vmax=vmax)

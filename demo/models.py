@@ -52,7 +52,7 @@ def model_card(model) -> dict:
 def card_markdown(card: dict, label: str = "") -> str:
     """The card as a Markdown table: the named rows first, then every other setting."""
     from patchcore_core import PatchCoreConfig
-    from patchcore_core.tables import markdown_table
+    from patchcore_core.util.tables import markdown_table
 
     def fmt(v):
         if v is None:
@@ -79,8 +79,8 @@ def card_markdown(card: dict, label: str = "") -> str:
 
 # ----------------------------------------------------------- default model
 def default_model_path(category: str, cache_dir=None) -> Path:
-    from patchcore_core.builtin_data import default_cache_dir
-    from patchcore_core.serialization import FORMAT_VERSION
+    from patchcore_core.data.builtin import default_cache_dir
+    from patchcore_core.io.model_file import FORMAT_VERSION
 
     base = Path(cache_dir) if cache_dir else default_cache_dir()
     return base / "demo" / f"builtin-{category}-efficientnet_lite0-v{FORMAT_VERSION}.safetensors"
@@ -91,9 +91,9 @@ def load_or_build_default(category: str = "brick", device: str = "auto", cache_d
     """The default model: loaded from the cache, or fitted on the built-in
     ``category`` and cached (atomically) for the next start."""
     from patchcore_core import PatchCore
-    from patchcore_core.builtin_data import CATEGORIES, builtin_root
-    from patchcore_core.data import MVTecCategory
-    from patchcore_core.serialization import ModelFileError
+    from patchcore_core.data.builtin import CATEGORIES, builtin_root
+    from patchcore_core.data.mvtec import MVTecCategory
+    from patchcore_core.io.model_file import ModelFileError
 
     if category not in CATEGORIES:
         raise UserError(f"unknown built-in category {category!r}; choose one of {', '.join(CATEGORIES)}")
@@ -119,8 +119,8 @@ def load_or_build_default(category: str = "brick", device: str = "auto", cache_d
 
 def builtin_examples(category: str = "brick", cache_dir=None) -> list[tuple[str, str]]:
     """(path, label) of built-in test images: two good ones and one per defect type."""
-    from patchcore_core.builtin_data import builtin_root
-    from patchcore_core.data import MVTecCategory
+    from patchcore_core.data.builtin import builtin_root
+    from patchcore_core.data.mvtec import MVTecCategory
 
     cat = MVTecCategory(builtin_root(cache_dir=cache_dir), category)
     out, seen = [], {}
@@ -148,7 +148,8 @@ def known_object(model, category: str | None = None) -> str | None:
 def model_examples(model, examples_dir=None, limit: int = 6) -> list[tuple[str, str]]:
     """Examples that fit a loaded model: the images of ``examples_dir``, else a
     few of the model's own training images if they are on this machine, else none."""
-    from patchcore_core.data import DataError, image_folder
+    from patchcore_core.data.mvtec import image_folder
+    from patchcore_core.util.images import DataError
 
     if examples_dir:
         try:

@@ -31,7 +31,7 @@ def build(ctx: PageContext) -> None:
             ia, ib, scale = compare.compare(*pair["models"], image)
             cards = [model_card(m) for m in pair["models"]]
             rows = compare.cards_side_by_side(*cards, (a, b))
-            from patchcore_core.tables import markdown_table
+            from patchcore_core.util.tables import markdown_table
 
             msg = (f"Both fitted on the same {len(paths)} good images. One colour scale for both maps: "
                    f"{scale[0]:.1f} (dark) to {scale[1]:.1f} (bright). Scores: **{ia.score:.1f}** "

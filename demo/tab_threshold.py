@@ -61,8 +61,8 @@ def build(ctx: PageContext, session: gr.State, categories: list[str]) -> None:
             if zip_path:
                 s = _zip_set(ctx, zip_path, session_value, progress)
             else:
-                from patchcore_core.builtin_data import builtin_root
-                from patchcore_core.data import MVTecCategory
+                from patchcore_core.data.builtin import builtin_root
+                from patchcore_core.data.mvtec import MVTecCategory
 
                 if category not in categories:
                     raise logic.UserError(f"unknown built-in set {category!r}; choose one of "

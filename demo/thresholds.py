@@ -63,7 +63,7 @@ def labelled_items(folder: Path) -> list[tuple[Path, str]]:
 def score_set(model, items: list[tuple[Path, str]], source: str, progress=None) -> LabelledSet:
     """Score every image of ``items`` (path, defect) with ``model``.
     Unreadable files are skipped and named. ``progress(fraction, text)``."""
-    from patchcore_core.viz import overlay_heatmap
+    from patchcore_core.util.viz import overlay_heatmap
 
     if len(items) > MAX_SET_IMAGES:
         raise UserError(f"{len(items)} test images is more than this demo scores at once ({MAX_SET_IMAGES}).")
@@ -95,7 +95,7 @@ def score_set(model, items: list[tuple[Path, str]], source: str, progress=None) 
 
 def at_threshold(s: LabelledSet, threshold: float) -> dict:
     """Image-level decisions at ``threshold`` (score above it: anomalous)."""
-    from patchcore_core.metrics import image_auroc
+    from patchcore_core.evaluation.metrics import image_auroc
 
     labels, pred = s.labels, s.scores > threshold
     tp, fp = int((pred & (labels == 1)).sum()), int((pred & (labels == 0)).sum())
@@ -157,7 +157,7 @@ def roc_figure(s: LabelledSet, threshold: float):
     """The ROC curve, the slider's operating point and the calibrated one."""
     from matplotlib.figure import Figure
 
-    from patchcore_core.metrics import image_roc
+    from patchcore_core.evaluation.metrics import image_roc
 
     fpr, tpr, _ = image_roc(s.labels, s.scores)
     fig = Figure(figsize=(3.4, 3.0), dpi=100, layout="constrained")

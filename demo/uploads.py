@@ -84,7 +84,7 @@ def _raise_for_visitor(exc: UploadRefused):
 
 def image_input(policy: UploadPolicy, **kwargs):
     """A ``gr.Image`` (type filepath) that hands over the uploaded file's path,
-    checked by ``policy``, without opening it: :func:`patchcore_core.data.read_image`
+    checked by ``policy``, without opening it: :func:`patchcore_core.util.images.read_image`
     (corrupt, non-image and oversized files; greyscale, RGBA, 16-bit) is the one
     that judges the file, so the visitor gets its clear message instead of a
     Gradio error.

@@ -45,10 +45,10 @@ import torch
 from IPython.display import Markdown, display
 
 from patchcore_core import PatchCore, teaching
-from patchcore_core.builtin_data import builtin_root
-from patchcore_core.data import MVTecCategory
-from patchcore_core.tables import markdown_table
-from patchcore_core.teaching import checks
+from patchcore_core.data.builtin import builtin_root
+from patchcore_core.data.mvtec import MVTecCategory
+from patchcore_core.teaching import exercises
+from patchcore_core.util.tables import markdown_table
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -122,7 +122,7 @@ display(model)  # the model and its settings
 
 # %% slideshow={"slide_type": "subslide"}
 index = [cat.test.index(t) for t in shown]                 # the images shown above
-fig = teaching.evaluation.plot_predictions(model, [test_paths[i] for i in index], [preds[i] for i in index],
+fig = teaching.evaluation_plots.plot_predictions(model, [test_paths[i] for i in index], [preds[i] for i in index],
                                            titles=[cat.test[i].defect for i in index], ncols=ncols,
                                            masks=[cat.load_mask(cat.test[i], model.preprocess) for i in index])
 fig.suptitle(f"PatchCore on '{CATEGORY}': heatmaps and scores (red title = flagged anomalous; ground truth in green)", fontsize=14)
@@ -193,12 +193,12 @@ caught = ...  # your code: a fraction between 0 and 1
 caught = np.mean([p.verdict == "anomalous" for p, bad in zip(preds, labels) if bad])
 
 # %% tags=["check"]
-checks.check_number(caught, (scores[labels] > model.threshold).mean(), rel=1e-6, what="`caught`",
+exercises.check_number(caught, (scores[labels] > model.threshold).mean(), rel=1e-6, what="`caught`",
                     hint="count the defective images flagged 'anomalous', divided by the number of defective images.")
 
 # %% [markdown] tags=["solution"]
 # *Answer.* The fraction the check computes, `(scores[labels] > model.threshold).mean()`. Which types are
-# missed? `teaching.evaluation.per_defect_table(...)` (notebook 04) prints the share flagged per defect
+# missed? `teaching.evaluation_plots.per_defect_table(...)` (notebook 04) prints the share flagged per defect
 # type; a missed defect's patches resemble the normal variation of the good images.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -214,7 +214,7 @@ train_score = ...  # your code
 train_score = model.predict([cat.train[0]])[0].normalised_score
 
 # %% tags=["check"]
-checks.check_number(train_score, model.predict([cat.train[0]])[0].score / model.threshold, rel=1e-4,
+exercises.check_number(train_score, model.predict([cat.train[0]])[0].score / model.threshold, rel=1e-4,
                     what="`train_score`", hint="use the normalised score (score / threshold) of cat.train[0].")
 
 # %% [markdown] tags=["solution"]

@@ -41,12 +41,13 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from patchcore_core import PatchCore, evaluation, teaching
-from patchcore_core.builtin_data import builtin_root
-from patchcore_core.data import MVTecCategory
-from patchcore_core.features import PatchEmbedding, aggregate_layers, local_aggregate
-from patchcore_core.tables import markdown_table
-from patchcore_core.teaching import checks
+from patchcore_core import PatchCore, teaching
+from patchcore_core.data.builtin import builtin_root
+from patchcore_core.data.mvtec import MVTecCategory
+from patchcore_core.evaluation import category as evaluation
+from patchcore_core.pipeline.features import PatchEmbedding, aggregate_layers, local_aggregate
+from patchcore_core.teaching import exercises
+from patchcore_core.util.tables import markdown_table
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -74,7 +75,7 @@ print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test 
 model = PatchCore(device=DEVICE).fit(cat.train, progress=False)
 print("stages of the backbone:", model.extractor.stage_names)
 print("PatchCore uses:", model.layers)
-geometry = teaching.features.layer_geometry(model, cat.train[0])
+geometry = teaching.patch_features.layer_geometry(model, cat.train[0])
 display(Markdown(markdown_table(geometry)))
 
 # %% [markdown]
@@ -83,7 +84,7 @@ display(Markdown(markdown_table(geometry)))
 # values are that patch's description. Here are the channels that vary most over one image:
 
 # %% slideshow={"slide_type": "subslide"}
-fig = teaching.features.plot_layer_view(model, cat.train[0], model.layers[0], neighbourhood=1)
+fig = teaching.patch_features.plot_layer_view(model, cat.train[0], model.layers[0], neighbourhood=1)
 plt.show()
 assert [g["stride"] for g in geometry] == [8, 16]
 
@@ -92,23 +93,23 @@ assert [g["stride"] for g in geometry] == [8, 16]
 #
 # A feature at one grid cell depends on a window of input pixels, its **receptive field**. We measure it
 # by backpropagating that feature to the input: the gradient is nonzero exactly on the pixels it sees
-# (`teaching.features.receptive_field`). Deeper layers see more; averaging a 3x3 neighbourhood of cells widens the
+# (`teaching.patch_features.receptive_field`). Deeper layers see more; averaging a 3x3 neighbourhood of cells widens the
 # window by two strides without going deeper.
 
 # %% slideshow={"slide_type": "subslide"}
 img = cat.train[0]
-views = {f"{model.layers[0]}": teaching.features.receptive_field(model, img, model.layers[0]),
-         f"{model.layers[0]} + 3x3 aggregation": teaching.features.receptive_field(model, img, model.layers[0], 3),
-         f"{model.layers[1]}": teaching.features.receptive_field(model, img, model.layers[1])}
+views = {f"{model.layers[0]}": teaching.patch_features.receptive_field(model, img, model.layers[0]),
+         f"{model.layers[0]} + 3x3 aggregation": teaching.patch_features.receptive_field(model, img, model.layers[0], 3),
+         f"{model.layers[1]}": teaching.patch_features.receptive_field(model, img, model.layers[1])}
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
 for ax, (name, rf) in zip(axes, views.items()):
-    h, w = teaching.features.rf_extent(rf)
+    h, w = teaching.patch_features.rf_extent(rf)
     im = ax.imshow(np.log10(rf + 1e-6), cmap="magma", vmin=-6, vmax=0)
     ax.set_title(f"{name}\nextent {h} x {w} px")
     ax.set_xlabel("x (pixels)"); ax.set_ylabel("y (pixels)")
 fig.colorbar(im, ax=axes.tolist(), label="log10 |gradient| (1 = max)", fraction=0.02)
 plt.show()
-ext = {k: teaching.features.rf_extent(v)[0] for k, v in views.items()}
+ext = {k: teaching.patch_features.rf_extent(v)[0] for k, v in views.items()}
 assert ext[model.layers[0]] < ext[f"{model.layers[0]} + 3x3 aggregation"] <= ext[model.layers[1]] + 16
 
 # %% [markdown]
@@ -127,12 +128,12 @@ assert ext[model.layers[0]] < ext[f"{model.layers[0]} + 3x3 aggregation"] <= ext
 # ### Measured: three pairs of layers
 #
 # The same PatchCore with the stride 4 + 8, 8 + 16 (the default) and 16 + 32 stages of the backbone, each
-# the deepest stage at its stride (`teaching.features.layer_pairs`). Each run fits and scores the whole test
+# the deepest stage at its stride (`teaching.patch_features.layer_pairs`). Each run fits and scores the whole test
 # set (`evaluation.cached_evaluation`; results are cached, so a second run is instant). In `FAST` mode each
 # fits on 8 training images only.
 
 # %% slideshow={"slide_type": "subslide"}
-pairs = teaching.features.layer_pairs(teaching.features.stage_strides(model.config.backbone))
+pairs = teaching.patch_features.layer_pairs(teaching.patch_features.stage_strides(model.config.backbone))
 pair_rows = []
 for name, pair in pairs.items():
     r = evaluation.cached_evaluation(DATA_ROOT, CATEGORY, shots=8 if FAST else None, device=DEVICE, layers=pair,
@@ -170,8 +171,8 @@ assert pair_rows[0]["bank patches"] > pair_rows[1]["bank patches"] > pair_rows[2
 # (Eq. 1-2 of the paper). Before and after, for one channel:
 
 # %% slideshow={"slide_type": "subslide"}
-raw = teaching.features.layer_view(model, img, model.layers[0], 1)
-agg = teaching.features.layer_view(model, img, model.layers[0], 3)
+raw = teaching.patch_features.layer_view(model, img, model.layers[0], 1)
+agg = teaching.patch_features.layer_view(model, img, model.layers[0], 3)
 ch = agg["channels"][0]
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
 axes[0].imshow(model.display(img)); axes[0].set_title("input")
@@ -250,12 +251,12 @@ assert [l.shape[1] for l in unfolded] == [9 * l.shape[1] for l in layers]
 # %% slideshow={"slide_type": "subslide"}
 bad = [t for t in cat.test if t.is_anomalous][::2][:3]
 show = [cat.train[0]] + [t.path for t in bad]
-rgb = teaching.features.pca_rgb(model.extract(show))             # [4, 28, 28, 3]
+rgb = teaching.patch_features.pca_rgb(model.extract(show))             # [4, 28, 28, 3]
 fig, axes = plt.subplots(2, len(show), figsize=(3.4 * len(show), 7))
 for k, path in enumerate(show):
     axes[0, k].imshow(model.display(path))
     axes[0, k].set_title("normal (train)" if k == 0 else bad[k - 1].defect)
-    axes[1, k].imshow(teaching.features.upsample_nearest(rgb[k], 224))
+    axes[1, k].imshow(teaching.patch_features.upsample_nearest(rgb[k], 224))
     axes[1, k].set_title("PCA of patch features as RGB")
 for ax in axes.flat:
     ax.set_xlabel("x (pixels)"); ax.set_ylabel("y (pixels)")
@@ -267,13 +268,13 @@ assert rgb.shape == (len(show), *model.grid, 3)
 #
 # ## Explore: image, layer and neighbourhood
 #
-# The widget calls `teaching.features.plot_layer_view`; the same function is called once directly, so the notebook runs without a browser.
+# The widget calls `teaching.patch_features.plot_layer_view`; the same function is called once directly, so the notebook runs without a browser.
 
 # %% slideshow={"slide_type": "subslide"}
 images = [cat.train[0]] + [t.path for t in cat.test if t.is_anomalous]
 
 def show_layer(image=0, layer=model.layers[0], neighbourhood=3):
-    fig = teaching.features.plot_layer_view(model, images[image], layer, neighbourhood)
+    fig = teaching.patch_features.plot_layer_view(model, images[image], layer, neighbourhood)
     plt.show()
     return fig
 
@@ -302,7 +303,7 @@ widgets.interactive(show_layer, image=widgets.IntSlider(0, 0, len(images) - 1, c
 #
 # Write `my_local_aggregate(fmap)` that averages every location of a `[B, C, H, W]` feature map over its
 # 3x3 neighbourhood, counting locations outside the map as zero (as the paper's code does). The check compares
-# it with `patchcore_core.features.local_aggregate` on random maps. *Hint:* `torch.nn.functional.avg_pool2d`
+# it with `patchcore_core.pipeline.features.local_aggregate` on random maps. *Hint:* `torch.nn.functional.avg_pool2d`
 # with `stride=1` and `padding=1`, or sum the nine shifted copies of a zero-padded map and divide by 9.
 
 # %% tags=["exercise"]
@@ -317,7 +318,7 @@ def my_local_aggregate(fmap):
 
 # %% tags=["check"]
 g = torch.Generator().manual_seed(SEED)
-checks.check_function(my_local_aggregate, lambda x: local_aggregate(x, 3),
+exercises.check_function(my_local_aggregate, lambda x: local_aggregate(x, 3),
                       [(torch.randn(1, 4, 6, 6, generator=g),), (torch.randn(2, 3, 5, 9, generator=g),)],
                       hint="the border: outside the map counts as zero, and every average divides by 9.")
 
@@ -341,9 +342,9 @@ patches_per_image = grid[0] * grid[1]
 numbers_per_patch = emb.compact_dim
 
 # %% tags=["check"]
-checks.check_number(patches_per_image, model.grid[0] * model.grid[1], rel=0, what="`patches_per_image`",
+exercises.check_number(patches_per_image, model.grid[0] * model.grid[1], rel=0, what="`patches_per_image`",
                     hint="one patch per cell of the finer grid.")
-checks.check_number(numbers_per_patch, z.shape[1], rel=0, what="`numbers_per_patch`",
+exercises.check_number(numbers_per_patch, z.shape[1], rel=0, what="`numbers_per_patch`",
                     hint="the compact form, not the paper's 1024.")
 
 # %% [markdown] tags=["solution"]

@@ -44,11 +44,10 @@ import torch
 from IPython.display import Markdown, display
 
 from patchcore_core import PatchCore, teaching
-from patchcore_core.builtin_data import builtin_root
-from patchcore_core.coreset import reference_greedy_coreset
-from patchcore_core.data import MVTecCategory
-from patchcore_core.tables import markdown_table
-from patchcore_core.teaching import checks
+from patchcore_core.data.builtin import builtin_root
+from patchcore_core.data.mvtec import MVTecCategory
+from patchcore_core.pipeline.coreset import reference_greedy_coreset
+from patchcore_core.teaching import exercises
 from patchcore_core.teaching.toy import (
     approximation_ratios,
     covering_radius_2d,
@@ -58,6 +57,7 @@ from patchcore_core.teaching.toy import (
     random_radii,
     toy_points,
 )
+from patchcore_core.util.tables import markdown_table
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -80,8 +80,8 @@ print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test 
 
 # %%
 model = PatchCore(device=DEVICE).fit(cat.train, progress=False)
-ours = teaching.coreset.bank_footprint(len(cat.train), model.grid, model.bank.features.shape[1])
-paper = teaching.coreset.bank_footprint(280, (28, 28), 1024)  # ~MVTec category, WideResNet-50, 1024-d
+ours = teaching.coreset_plots.bank_footprint(len(cat.train), model.grid, model.bank.features.shape[1])
+paper = teaching.coreset_plots.bank_footprint(280, (28, 28), 1024)  # ~MVTec category, WideResNet-50, 1024-d
 display(Markdown(markdown_table([
     {"bank": f"all patches, {len(cat.train)} images (here)", **ours},
     {"bank": "all patches, 280 MVTec images, 1024-d (paper)", **paper},
@@ -197,7 +197,7 @@ train_feats = model.extract(cat.train)                       # [N, 28, 28, D]
 flat = train_feats.reshape(-1, train_feats.shape[-1])
 n = len(flat)
 counts = [int(n * r) for r in ([0.002, 0.01, 0.05] if FAST else [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1])]
-curves = teaching.coreset.radius_curves(flat, counts, seed=SEED)
+curves = teaching.coreset_plots.radius_curves(flat, counts, seed=SEED)
 fig, ax = plt.subplots(figsize=(8, 4.5))
 ax.plot(counts, curves["greedy"], "o-", label="greedy coreset")
 ax.plot(counts, curves["random"], "s-", label="random subset")
@@ -219,7 +219,7 @@ assert all(a >= b - 1e-3 for a, b in zip(curves["greedy"], curves["greedy"][1:])
 # Here, for 5,000 random pairs of real patch features, the ratio projected / original distance:
 
 # %%
-distortion = teaching.coreset.projection_distortion(flat, dims=(128, 32, 16), n_pairs=5000, seed=SEED)
+distortion = teaching.coreset_plots.projection_distortion(flat, dims=(128, 32, 16), n_pairs=5000, seed=SEED)
 fig, ax = plt.subplots(figsize=(8, 4.5))
 for dim, ratios in distortion.items():
     ax.hist(ratios, bins=80, range=(0.4, 1.6), histtype="step", lw=2,
@@ -242,7 +242,7 @@ assert spread[128] < spread[32] < spread[16], "fewer dimensions, more distortion
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Greedy against random: does it matter for detection?
 #
-# `teaching.coreset.coreset_trial` builds a bank from the features above and scores the test set (no backbone
+# `teaching.coreset_plots.coreset_trial` builds a bank from the features above and scores the test set (no backbone
 # runs, so it takes a moment). A random subset leaves a larger covering radius: its bank lies farther
 # from every test patch, so all scores rise, normal and defective alike. Detection suffers only where
 # they rise unevenly, and a few dozen test images can hardly show that: here image AUROC barely moves.
@@ -253,7 +253,7 @@ test_feats = model.extract([t.path for t in cat.test])
 labels = [int(t.is_anomalous) for t in cat.test]
 rows = []
 for method in ["greedy", "random"]:
-    r = teaching.coreset.coreset_trial(train_feats, test_feats, labels, 0.01, method, seed=SEED)
+    r = teaching.coreset_plots.coreset_trial(train_feats, test_feats, labels, 0.01, method, seed=SEED)
     normal = r["scores"][np.array(labels) == 0]
     rows.append({"method": method, "size": r["size"], "covering radius": r["covering_radius"],
                  "image AUROC": r["image_auroc"], "max normal score": float(normal.max()),
@@ -265,11 +265,11 @@ assert rows[0]["covering radius"] < rows[1]["covering radius"], (
 
 
 # %% [markdown]
-# Try it yourself: the slider sets the coreset ratio (the logic is `teaching.coreset.coreset_trial`).
+# Try it yourself: the slider sets the coreset ratio (the logic is `teaching.coreset_plots.coreset_trial`).
 
 # %% slideshow={"slide_type": "subslide"}
 def try_ratio(ratio=0.01):
-    res = [teaching.coreset.coreset_trial(train_feats, test_feats, labels, ratio, m, seed=SEED) for m in ("greedy", "random")]
+    res = [teaching.coreset_plots.coreset_trial(train_feats, test_feats, labels, ratio, m, seed=SEED) for m in ("greedy", "random")]
     table = [{"method": m, "size": r["size"], "MB": r["megabytes"], "covering radius": r["covering_radius"],
               "image AUROC": r["image_auroc"]} for m, r in zip(("greedy", "random"), res)]
     display(Markdown(markdown_table(table)))
@@ -296,7 +296,7 @@ core_idx = (o[:, 0] * h * w + o[:, 1] * w + o[:, 2]).numpy()       # coreset row
 n_bank = 800 if FAST else 3000
 bank_s = rng.choice(n, n_bank, replace=False)
 core_s = rng.choice(core_idx, min(len(core_idx), n_bank // 3), replace=False)
-masks = np.stack([teaching.coreset.defect_patches(cat.load_mask(t, model.preprocess), model.grid) for t in cat.test])
+masks = np.stack([teaching.coreset_plots.defect_patches(cat.load_mask(t, model.preprocess), model.grid) for t in cat.test])
 tf = test_feats.reshape(-1, test_feats.shape[-1]).numpy()
 is_bad = masks.reshape(-1)
 from_normal_img = np.repeat(np.array(labels) == 0, h * w)
@@ -307,7 +307,7 @@ print(f"{len(bank_s)} bank, {len(core_s)} coreset, {len(normal_s)} normal test, 
 # %% slideshow={"slide_type": "subslide"}
 t0 = time.perf_counter()
 X = np.concatenate([flat[bank_s].numpy(), flat[core_s].numpy(), tf[normal_s], tf[bad_s]])
-Y = teaching.coreset.embed_2d(X, "umap", seed=SEED)
+Y = teaching.coreset_plots.embed_2d(X, "umap", seed=SEED)
 print(f"UMAP of {len(X)} points: {time.perf_counter() - t0:.0f} s")
 parts = np.cumsum([0, len(bank_s), len(core_s), len(normal_s), len(bad_s)])
 style = [("all training patches", "lightgrey", 8), ("coreset", "black", 10),
@@ -371,7 +371,7 @@ def package_greedy(points, k, first):
     return reference_greedy_coreset(torch.from_numpy(points), k, projection_dim=points.shape[1], first=first).indices
 
 
-checks.check_function(my_greedy_kcenter, package_greedy,
+exercises.check_function(my_greedy_kcenter, package_greedy,
                       [(pts, 10, int(trace.picks[0])), (toy_points(60, seed=SEED + 1), 5, 7),
                        (np.random.default_rng(SEED).normal(size=(80, 5)), 12, 0)],
                       hint="each new centre is the point whose distance to its nearest centre (of all centres "
@@ -399,7 +399,7 @@ def my_covering_radius(points, centres):
 
 # %% tags=["check"]
 rng_check = np.random.default_rng(SEED)
-checks.check_function(my_covering_radius, covering_radius_2d,
+exercises.check_function(my_covering_radius, covering_radius_2d,
                       [(pts, trace.picks[:10]), (pts, rng_check.choice(len(pts), 25, replace=False))],
                       hint="nearest centre per point (min over centres), then the worst point (max).")
 

@@ -39,11 +39,11 @@ import numpy as np
 import torch
 
 from patchcore_core import PatchCore, teaching
-from patchcore_core.builtin_data import builtin_root
-from patchcore_core.data import MVTecCategory
-from patchcore_core.memory_bank import knn_search
-from patchcore_core.scoring import anomaly_map, image_scores
-from patchcore_core.teaching import checks
+from patchcore_core.data.builtin import builtin_root
+from patchcore_core.data.mvtec import MVTecCategory
+from patchcore_core.pipeline.memory_bank import knn_search
+from patchcore_core.pipeline.scoring import anomaly_map, image_scores
+from patchcore_core.teaching import exercises
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -108,7 +108,7 @@ plt.tight_layout(); plt.show()
 # - `m*` in a **dense** neighbourhood: its neighbours are about as close as `m*`, its share is near `1/b`
 #   and the score is **discounted** towards `(1 - 1/b) s*`.
 #
-# The same with made-up distances, then worked through with real numbers (`teaching.scoring.eq7_breakdown`, b = 3):
+# The same with made-up distances, then worked through with real numbers (`teaching.scoring_plots.eq7_breakdown`, b = 3):
 
 # %%
 b = 3
@@ -120,7 +120,7 @@ for kind, d in [("dense", [10.0, 10.5, 11.0]), ("isolated", [10.0, 30.0, 40.0])]
 assert 1 - 1 / b <= weights["dense"] < weights["isolated"] <= 1, "the weight lies in [1 - 1/b, 1)"
 
 # %%
-eq = teaching.scoring.eq7_breakdown(model, item.path, b=b)
+eq = teaching.scoring_plots.eq7_breakdown(model, item.path, b=b)
 print(f"most anomalous patch m_test,* at (row {eq['row']}, col {eq['col']}): s* = {eq['s_star']:.2f}")
 print(f"nearest bank patch m* = row {eq['m_star']} of the bank; N_b(m*) = {eq['neighbours']}")
 for j, d, p in zip(eq["neighbours"], eq["distances"], eq["softmax"]):
@@ -137,7 +137,7 @@ assert abs(eq["weight"] * eq["s_star"] - eq["score"]) < 1e-3 * eq["score"]  # th
 
 # %% slideshow={"slide_type": "subslide"}
 eq7_items = cat.test[::max(1, len(cat.test) // 40)] if FAST else cat.test  # FAST: about 40 images on large sets
-rows = [teaching.scoring.eq7_breakdown(model, t.path, b=b) for t in eq7_items]
+rows = [teaching.scoring_plots.eq7_breakdown(model, t.path, b=b) for t in eq7_items]
 fig, ax = plt.subplots(figsize=(7, 5))
 colours = ["crimson" if t.is_anomalous else "tab:blue" for t in eq7_items]
 ax.scatter([r["s_star"] for r in rows], [r["score"] for r in rows], c=colours, s=50)
@@ -158,7 +158,7 @@ assert all(r["score"] <= r["s_star"] + 1e-6 for r in rows), "the weight is below
 # (`scoring.anomaly_map`). Blocky nearest-neighbour upsampling is shown for comparison:
 
 # %% slideshow={"slide_type": "subslide"}
-stages = teaching.scoring.map_stages(patch[0], 224, sigma=model.config.sigma)
+stages = teaching.scoring_plots.map_stages(patch[0], 224, sigma=model.config.sigma)
 fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
 titles = {"patch": "patch scores 28 x 28", "nearest": "nearest upsampling", "bilinear": "bilinear upsampling",
           "smoothed": f"bilinear + Gaussian sigma={model.config.sigma:g}"}
@@ -190,18 +190,18 @@ plt.show()
 # %% slideshow={"slide_type": "subslide"}
 ex = model.explain(item.path)   # the most anomalous patch by default
 print(ex)
-fig = teaching.scoring.plot_explanation(model, item.path)
+fig = teaching.scoring_plots.plot_explanation(model, item.path)
 plt.show()
 assert ex.distance == float(patch[0].max()) and 0 <= ex.train_index < len(cat.train)
 
 # %% [markdown]
-# Choose an image and a location: the widget calls `teaching.scoring.plot_explanation`. A patch outside the defect finds a close normal twin; a patch on the defect does not.
+# Choose an image and a location: the widget calls `teaching.scoring_plots.plot_explanation`. A patch outside the defect finds a close normal twin; a patch on the defect does not.
 
 # %% slideshow={"slide_type": "subslide"}
 test_items = bad + good
 
 def explain_at(image=0, row=14, col=14):
-    teaching.scoring.plot_explanation(model, test_items[image].path, row, col, vmax=float(patch.max()))
+    teaching.scoring_plots.plot_explanation(model, test_items[image].path, row, col, vmax=float(patch.max()))
     plt.show()
     return model.explain(test_items[image].path, row, col)
 
@@ -260,15 +260,15 @@ def distance_matrix(image):
 
 
 real = [(t.path,) for t in (bad[0], good[0])]
-checks.check_function(lambda p: my_patch_scores(distance_matrix(p)), lambda p: model.score([p])[2][0].flatten(),
+exercises.check_function(lambda p: my_patch_scores(distance_matrix(p)), lambda p: model.score([p])[2][0].flatten(),
                       real, what="my_patch_scores", rtol=1e-4, atol=1e-3,
                       hint="nearest: the smallest distance in each row (one score per test patch).")
-checks.check_function(lambda p: my_image_score(distance_matrix(p)), lambda p: image_scores(model.score([p])[2])[0],
+exercises.check_function(lambda p: my_image_score(distance_matrix(p)), lambda p: image_scores(model.score([p])[2])[0],
                       real, what="my_image_score", rtol=1e-4, atol=1e-3,
                       hint="the image is as anomalous as its most anomalous patch: a max, not a mean.")
 g = torch.Generator().manual_seed(SEED)
 toy = [(torch.randn(50, 8, generator=g), torch.randn(200, 8, generator=g))]
-checks.check_function(lambda q, m: my_patch_scores(torch.cdist(q, m)), lambda q, m: knn_search(q, m, 1)[0][:, 0],
+exercises.check_function(lambda q, m: my_patch_scores(torch.cdist(q, m)), lambda q, m: knn_search(q, m, 1)[0][:, 0],
                       toy, what="my_patch_scores on random points", hint="the smallest distance in each row.")
 
 # %% [markdown] tags=["solution"]
@@ -292,7 +292,7 @@ def my_eq7_weight(d):
 
 # %% tags=["check"]
 package_weight = {tuple(r["distances"]): r["weight"] for r in rows}  # from scoring.reweighted_image_scores
-checks.check_function(my_eq7_weight, lambda d: package_weight[tuple(d.tolist())],
+exercises.check_function(my_eq7_weight, lambda d: package_weight[tuple(d.tolist())],
                       [(torch.tensor(r["distances"], dtype=torch.float64),) for r in rows[:6]],
                       hint="one minus the softmax of the distances, taken at m* (the first).")
 

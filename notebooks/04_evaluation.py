@@ -39,13 +39,13 @@ import torch
 from IPython.display import Markdown, display
 
 from patchcore_core import teaching
-from patchcore_core.builtin_data import builtin_root
-from patchcore_core.data import MVTecCategory
-from patchcore_core.evaluation import evaluate_category
-from patchcore_core.metrics import aupro, f1_max, image_auroc, image_roc, pixel_auroc, pro_curve
-from patchcore_core.tables import markdown_table
-from patchcore_core.teaching import checks
-from patchcore_core.viz import overlay_heatmap
+from patchcore_core.data.builtin import builtin_root
+from patchcore_core.data.mvtec import MVTecCategory
+from patchcore_core.evaluation.category import evaluate_category
+from patchcore_core.evaluation.metrics import aupro, f1_max, image_auroc, image_roc, pixel_auroc, pro_curve
+from patchcore_core.teaching import exercises
+from patchcore_core.util.tables import markdown_table
+from patchcore_core.util.viz import overlay_heatmap
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -141,7 +141,7 @@ assert 0 < ap <= 1 and abs(ap - res.metrics["aupro"]) < 1e-9
 # AUROC ignores the threshold, but a factory needs one. **F1-max** is the best F1 over all thresholds:
 # an upper bound, because it picks the threshold *using the defects*. PatchCore cannot do that in
 # practice, as it has no defects. The package instead holds out some good training images, scores them
-# against a bank of the others, and takes the highest score as threshold (`patchcore_core.calibration`).
+# against a bank of the others, and takes the highest score as threshold (`patchcore_core.pipeline.calibration`).
 
 # %%
 thr = model.threshold
@@ -171,7 +171,7 @@ plt.show()
 # ## Per-defect-type breakdown
 
 # %%
-table = teaching.evaluation.per_defect_table(res.defects, scores, thr)
+table = teaching.evaluation_plots.per_defect_table(res.defects, scores, thr)
 display(Markdown(markdown_table(table)))
 good_row = next(r for r in table if r["defect"] == "good")
 below = [r["defect"] for r in table if r["defect"] != "good" and r["mean score"] <= good_row["mean score"]]
@@ -186,7 +186,7 @@ if DATA_ROOT == builtin_root():  # on the built-in data every defect type is vis
 # side (positive = misclassified). Looking at them is the fastest way to learn what a model does not know.
 
 # %% slideshow={"slide_type": "subslide"}
-worst = teaching.evaluation.worst_failures(labels, scores, thr, n=4)
+worst = teaching.evaluation_plots.worst_failures(labels, scores, thr, n=4)
 fig, axes = plt.subplots(1, len(worst), figsize=(4.4 * len(worst), 4.8))
 for ax, w in zip(axes, worst):
     i = w["index"]
@@ -231,8 +231,8 @@ fn = int(np.sum(~flagged & (labels == 1)))
 from sklearn.metrics import confusion_matrix
 
 (_, want_fp), (want_fn, _) = confusion_matrix(labels, scores > thr, labels=[0, 1])
-checks.check_number(fp, want_fp, rel=0, what="`fp`", hint="good images (label 0) whose score is above thr.")
-checks.check_number(fn, want_fn, rel=0, what="`fn`", hint="defective images (label 1) whose score is not above thr.")
+exercises.check_number(fp, want_fp, rel=0, what="`fp`", hint="good images (label 0) whose score is above thr.")
+exercises.check_number(fn, want_fn, rel=0, what="`fn`", hint="defective images (label 1) whose score is not above thr.")
 
 # %% [markdown] tags=["solution"]
 # *Answer.* The threshold is the highest held-out good score, so it is strict about false alarms on images
@@ -255,7 +255,7 @@ f1_at_thr = f1_score(labels, scores > thr)
 # %% tags=["check"]
 flagged, defective = scores > thr, labels == 1
 tp, wrong = np.sum(flagged & defective), np.sum(flagged != defective)
-checks.check_number(f1_at_thr, 2 * tp / (2 * tp + wrong), rel=1e-6, what="`f1_at_thr`",  # F1 = 2TP / (2TP + FP + FN)
+exercises.check_number(f1_at_thr, 2 * tp / (2 * tp + wrong), rel=1e-6, what="`f1_at_thr`",  # F1 = 2TP / (2TP + FP + FN)
                     hint="F1 of the predictions scores > thr against labels.")
 
 # %% [markdown] tags=["solution"]
@@ -299,7 +299,7 @@ rng_check = np.random.default_rng(SEED)
 toy_masks = np.zeros((2, 12, 12), bool)
 toy_masks[0, 2:5, 2:6] = toy_masks[0, 8:10, 7:11] = toy_masks[1, 5:9, 5:7] = True  # 3 regions
 toy_maps = rng_check.random((2, 12, 12)) + toy_masks * 0.5
-checks.check_function(my_pro_at, pro_curve_at,
+exercises.check_function(my_pro_at, pro_curve_at,
                       [(toy_masks, toy_maps, 0.9), (toy_masks, toy_maps, 1.2),
                        (masks.astype(bool), maps.astype(np.float32), float(np.quantile(maps, 0.95)))],
                       hint="each region's share of flagged pixels, averaged over regions (not over pixels); "

@@ -42,12 +42,13 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from patchcore_core import evaluation, teaching
-from patchcore_core.backbones import BackboneError
-from patchcore_core.builtin_data import builtin_root
-from patchcore_core.data import MVTecCategory
-from patchcore_core.tables import markdown_table
-from patchcore_core.teaching import checks
+import patchcore_core.evaluation.category as evaluation
+from patchcore_core import teaching
+from patchcore_core.data.builtin import builtin_root
+from patchcore_core.data.mvtec import MVTecCategory
+from patchcore_core.pipeline.backbones import BackboneError
+from patchcore_core.teaching import exercises
+from patchcore_core.util.tables import markdown_table
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -269,7 +270,7 @@ bank_growth = coreset_rows[-1]["memory_bank_size"] / coreset_rows[0]["memory_ban
 
 # %% tags=["check"]
 bank_sizes = [r["memory_bank_size"] for r in coreset_rows]
-checks.check_number(bank_growth, max(bank_sizes) / min(bank_sizes), what="`bank_growth`",
+exercises.check_number(bank_growth, max(bank_sizes) / min(bank_sizes), what="`bank_growth`",
                     hint="largest bank size divided by the smallest.")
 
 # %% [markdown] tags=["solution"]
@@ -292,7 +293,7 @@ greedy_gain = aupro["greedy", sampling_ratios[0]] - aupro["random", sampling_rat
 # %% tags=["check"]
 r0 = min(r["ratio"] for r in sampling_rows)
 by = {r["sampling"]: r["aupro"] for r in sampling_rows if r["ratio"] == r0}
-checks.check_number(greedy_gain, by["greedy"] - by["random"], rel=1e-6, abs_tol=1e-9, what="`greedy_gain`",
+exercises.check_number(greedy_gain, by["greedy"] - by["random"], rel=1e-6, abs_tol=1e-9, what="`greedy_gain`",
                     hint="greedy minus random, at the smallest ratio.")
 
 # %% [markdown] tags=["solution"]

@@ -42,10 +42,10 @@ import torch
 from IPython.display import Markdown, display
 
 from patchcore_core import PatchCore, teaching
-from patchcore_core.builtin_data import builtin_root, default_cache_dir
-from patchcore_core.data import MVTecCategory, image_folder
-from patchcore_core.tables import markdown_table
-from patchcore_core.teaching import checks
+from patchcore_core.data.builtin import builtin_root, default_cache_dir
+from patchcore_core.data.mvtec import MVTecCategory, image_folder
+from patchcore_core.teaching import exercises
+from patchcore_core.util.tables import markdown_table
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -95,7 +95,7 @@ assert model.threshold is not None
 # %% slideshow={"slide_type": "subslide"}
 preds = model.predict(test_images)
 names = [p.stem[:18] for p in test_images]
-fig = teaching.evaluation.plot_predictions(model, test_images, preds, titles=names, ncols=7)
+fig = teaching.evaluation_plots.plot_predictions(model, test_images, preds, titles=names, ncols=7)
 fig.suptitle("your test images: heatmaps, scores (x threshold) and verdicts", fontsize=14)
 plt.show()
 
@@ -217,7 +217,7 @@ max_difference = ...  # your code
 max_difference = max(abs(a.score - b.score) for a, b in zip(loaded.predict(test_images), preds))
 
 # %% tags=["check"]
-checks.check_number(max_difference, 0.0, abs_tol=1e-4 * model.threshold, what="`max_difference`",
+exercises.check_number(max_difference, 0.0, abs_tol=1e-4 * model.threshold, what="`max_difference`",
                     hint="compare the scores of loaded.predict(test_images) with those of preds, image by image.")
 
 # %% [markdown] tags=["solution"]
@@ -237,7 +237,7 @@ detected = ...  # your code
 detected = np.mean([p.verdict == "anomalous" for p, bad in zip(preds, is_bad) if bad])
 
 # %% tags=["check"]
-checks.check_number(detected, np.mean(np.array([p.normalised_score for p in preds])[is_bad] > 1), rel=1e-6,
+exercises.check_number(detected, np.mean(np.array([p.normalised_score for p in preds])[is_bad] > 1), rel=1e-6,
                     what="`detected`", hint="verdicts of the defective images only.")
 
 # %% [markdown] tags=["solution"]

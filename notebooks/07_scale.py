@@ -40,15 +40,14 @@ import torch
 from IPython.display import Markdown, display
 
 from patchcore_core import PatchCore
-from patchcore_core.builtin_data import builtin_root
 from patchcore_core.cluster.bank import merge_shard_answers
-from patchcore_core.composable import composable_greedy_coreset, covering_radius_faiss, shard_rows
-from patchcore_core.coreset import greedy_coreset
-from patchcore_core.data import MVTecCategory
-from patchcore_core.memory_bank import knn_search
-from patchcore_core.tables import markdown_table
-from patchcore_core.teaching import checks
-from patchcore_core.teaching.coreset import bank_footprint
+from patchcore_core.data.builtin import builtin_root
+from patchcore_core.data.mvtec import MVTecCategory
+from patchcore_core.ext.composable import composable_greedy_coreset, covering_radius_faiss, shard_rows
+from patchcore_core.pipeline.coreset import greedy_coreset
+from patchcore_core.pipeline.memory_bank import knn_search
+from patchcore_core.teaching import exercises
+from patchcore_core.teaching.coreset_plots import bank_footprint
 from patchcore_core.teaching.shards import (
     composable_toy,
     merged_nearest,
@@ -57,6 +56,7 @@ from patchcore_core.teaching.shards import (
     shard_nearest,
     toy_shards,
 )
+from patchcore_core.util.tables import markdown_table
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -309,7 +309,7 @@ def my_merge(answers):
     return min(answers, key=lambda a: (a[0], a[1]))  # smallest distance; on a tie, the lower row
 
 # %% tags=["check"]
-checks.check_function(my_merge, merged_nearest,
+exercises.check_function(my_merge, merged_nearest,
                       [([(0.5, 3), (0.2, 17), (0.9, 40)],), ([(0.3, 12), (0.3, 4)],), (shard_nearest(pts, shard_of, query),)],
                       hint="the smallest distance over the shards; ties go to the lower row.")
 
@@ -329,7 +329,7 @@ bound = ...  # your code: one number from run.shard_radii and run.merge_radius
 bound = max(run.shard_radii) + run.merge_radius
 
 # %% tags=["check"]
-checks.check_number(bound, expected=run.bound, what="the bound",
+exercises.check_number(bound, expected=run.bound, what="the bound",
                     hint="a point is near its shard's proposal (r_s), which is near a final pick (r_m): add the worst of each.")
 
 # %% [markdown] tags=["solution"]
@@ -351,10 +351,10 @@ def my_recall(approx, exact):
     return float((approx <= exact * (1 + 1e-4) + 1e-6).float().mean())
 
 # %% tags=["check"]
-from patchcore_core.search_eval import recall_at_1
+from patchcore_core.evaluation.search import recall_at_1
 
 _q = torch.rand(200) + 1
-checks.check_function(my_recall, recall_at_1, [(_q, _q), (_q * 1.1, _q), (torch.where(_q > 1.5, _q * 2, _q), _q)],
+exercises.check_function(my_recall, recall_at_1, [(_q, _q), (_q * 1.1, _q), (torch.where(_q > 1.5, _q * 2, _q), _q)],
                       hint="compare each approximate distance with the exact one; the mean of the matches.")
 
 # %% [markdown] tags=["solution"]

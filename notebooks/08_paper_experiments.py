@@ -42,12 +42,12 @@ import numpy as np
 import torch
 from IPython.display import Image, Markdown, display
 
-from patchcore_core.benchmark import markdown_report, mean_rows, run_benchmark
-from patchcore_core.builtin_data import builtin_root
-from patchcore_core.data import list_categories
-from patchcore_core.published import comparison_figure, load_published
-from patchcore_core.tables import markdown_table
-from patchcore_core.teaching import checks
+from patchcore_core.data.builtin import builtin_root
+from patchcore_core.data.mvtec import list_categories
+from patchcore_core.evaluation.benchmark import markdown_report, mean_rows, run_benchmark
+from patchcore_core.evaluation.published import comparison_figure, load_published
+from patchcore_core.teaching import exercises
+from patchcore_core.util.tables import markdown_table
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -140,7 +140,7 @@ assert means[-1]["image_auroc"] >= means[0]["image_auroc"] - 0.05
 # ## The threshold in practice
 #
 # AUROC needs no threshold; a production line does. The model sets one from held-out good images
-# (`patchcore_core.calibration`): by default the largest of their scores. `false_alarm_rate=0.05`
+# (`patchcore_core.pipeline.calibration`): by default the largest of their scores. `false_alarm_rate=0.05`
 # instead puts it where a good image exceeds it 5% of the time, from a log-normal fitted to those
 # scores: fewer false alarms, more misses (measured in the README). The benchmark reports what a
 # threshold gives on the test images: the share of good images flagged (false alarms) and of
@@ -181,9 +181,9 @@ vals = [r["image_auroc"] for r in few if r["shots"] == SHOTS[0]]
 mean_1, std_1 = float(np.mean(vals)), float(np.std(vals, ddof=1))
 
 # %% tags=["check"]
-checks.check_number(mean_1, means[0]["image_auroc"], rel=1e-6, what="`mean_1`",
+exercises.check_number(mean_1, means[0]["image_auroc"], rel=1e-6, what="`mean_1`",
                     hint="average r['image_auroc'] over the rows with r['shots'] == SHOTS[0].")
-checks.check_number(std_1, means[0]["image_auroc_std"], rel=1e-6, abs_tol=1e-9, what="`std_1`",
+exercises.check_number(std_1, means[0]["image_auroc_std"], rel=1e-6, abs_tol=1e-9, what="`std_1`",
                     hint="np.std(values, ddof=1): the sample standard deviation.")
 
 # %% [markdown] tags=["solution"]
@@ -209,10 +209,10 @@ b = np.array([12.5, 15.0, 16.0])
 z = ((a - 70) / 5 + (b - 12) / 1) / 2
 
 # %% tags=["check"]
-checks.check_true(z, isinstance(z, np.ndarray) and np.allclose(z, [0.45, 4.0, 1.8]), what="`z`",
+exercises.check_true(z, isinstance(z, np.ndarray) and np.allclose(z, [0.45, 4.0, 1.8]), what="`z`",
                   hint="(a - 70) / 5 and (b - 12) / 1, then their mean, image by image.")
 
 # %% [markdown] tags=["solution"]
 # *Answer.* Image 3 looked normal to model A (below its mean) but far out to model B; averaging raw
-# scores would have let A's larger units decide. `patchcore_core.ensemble` does this with each
+# scores would have let A's larger units decide. `patchcore_core.ext.ensemble` does this with each
 # member's held-out statistics (and reports `exp(z)`, which keeps scores positive).

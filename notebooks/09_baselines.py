@@ -41,14 +41,15 @@ from IPython.display import Markdown, display
 from PIL import Image
 
 from patchcore_core import PatchCore
-from patchcore_core.builtin_data import builtin_root
-from patchcore_core.data import MVTecCategory, read_image
-from patchcore_core.metrics import aupro, image_auroc, pixel_auroc
-from patchcore_core.scoring import anomaly_map
-from patchcore_core.tables import markdown_table
-from patchcore_core.teaching import baselines, checks
+from patchcore_core.data.builtin import builtin_root
+from patchcore_core.data.mvtec import MVTecCategory
+from patchcore_core.evaluation.metrics import aupro, image_auroc, pixel_auroc
+from patchcore_core.pipeline.scoring import anomaly_map
+from patchcore_core.teaching import baselines, exercises
 from patchcore_core.teaching.logical import CATEGORY as ASSEMBLY
 from patchcore_core.teaching.logical import logical_root
+from patchcore_core.util.images import read_image
+from patchcore_core.util.tables import markdown_table
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -234,7 +235,7 @@ _, padim_patches = baselines.padim_scores(padim, test_feats)
 h, w = model.grid
 cases = [(0, 0), (h // 2, 3), (h - 1, w - 1)]  # grid positions: a corner, the middle, the other corner
 ch = padim["channels"]
-checks.check_function(lambda i, j: my_mahalanobis(test_feats[:, i, j, ch].float(), padim["mean"][i, j], padim["inv_cov"][i, j]),
+exercises.check_function(lambda i, j: my_mahalanobis(test_feats[:, i, j, ch].float(), padim["mean"][i, j], padim["inv_cov"][i, j]),
                       lambda i, j: padim_patches[:, i, j], cases, what="my_mahalanobis", rtol=1e-3, atol=1e-3,
                       hint="the square root of (x - mu)^T inv_cov (x - mu), one value per test patch.")
 
@@ -256,7 +257,7 @@ padim_over_patchcore = ...  # your code
 padim_over_patchcore = by["PaDiM"]["memory MB"] / by["PatchCore"]["memory MB"]
 
 # %% tags=["check"]
-checks.check_number(padim_over_patchcore, baselines.padim_nbytes(padim) / bank.nbytes, rel=0.01,
+exercises.check_number(padim_over_patchcore, baselines.padim_nbytes(padim) / bank.nbytes, rel=0.01,
                     what="`padim_over_patchcore`", hint="PaDiM's megabytes divided by PatchCore's.")
 
 # %% [markdown] tags=["solution"]

@@ -39,12 +39,13 @@ import torch
 from IPython.display import Markdown, display
 
 from patchcore_core import PatchCore, teaching
-from patchcore_core.data import MVTecCategory, read_image
-from patchcore_core.metrics import image_auroc
-from patchcore_core.tables import markdown_table
-from patchcore_core.teaching import baselines, checks
+from patchcore_core.data.mvtec import MVTecCategory
+from patchcore_core.evaluation.metrics import image_auroc
+from patchcore_core.teaching import baselines, exercises
 from patchcore_core.teaching.logical import CATEGORIES, count_parts, logical_root
-from patchcore_core.viz import overlay_heatmap
+from patchcore_core.util.images import read_image
+from patchcore_core.util.tables import markdown_table
+from patchcore_core.util.viz import overlay_heatmap
 
 SEED = 0
 torch.manual_seed(SEED)
@@ -98,7 +99,7 @@ preds = model.predict([t.path for t in cat.test])
 scores = np.array([p.score for p in preds])
 kinds = [t.defect for t in cat.test]
 good = np.array([k == "good" for k in kinds])
-table = teaching.evaluation.per_defect_table(kinds, scores, model.threshold)
+table = teaching.evaluation_plots.per_defect_table(kinds, scores, model.threshold)
 for row in table:
     row["AUROC vs good"] = float("nan")  # good against good: no comparison
     if row["defect"] != "good":
@@ -145,10 +146,10 @@ plt.tight_layout(rect=(0, 0, 1, 0.92)); plt.show()
 # %% slideshow={"slide_type": "subslide"}
 example = next((t for t in cat.test if t.defect == "extra"), next(t for t in cat.test if t.mask_path is not None))
 patch = model.score([example.path])[2][0]
-inside = torch.from_numpy(teaching.coreset.defect_patches(cat.load_mask(example, model.preprocess), model.grid))
+inside = torch.from_numpy(teaching.coreset_plots.defect_patches(cat.load_mask(example, model.preprocess), model.grid))
 row, col = divmod(int(torch.where(inside, patch, torch.tensor(-1.0)).flatten().argmax()), model.grid[1])
 ex = model.explain(example.path, row, col)
-fig = teaching.scoring.plot_explanation(model, example.path, row, col, vmax=vmax)
+fig = teaching.scoring_plots.plot_explanation(model, example.path, row, col, vmax=vmax)
 plt.show()
 print(f"{example.defect}: patch ({row}, {col}), inside the ground truth, is {ex.distance:.1f} from its nearest normal patch; "
       f"the threshold on the image score is {model.threshold:.1f}")
@@ -241,7 +242,7 @@ logical_caught = float((scores[is_logical] > model.threshold).mean()) if is_logi
 
 # %% tags=["check"]
 logical_mask = np.isin(kinds, ["missing", "swapped", "extra"])
-checks.check_number(logical_caught, (scores[logical_mask] > model.threshold).mean() if logical_mask.any() else 0.0,
+exercises.check_number(logical_caught, (scores[logical_mask] > model.threshold).mean() if logical_mask.any() else 0.0,
                     rel=1e-6, abs_tol=1e-9, what="`logical_caught`",
                     hint="count the logical images scoring above model.threshold, divided by how many there are.")
 
@@ -275,7 +276,7 @@ def my_count_parts(image):
 
 # %% tags=["check"]
 probe = [np.asarray(read_image(t.path)) for t in one_each]
-checks.check_function(my_count_parts, count_parts, [(im,) for im in probe], what="my_count_parts",
+exercises.check_function(my_count_parts, count_parts, [(im,) for im in probe], what="my_count_parts",
                       hint="cast to int before subtracting channels; count only regions of at least 200 pixels.")
 
 # %% [markdown] tags=["solution"]

@@ -60,7 +60,7 @@ def student_edition(nb):
 def write_student(names: list[str], out: Path = BUILD / "student") -> list[Path]:
     import nbformat
 
-    from patchcore_core.atomic import atomic_path
+    from patchcore_core.util.atomic import atomic_path
 
     written = []
     for name in names:
@@ -96,7 +96,7 @@ def write_slides(names: list[str], out: Path = BUILD / "slides", fast: bool = Tr
     import run_notebooks
 
     sys.path.pop(0)
-    from patchcore_core.atomic import atomic_path
+    from patchcore_core.util.atomic import atomic_path
 
     local = has_local_reveal(out)
     written = []

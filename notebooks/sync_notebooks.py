@@ -54,7 +54,7 @@ def strip_outputs(ipynb: Path) -> None:
     import nbformat
     from nbconvert.preprocessors import ClearOutputPreprocessor
 
-    from patchcore_core.atomic import atomic_path
+    from patchcore_core.util.atomic import atomic_path
 
     nb = nbformat.read(ipynb, as_version=4)
     nb, _ = ClearOutputPreprocessor().preprocess(nb, {})

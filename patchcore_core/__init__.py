@@ -5,8 +5,8 @@ from defect-free images only, with a memory bank of locally aware patch
 features, shrunk by a greedy coreset, and nearest-neighbour scoring.
 """
 
-from ._version import __version__
-from .config import PatchCoreConfig
-from .model import Explanation, PatchCore, Prediction
+from patchcore_core._version import __version__
+from patchcore_core.pipeline.config import PatchCoreConfig
+from patchcore_core.pipeline.patchcore import Explanation, PatchCore, Prediction
 
 __all__ = ["PatchCore", "PatchCoreConfig", "Prediction", "Explanation", "__version__"]

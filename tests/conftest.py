@@ -14,14 +14,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def builtin_root(tmp_path_factory):
     """The built-in dataset (MVTec layout), written once per test session."""
-    from patchcore_core.builtin_data import write_builtin_dataset
+    from patchcore_core.data.builtin import write_builtin_dataset
 
     return write_builtin_dataset(tmp_path_factory.mktemp("cache") / "builtin", seed=0)
 
 
 @pytest.fixture(scope="session")
 def brick(builtin_root):
-    from patchcore_core.data import MVTecCategory
+    from patchcore_core.data.mvtec import MVTecCategory
 
     return MVTecCategory(builtin_root, "brick")
 

@@ -12,11 +12,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from patchcore_core import PatchCore
-from patchcore_core.ann import ANN_BACKENDS, build_index, index_to_tensor, scaled_params
-from patchcore_core.cli import main as cli_main
-from patchcore_core.memory_bank import KNN_BACKENDS, MemoryBank
-from patchcore_core.search_eval import recall_at_1
-from patchcore_core.serialization import ModelFileError
+from patchcore_core.cli.main import main as cli_main
+from patchcore_core.evaluation.search import recall_at_1
+from patchcore_core.ext.ann import ANN_BACKENDS, build_index, index_to_tensor, scaled_params
+from patchcore_core.io.model_file import ModelFileError
+from patchcore_core.pipeline.memory_bank import KNN_BACKENDS, MemoryBank
 
 
 def _clustered(n: int, d: int = 32, clusters: int = 40, seed: int = 0) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from patchcore_core.atomic import atomic_path
+from patchcore_core.util.atomic import atomic_path
 
 
 def test_success_replaces_the_file_and_leaves_no_temporary(tmp_path):

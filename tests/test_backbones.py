@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from patchcore_core.backbones import (
+from patchcore_core.pipeline.backbones import (
     BACKBONES,
     BackboneError,
     get_spec,

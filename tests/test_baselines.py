@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from patchcore_core.data import MVTecCategory, read_image, read_mask
+from patchcore_core.data.mvtec import MVTecCategory
 from patchcore_core.teaching import baselines, logical
+from patchcore_core.util.images import read_image, read_mask
 
 
 def _features(n, h=4, w=5, d=6, seed=0):

@@ -9,10 +9,10 @@ import math
 
 import pytest
 
-from patchcore_core import benchmark
-from patchcore_core.benchmark import markdown_report, mean_rows, read_results, run_benchmark
-from patchcore_core.cli import main
-from patchcore_core.published import figure_title, load_published, published_value
+import patchcore_core.evaluation.benchmark as benchmark
+from patchcore_core.cli.main import main
+from patchcore_core.evaluation.benchmark import markdown_report, mean_rows, read_results, run_benchmark
+from patchcore_core.evaluation.published import figure_title, load_published, published_value
 
 SMALL = {"image_size": 96, "coreset_ratio": 0.05}
 

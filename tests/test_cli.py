@@ -5,8 +5,8 @@ import sys
 import pytest
 from PIL import Image
 
-from patchcore_core.builtin_data import DEFECTS, N_PER_DEFECT, N_TEST_GOOD
-from patchcore_core.cli import main
+from patchcore_core.cli.main import main
+from patchcore_core.data.builtin import DEFECTS, N_PER_DEFECT, N_TEST_GOOD
 
 REQUIRED = ["image_auroc", "pixel_auroc", "aupro", "f1_max", "n_train", "n_test", "memory_bank_size",
             "fit_seconds", "predict_seconds_per_image", "peak_rss_mb", "backbone", "coreset_ratio",
@@ -99,7 +99,7 @@ def test_every_config_field_is_a_cli_option():
     import dataclasses
 
     from patchcore_core import PatchCoreConfig
-    from patchcore_core.cli import build_parser
+    from patchcore_core.cli.main import build_parser
 
     for command in ("evaluate", "fit"):
         sub = build_parser()._subparsers._group_actions[0].choices[command]
@@ -112,8 +112,8 @@ def test_a_new_config_field_appears_in_the_parser():
     import dataclasses
 
     from patchcore_core import PatchCoreConfig
-    from patchcore_core.cli import add_config_options, config_from_args
-    from patchcore_core.config import setting
+    from patchcore_core.cli.main import add_config_options, config_from_args
+    from patchcore_core.pipeline.config import setting
 
     Extended = dataclasses.make_dataclass(
         "Extended", [("new_knob", int, setting(7, "a knob only this test has", choices=(7, 8)))],

@@ -23,11 +23,11 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ray = pytest.importorskip("ray")
 
 from patchcore_core import PatchCore  # noqa: E402
-from patchcore_core.ann import scaled_params  # noqa: E402
 from patchcore_core.cluster import RayCluster, ShardLostError, run_sweep  # noqa: E402
 from patchcore_core.cluster.bank import ShardedMemoryBank  # noqa: E402
 from patchcore_core.cluster.worker import CRASH_ENV  # noqa: E402
-from patchcore_core.memory_bank import MemoryBank  # noqa: E402
+from patchcore_core.ext.ann import scaled_params  # noqa: E402
+from patchcore_core.pipeline.memory_bank import MemoryBank  # noqa: E402
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(400)]
 SMALL = {"image_size": 128}  # the smallest size the default backbone takes with sigma 4: quick on 2 cores
@@ -179,7 +179,7 @@ def test_sweep_reports_a_failed_task_and_finishes_the_others(two_nodes, builtin_
 def test_notebook_sweeps_run_as_ray_tasks_into_the_same_cache(two_nodes, builtin_root, tmp_path):
     """evaluation.cached_evaluations (notebook 05's sweeps): the runs go to the cluster at once, a failed
     one is a row naming its error, and the results are cached under the keys a local run reads."""
-    from patchcore_core import evaluation
+    import patchcore_core.evaluation.category as evaluation
 
     small = {"image_size": 128, "calibration_fraction": 0.0, "shots": 4}
     jobs = [{**small, "coreset_ratio": r} for r in (0.05, 0.2)]
@@ -196,7 +196,7 @@ def test_notebook_sweeps_run_as_ray_tasks_into_the_same_cache(two_nodes, builtin
 
 
 def test_cli_evaluate_with_ray_writes_cluster_fields(two_nodes, builtin_root, tmp_path):
-    from patchcore_core.cli import main
+    from patchcore_core.cli.main import main
 
     out = tmp_path / "r.json"
     code = main(["evaluate", "--data", str(builtin_root), "--category", "grass", "--shots", "6",

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from patchcore_core.cluster.bank import merge_shard_answers
-from patchcore_core.composable import (
+from patchcore_core.ext.composable import (
     composable_greedy_coreset,
     covering_radius_faiss,
     shard_pick_count,
     shard_rows,
 )
-from patchcore_core.coreset import covering_radius, greedy_coreset
-from patchcore_core.memory_bank import knn_search
+from patchcore_core.pipeline.coreset import covering_radius, greedy_coreset
+from patchcore_core.pipeline.memory_bank import knn_search
 from patchcore_core.teaching.toy import toy_points
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from patchcore_core.coreset import (
+from patchcore_core.pipeline.coreset import (
     coreset_size,
     covering_radius,
     greedy_coreset,

@@ -3,16 +3,10 @@ import pytest
 from PIL import Image
 
 from patchcore_core import PatchCore
-from patchcore_core.builtin_data import DEFECTS, write_builtin_dataset
-from patchcore_core.data import (
-    DataError,
-    MVTecCategory,
-    Preprocess,
-    few_shot,
-    image_folder,
-    list_categories,
-    read_image,
-)
+from patchcore_core.data.builtin import DEFECTS, write_builtin_dataset
+from patchcore_core.data.mvtec import MVTecCategory, few_shot, image_folder, list_categories
+from patchcore_core.pipeline.preprocess import Preprocess
+from patchcore_core.util.images import DataError, read_image
 
 
 def test_builtin_dataset_layout_and_exact_masks(builtin_root, brick):
@@ -52,7 +46,7 @@ def _rgb(size=(64, 64), seed=0):
 
 
 def test_corrupt_training_image_is_named_and_nothing_is_written(tmp_path):
-    from patchcore_core.cli import main
+    from patchcore_core.cli.main import main
 
     root = _mvtec(tmp_path, [("a.png", _rgb()), ("b.png", _rgb(seed=1)), ("bad.png", b"not an image")])
     out = tmp_path / "model.safetensors"
@@ -119,7 +113,7 @@ def test_rgba_16bit_and_grey_images_become_rgb(tmp_path):
 
 
 def test_giant_image_is_refused_before_decoding(tmp_path, monkeypatch):
-    import patchcore_core.data as data
+    import patchcore_core.util.images as data
 
     Image.new("L", (3000, 3000)).save(tmp_path / "big.png")
     monkeypatch.setattr(data, "MAX_PIXELS", 4_000_000)

@@ -98,7 +98,7 @@ def test_bad_upload_gives_a_clear_message(fitted, bad_files, kind):
 def test_missing_image_and_huge_image(fitted, tmp_path, monkeypatch):
     with pytest.raises(logic.UserError, match="No image"):
         logic.predict(fitted, None)
-    import patchcore_core.data as data
+    import patchcore_core.util.images as data
 
     monkeypatch.setattr(data, "MAX_PIXELS", 1000)  # a 64 x 64 image is now "huge"
     path = tmp_path / "big.png"
@@ -227,7 +227,8 @@ def test_cli_stops_cleanly_on_sigterm(fitted, tmp_path):
 
 
 def test_import_is_light():
-    code = "import sys, demo, demo.app; print('torch' in sys.modules, 'patchcore_core.model' in sys.modules)"
+    code = ("import sys, demo, demo.app; "
+            "print('torch' in sys.modules, 'patchcore_core.pipeline.patchcore' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, timeout=60).stdout.split()
     assert out == ["False", "False"]

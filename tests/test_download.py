@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from patchcore_core.cli import build_parser, main
-from patchcore_core.data import MVTecCategory, read_mask
-from patchcore_core.datasets import Archive, DatasetInfo, LicenceError, download_dataset
-from patchcore_core.datasets.get import plan_archives
-from patchcore_core.datasets.registry import DATASETS
-from patchcore_core.download import ChecksumError, DownloadError, fetch, safe_extract
+from patchcore_core.cli.main import build_parser, main
+from patchcore_core.data.download import ChecksumError, DownloadError, fetch, safe_extract
+from patchcore_core.data.get import LicenceError, download_dataset, plan_archives
+from patchcore_core.data.mvtec import MVTecCategory
+from patchcore_core.data.registry import DATASETS, Archive, DatasetInfo
+from patchcore_core.util.images import read_mask
 
 
 # ---------------------------------------------------------------- the server

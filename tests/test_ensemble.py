@@ -11,9 +11,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from patchcore_core import PatchCore
-from patchcore_core.cli import main
-from patchcore_core.ensemble import PatchCoreEnsemble, load_model, make_model
-from patchcore_core.serialization import ModelFileError
+from patchcore_core.cli.main import main
+from patchcore_core.ext.ensemble import PatchCoreEnsemble, load_model, make_model
+from patchcore_core.io.model_file import ModelFileError
 
 PAIR = "efficientnet_lite0+efficientnet_lite1"
 SMALL = {"image_size": 96, "coreset_ratio": 0.05, "device": "cpu"}

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from patchcore_core.features import PatchEmbedding, aggregate_layers, local_aggregate, patch_features
+from patchcore_core.pipeline.features import PatchEmbedding, aggregate_layers, local_aggregate, patch_features
 
 
 def test_local_aggregate_is_a_3x3_mean_inside():

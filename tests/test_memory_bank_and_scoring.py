@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from patchcore_core.memory_bank import MemoryBank, knn_search
-from patchcore_core.scoring import anomaly_map, image_scores, reweighted_image_scores
+from patchcore_core.pipeline.memory_bank import MemoryBank, knn_search
+from patchcore_core.pipeline.scoring import anomaly_map, image_scores, reweighted_image_scores
 
 
 @pytest.mark.parametrize("backend", ["faiss", "torch"])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from patchcore_core.metrics import aupro, f1_max, image_auroc, pixel_auroc, pro_curve
+from patchcore_core.evaluation.metrics import aupro, f1_max, image_auroc, pixel_auroc, pro_curve
 
 
 def test_image_auroc_by_hand():

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from patchcore_core.cli import main
-from patchcore_core.evaluation import evaluate_category
-from patchcore_core.metrics import aupro, pixel_auroc
+from patchcore_core.cli.main import main
+from patchcore_core.evaluation.category import evaluate_category
+from patchcore_core.evaluation.metrics import aupro, pixel_auroc
 
 
 def _strict_json(text: str):

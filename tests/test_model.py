@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from patchcore_core import PatchCore, PatchCoreConfig
-from patchcore_core.backbones import BackboneError
-from patchcore_core.calibration import calibration_folds, threshold_from_scores
-from patchcore_core.serialization import FORMAT_VERSION, ModelFileError
+from patchcore_core.io.model_file import FORMAT_VERSION, ModelFileError
+from patchcore_core.pipeline.backbones import BackboneError
+from patchcore_core.pipeline.calibration import calibration_folds, threshold_from_scores
 
 
 def fit_small(brick, **config) -> PatchCore:
@@ -205,7 +205,7 @@ def test_serialization_knows_nothing_of_the_model():
     import ast
     from pathlib import Path
 
-    import patchcore_core.serialization as ser
+    import patchcore_core.io.model_file as ser
 
     tree = ast.parse(Path(ser.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

@@ -10,8 +10,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from patchcore_core import PatchCore, PatchCoreConfig
-from patchcore_core.cli import main as cli_main
-from patchcore_core.serialization import ModelFileError
+from patchcore_core.cli.main import main as cli_main
+from patchcore_core.io.model_file import ModelFileError
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def test_image_size_too_small_for_the_backbone_is_refused_before_fitting(size, t
 
 
 def test_smallest_allowed_image_size_fits_and_predicts(brick):
-    from patchcore_core.model_checks import min_image_size
+    from patchcore_core.io.model_checks import min_image_size
 
     size = min_image_size("efficientnet_lite0", 4.0)
     model = PatchCore(device="cpu", image_size=size, resize=size).fit(brick.train[:3], progress=False)

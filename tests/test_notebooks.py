@@ -85,7 +85,7 @@ def test_every_exercise_has_a_starter_a_solution_and_a_check(name):
         f"{name}: each exercise is question, exercise, solution, check, answer cells"
     for i, cell in enumerate(nb.cells[start + 1:], start + 1):
         if "check" in tags(cell):
-            assert "checks.check_" in cell.source, f"{name} cell {i}: a check calls teaching.checks"
+            assert "exercises.check_" in cell.source, f"{name} cell {i}: a check calls teaching.exercises"
         if "exercise" in tags(cell):
             assert "..." in cell.source or "NotImplementedError" in cell.source, \
                 f"{name} cell {i}: a starter leaves the answer open (... or NotImplementedError)"

@@ -7,15 +7,15 @@ import stat
 
 import pytest
 
-from patchcore_core.cli import main
-from patchcore_core.outputs import OutputPathError, check_output_file, check_output_folder
+from patchcore_core.cli.main import main
+from patchcore_core.cli.outputs import OutputPathError, check_output_file, check_output_folder
 
 
 @pytest.fixture
 def never_read(monkeypatch):
     """Fail the test if any image is read or any model fitted."""
-    import patchcore_core.data as data
-    import patchcore_core.model as model
+    import patchcore_core.util.images as data
+    import patchcore_core.pipeline.patchcore as model
 
     def boom(*a, **k):
         raise AssertionError("work started before the output path was checked")

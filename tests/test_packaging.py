@@ -26,7 +26,7 @@ def test_console_script_is_declared():
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["patchcore"] == "patchcore_core.cli:main"
+    assert project["scripts"]["patchcore"] == "patchcore_core.cli.main:main"
     assert "dev" in project["optional-dependencies"]
 
 

@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from patchcore_core import PatchCore
-from patchcore_core.cli import main
-from patchcore_core.data import DataError, ImageTooLargeError, image_folder, image_size, read_image
+from patchcore_core.cli.main import main
+from patchcore_core.data.mvtec import image_folder
+from patchcore_core.util.images import DataError, ImageTooLargeError, image_size, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +79,8 @@ def test_an_unencodable_file_name_is_printed_escaped(model_file, brick, tmp_path
 def test_a_name_the_terminal_cannot_encode_in_a_subprocess(model_file, brick, tmp_path):
     img = tmp_path / "défaut_ü.png"
     shutil.copy(brick.test[0].path, img)
-    res = subprocess.run([sys.executable, "-m", "patchcore_core.cli", "predict", "--model", str(model_file),
+    res = subprocess.run([sys.executable, "-m", "patchcore_core.cli", "predict",
+                          "--model", str(model_file),
                           str(img), "--quiet", "--device", "cpu"], cwd=ROOT, capture_output=True,
                          env={**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONPATH": str(ROOT)},
                          timeout=300)

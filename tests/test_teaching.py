@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from patchcore_core import evaluation
-from patchcore_core.builtin_data import DEFECTS, N_PER_DEFECT, N_TEST_GOOD
-from patchcore_core.coreset import covering_radius, greedy_coreset
-from patchcore_core.tables import format_table
-from patchcore_core.teaching import coreset as tcoreset
-from patchcore_core.teaching import evaluation as tevaluation
-from patchcore_core.teaching import features, own_data, sweeps
-from patchcore_core.teaching import scoring as tscoring
+import patchcore_core.evaluation.category as evaluation
+from patchcore_core.data.builtin import DEFECTS, N_PER_DEFECT, N_TEST_GOOD
+from patchcore_core.pipeline.coreset import covering_radius, greedy_coreset
+from patchcore_core.teaching import coreset_plots as tcoreset
+from patchcore_core.teaching import evaluation_plots as tevaluation
+from patchcore_core.teaching import own_data, sweeps
+from patchcore_core.teaching import patch_features as features
+from patchcore_core.teaching import scoring_plots as tscoring
+from patchcore_core.util.tables import format_table
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -87,7 +88,7 @@ def test_radius_curves_greedy_covers_better_than_random():
 
 
 def test_coreset_trial_scores_like_the_model(fitted, brick):
-    from patchcore_core.metrics import image_auroc
+    from patchcore_core.evaluation.metrics import image_auroc
 
     train = fitted.extract(brick.train[:6])
     test = fitted.extract([t.path for t in brick.test])
@@ -165,7 +166,7 @@ def test_per_defect_table_and_worst_failures():
 
 def test_cached_evaluation_reads_its_cache(builtin_root, tmp_path, monkeypatch):
     calls = []
-    import patchcore_core.evaluation as ev
+    import patchcore_core.evaluation.category as ev
 
     class Fake:
         metrics = {"image_auroc": 1.0, "aupro": float("nan")}
@@ -229,7 +230,7 @@ def test_plot_sweep_by_group_draws_one_line_per_group_and_metric():
 
 
 def test_zoom_box_stays_square_at_the_border():
-    from patchcore_core.viz import zoom_box
+    from patchcore_core.util.viz import zoom_box
 
     img = np.arange(224 * 224 * 3, dtype=np.uint32).reshape(224, 224, 3).astype(np.uint8)
     inner = zoom_box(img, (100, 100, 108, 108), pad=8)
@@ -275,7 +276,7 @@ def test_projection_distortion_concentrates_around_one_and_widens_with_fewer_dim
 def _fake_category(n_good, per_kind):
     from types import SimpleNamespace
 
-    from patchcore_core.data import TestItem
+    from patchcore_core.data.mvtec import TestItem
 
     test = [TestItem(Path(f"good{i}.png"), "good", None) for i in range(n_good)]
     for kind, n in per_kind.items():

@@ -4,8 +4,8 @@ import matplotlib
 import numpy as np
 import pytest
 
-from patchcore_core.tables import format_table
 from patchcore_core.teaching import scale
+from patchcore_core.util.tables import format_table
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from patchcore_core import PatchCore, PatchCoreConfig
-from patchcore_core.calibration import fitted_threshold, threshold_from_scores
-from patchcore_core.cli import build_parser
-from patchcore_core.evaluation import threshold_rates
+from patchcore_core.cli.main import build_parser
+from patchcore_core.evaluation.category import threshold_rates
+from patchcore_core.pipeline.calibration import fitted_threshold, threshold_from_scores
 
 
 def test_largest_score_rule_and_its_fallbacks():
@@ -92,7 +92,7 @@ def test_rule_is_saved_and_old_files_keep_theirs(brick, tmp_path):
 def test_evaluate_reports_the_rates(builtin_root, tmp_path):
     import json
 
-    from patchcore_core.cli import main
+    from patchcore_core.cli.main import main
 
     out = tmp_path / "r.json"
     assert main(["evaluate", "--data", str(builtin_root), "--category", "brick", "--quiet",

@@ -8,9 +8,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from patchcore_core import PatchCore  # noqa: E402
-from patchcore_core.builtin_data import builtin_root  # noqa: E402
-from patchcore_core.data import MVTecCategory  # noqa: E402
-from patchcore_core.viz import overlay_heatmap  # noqa: E402
+from patchcore_core.data.builtin import builtin_root  # noqa: E402
+from patchcore_core.data.mvtec import MVTecCategory  # noqa: E402
+from patchcore_core.util.viz import overlay_heatmap  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "heatmaps.png"
 

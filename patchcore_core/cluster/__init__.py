@@ -14,7 +14,7 @@ rest of the package never imports Ray.
 * :mod:`.bank`: the memory bank sharded over actors (exact faiss per shard);
 * :mod:`.sweep`: evaluations (categories, seeds, settings) as tasks, one table back.
 
-The composable coreset itself is plain torch: :mod:`patchcore_core.composable`.
+The composable coreset itself is plain torch: :mod:`patchcore_core.ext.composable`.
 """
 
 from .bank import ShardedMemoryBank, merge_shard_answers

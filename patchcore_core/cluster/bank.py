@@ -5,7 +5,7 @@ the smallest distances win. With exact (flat) indexes that is the same
 answer as one index over the whole bank: the nearest row of the bank is
 the nearest row of the shard it lives in. With an approximate backend
 (``ivf_flat``, ``ivf_pq``, ``hnsw``) each shard trains its own index on its
-slice, sized to the slice (:func:`~patchcore_core.ann.scaled_params`), so a
+slice, sized to the slice (:func:`~patchcore_core.ext.ann.scaled_params`), so a
 shard can miss its nearest row as one approximate index can. A shard whose
 actor died is an error naming it, never a search that quietly skips its rows.
 """
@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..memory_bank import MemoryBank
+from patchcore_core.pipeline.memory_bank import MemoryBank
+
 from .connect import ShardLostError, require_ray
 
 __all__ = ["ShardActor", "ShardedMemoryBank", "merge_shard_answers"]
@@ -57,7 +58,7 @@ def merge_shard_answers(answers: list[tuple[np.ndarray, np.ndarray]], k: int):
 
 
 class ShardedMemoryBank(MemoryBank):
-    """:class:`~patchcore_core.memory_bank.MemoryBank` whose search runs on Ray actors.
+    """:class:`~patchcore_core.pipeline.memory_bank.MemoryBank` whose search runs on Ray actors.
 
     ``features`` and ``origin`` stay here too (saving the model, Eq. 7 and
     :meth:`PatchCore.explain` read them); only the search is distributed.

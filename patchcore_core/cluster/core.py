@@ -6,7 +6,7 @@
 1. features: the training images in chunks, one Ray task each; a task
    whose worker dies is run again elsewhere (``max_retries``);
 2. coreset: greedy k-center per shard as tasks, one more greedy pass over
-   the union here (:func:`~patchcore_core.composable.composable_greedy_coreset`);
+   the union here (:func:`~patchcore_core.ext.composable.composable_greedy_coreset`);
 3. covering radius: each shard's farthest point from the final picks, as tasks;
 4. search: the bank as one exact faiss index per shard actor (:mod:`.bank`).
 
@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..composable import composable_greedy_coreset
-from ..features import PatchEmbedding
+from patchcore_core.ext.composable import composable_greedy_coreset
+from patchcore_core.pipeline.features import PatchEmbedding
+
 from .bank import ShardedMemoryBank
 from .connect import ClusterError, alive_nodes, connect, require_ray
 from .worker import CRASH_ENV, extract_chunk, shard_greedy_task, shard_radius_task

@@ -16,9 +16,10 @@ __all__ = ["evaluate_task", "run_sweep"]
 
 def evaluate_task(root: str, category: str, shots: int | None, mask_protocol: str, config: dict,
                   measure_radius: bool = True) -> dict:
-    """One evaluation on a worker: :func:`~patchcore_core.evaluation.evaluate_category`'s metrics
+    """One evaluation on a worker: :func:`~patchcore_core.evaluation.category.evaluate_category`'s metrics
     (NaN as None), the node it ran on and (with ``measure_radius``) the covering radius of its bank."""
-    from ..evaluation import evaluate_category, json_metrics
+    from patchcore_core.evaluation.category import evaluate_category, json_metrics
+
     from .worker import process_info
 
     res = evaluate_category(root, category, shots=shots, device="auto", progress=False,

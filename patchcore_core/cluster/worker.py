@@ -28,16 +28,16 @@ def process_info() -> dict:
     """Which node and process ran a task, and that process's peak memory so far."""
     import ray
 
-    from ..evaluation import peak_rss_mb
+    from patchcore_core.evaluation.category import peak_rss_mb
 
     return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
             "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def _worker_model(config: dict, preprocess: dict, device: str):
-    from ..config import PatchCoreConfig
-    from ..data import Preprocess
-    from ..model import PatchCore
+    from patchcore_core.pipeline.config import PatchCoreConfig
+    from patchcore_core.pipeline.patchcore import PatchCore
+    from patchcore_core.pipeline.preprocess import Preprocess
 
     key = json.dumps([config, preprocess, device], sort_keys=True)
     if key not in _MODELS:
@@ -70,10 +70,10 @@ def extract_chunk(config: dict, preprocess: dict, items: list, device: str = "au
 
 
 def shard_greedy_task(features: np.ndarray, count: int, projection_dim: int, seed: int) -> dict:
-    """One shard's greedy k-center (:func:`~patchcore_core.composable.shard_greedy`), timed."""
+    """One shard's greedy k-center (:func:`~patchcore_core.ext.composable.shard_greedy`), timed."""
     import torch
 
-    from ..composable import shard_greedy
+    from patchcore_core.ext.composable import shard_greedy
 
     t0 = time.perf_counter()
     # np.array: arrays from Ray's object store are read-only; torch wants its own copy
@@ -86,7 +86,7 @@ def shard_radius_task(features: np.ndarray, centres: np.ndarray) -> dict:
     """Farthest distance from this shard's points to the final picks (the covering radius, shard part)."""
     import torch
 
-    from ..composable import covering_radius_faiss
+    from patchcore_core.ext.composable import covering_radius_faiss
 
     t0 = time.perf_counter()
     r = covering_radius_faiss(torch.from_numpy(np.array(features)), torch.from_numpy(np.array(centres)))

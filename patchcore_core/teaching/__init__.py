@@ -1,35 +1,37 @@
 """Helpers for the notebooks and the demo: looking inside PatchCore.
 
-The pipeline lives in the flat modules of :mod:`patchcore_core` and follows
+The pipeline lives in :mod:`patchcore_core.pipeline`, one file per section of
 the paper; these modules only compute what the notebooks show and draw it,
 one module per topic:
 
 * :mod:`.problem`: good and defective images with their ground truth, before any model (00);
-* :mod:`.features`: feature maps, receptive fields, PCA colours (notebook 01);
-* :mod:`.coreset` and :mod:`.toy`: the memory bank, coresets, the 2-D toy (02);
-* :mod:`.scoring`: Eq. 7 term by term, anomaly-map stages, explanations (03);
-* :mod:`.evaluation`: per-defect tables, worst failures, prediction grids (04);
+* :mod:`.patch_features`: feature maps, receptive fields, PCA colours (notebook 01);
+* :mod:`.coreset_plots` and :mod:`.toy`: the memory bank, coresets, the 2-D toy (02);
+* :mod:`.scoring_plots`: Eq. 7 term by term, anomaly-map stages, explanations (03);
+* :mod:`.evaluation_plots`: per-defect tables, worst failures, prediction grids (04);
 * :mod:`.sweeps`: ablation plots (05; the numbers come from
-  :mod:`patchcore_core.evaluation`);
+  :mod:`patchcore_core.evaluation.category`);
 * :mod:`.own_data`: a stand-in for your own images (06);
 * :mod:`.baselines`: SPADE and a PaDiM-style Gaussian on PatchCore's features (09);
 * :mod:`.logical`: built-in images of parts with logical anomalies (09, 10);
 * :mod:`.scale`: bank, coreset and search against the number of images; approximate search's trade-off (07);
 * :mod:`.shards`: composable coresets and sharded search on the 2-D toy (07);
-* :mod:`.checks`: the exercise checks (every notebook): correct, or a specific hint.
+* :mod:`.exercises`: the exercise checks (every notebook): correct, or a specific hint.
+
+Imports: every library layer (never the demo); plotting libraries lazily.
 """
 
 from . import (  # noqa: F401  (light: plots import lazily)
     baselines,
-    checks,
-    coreset,
-    evaluation,
-    features,
+    coreset_plots,
+    evaluation_plots,
+    exercises,
     logical,
     own_data,
+    patch_features,
     problem,
     scale,
-    scoring,
+    scoring_plots,
     shards,
     sweeps,
     toy,

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..coreset import greedy_coreset
-from ..memory_bank import MemoryBank, knn_search
+from patchcore_core.pipeline.coreset import greedy_coreset
+from patchcore_core.pipeline.memory_bank import MemoryBank, knn_search
 
 __all__ = ["patchcore_fit", "patchcore_scores", "spade_scores", "padim_fit", "padim_scores", "padim_nbytes",
            "shifted"]

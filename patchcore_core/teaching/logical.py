@@ -2,7 +2,7 @@
 
 Three parts (a copper disc, a steel-blue square and a green bar) on a grey
 plate, written once in the MVTec AD layout like the built-in textures
-(:mod:`patchcore_core.builtin_data`). Two categories:
+(:mod:`patchcore_core.data.builtin`). Two categories:
 
 * ``assembly``: the parts in a fixture, always in that order, within a few
   pixels. Anomalies: ``missing`` (a slot left empty: bare plate, as between
@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from skimage.draw import disk, line_aa, polygon
 
-from ..builtin_data import default_cache_dir
+from patchcore_core.data.builtin import default_cache_dir
 
 __all__ = ["CATEGORY", "CATEGORIES", "DEFECTS", "logical_root", "write_logical_dataset", "render",
            "count_parts"]

@@ -13,8 +13,8 @@ def sample_own_data(dst, root=None, category: str = "brick") -> dict[str, Path]:
     training images) and ``dst/test`` (its test images, named
     ``<defect>_<name>``), copied from an MVTec-layout ``root`` (default:
     the built-in data). Returns ``{"good": ..., "test": ...}``."""
-    from ..builtin_data import builtin_root
-    from ..data import MVTecCategory
+    from patchcore_core.data.builtin import builtin_root
+    from patchcore_core.data.mvtec import MVTecCategory
 
     cat = MVTecCategory(root or builtin_root(), category)
     dst = Path(dst)

@@ -9,13 +9,13 @@ import math
 
 import numpy as np
 
-from ..data import read_image, read_mask
+from patchcore_core.util.images import read_image, read_mask
 
 __all__ = ["overview_items", "plot_overview"]
 
 
 def overview_items(cat, per_defect: int = 2, max_good: int = 6, widths=(6, 5, 4)) -> tuple[list, int]:
-    """A few test items of ``cat`` (an :class:`~patchcore_core.data.MVTecCategory`)
+    """A few test items of ``cat`` (an :class:`~patchcore_core.data.mvtec.MVTecCategory`)
     to show: at most ``per_defect`` of each defect type, then good ones.
 
     The number of good images (at least 2 when there are, at most ``max_good``)

@@ -19,10 +19,10 @@ import time
 import numpy as np
 import torch
 
-from ..ann import scaled_params
-from ..coreset import greedy_coreset
-from ..memory_bank import MemoryBank
-from ..search_eval import detection_metrics, recall_at_1
+from patchcore_core.evaluation.search import detection_metrics, recall_at_1
+from patchcore_core.ext.ann import scaled_params
+from patchcore_core.pipeline.coreset import greedy_coreset
+from patchcore_core.pipeline.memory_bank import MemoryBank
 
 __all__ = ["category_features", "growth_table", "plot_growth", "nprobe_table", "plot_nprobe"]
 
@@ -36,8 +36,10 @@ def category_features(root, category: str, device: str = "cpu", max_test: int | 
         ``image_size``; ``max_test`` keeps every defective kind represented by
         taking test images evenly spaced over the sorted list.
     """
-    from ..data import MVTecCategory, Preprocess, image_size
-    from ..model import PatchCore
+    from patchcore_core.data.mvtec import MVTecCategory
+    from patchcore_core.pipeline.patchcore import PatchCore
+    from patchcore_core.pipeline.preprocess import Preprocess
+    from patchcore_core.util.images import image_size
 
     cat = MVTecCategory(root, category)
     test = cat.test

@@ -1,6 +1,6 @@
 """Composable coresets and sharded search on the 2-D toy (notebook 07).
 
-The same functions the cluster runs (:mod:`patchcore_core.composable`,
+The same functions the cluster runs (:mod:`patchcore_core.ext.composable`,
 :func:`patchcore_core.cluster.bank.merge_shard_answers`), on a few hundred
 points in the plane, without Ray: each "machine" is a shard of the points.
 
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..cluster.bank import merge_shard_answers
-from ..composable import composable_greedy_coreset, shard_rows
-from ..coreset import covering_radius, greedy_coreset
+from patchcore_core.cluster.bank import merge_shard_answers
+from patchcore_core.ext.composable import composable_greedy_coreset, shard_rows
+from patchcore_core.pipeline.coreset import covering_radius, greedy_coreset
+
 from .toy import toy_points
 
 __all__ = ["toy_shards", "ComposableToy", "composable_toy", "plot_composable", "shard_nearest",

@@ -1,7 +1,7 @@
 """Drawing ablations (notebook 05): one setting swept, metrics and cost.
 
-The sweeps' numbers come from :func:`patchcore_core.evaluation.cached_evaluation`
-and :func:`patchcore_core.evaluation.mean_over_seeds`.
+The sweeps' numbers come from :func:`patchcore_core.evaluation.category.cached_evaluation`
+and :func:`patchcore_core.evaluation.category.mean_over_seeds`.
 """
 
 from __future__ import annotations

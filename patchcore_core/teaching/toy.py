@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..coreset import covering_radius, reference_greedy_coreset
+from patchcore_core.pipeline.coreset import covering_radius, reference_greedy_coreset
 
 __all__ = ["toy_points", "KCenterTrace", "greedy_kcenter", "kcenter_state", "covering_radius_2d",
            "random_radii", "optimal_kcenter", "approximation_ratios", "plot_kcenter_step"]
@@ -61,7 +61,7 @@ class KCenterTrace:
 
 def greedy_kcenter(points: np.ndarray, k: int, first: int | None = None) -> KCenterTrace:
     """Greedy k-center on 2-D points, by the package's own loop
-    (:func:`~patchcore_core.coreset.reference_greedy_coreset`, no projection):
+    (:func:`~patchcore_core.pipeline.coreset.reference_greedy_coreset`, no projection):
     start at ``first`` (default: the point farthest from the mean) and
     repeatedly add the point farthest from all centres."""
     points = np.asarray(points, dtype=np.float64)

@@ -22,12 +22,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .ann import ANN_BACKENDS, build_index, scaled_params, set_search_params
+from patchcore_core.ext.ann import ANN_BACKENDS, build_index, scaled_params, set_search_params
 
 __all__ = ["EXACT_BACKENDS", "KNN_BACKENDS", "MemoryBank", "knn_search"]
 
 # Exact searches, same answers: faiss (flat L2 index) or chunked torch;
-# then faiss's approximate indexes (patchcore_core.ann).
+# then faiss's approximate indexes (patchcore_core.ext.ann).
 EXACT_BACKENDS = ("faiss", "torch")
 KNN_BACKENDS = EXACT_BACKENDS + ANN_BACKENDS
 
@@ -100,7 +100,7 @@ class MemoryBank:
         origin: ``[M, 3]`` long: (training image, row, column) of each row.
         backend: one of :data:`KNN_BACKENDS`.
         ann: the approximate index's settings as given (``None`` values are
-            scaled to the bank by :func:`~patchcore_core.ann.scaled_params`).
+            scaled to the bank by :func:`~patchcore_core.ext.ann.scaled_params`).
     """
 
     def __init__(self, features: torch.Tensor, origin: torch.Tensor, backend: str = "faiss",

@@ -26,11 +26,11 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from .calibration import threshold_from_scores
-from .config import PatchCoreConfig
-from .model import PatchCore, Prediction
-from .scoring import anomaly_map
-from .serialization import ModelFileError, read_state, write_state
+from patchcore_core.io.model_file import ModelFileError, read_state, write_state
+from patchcore_core.pipeline.calibration import threshold_from_scores
+from patchcore_core.pipeline.config import PatchCoreConfig
+from patchcore_core.pipeline.patchcore import PatchCore, Prediction
+from patchcore_core.pipeline.scoring import anomaly_map
 
 __all__ = ["PatchCoreEnsemble", "make_model", "load_model", "is_ensemble", "refuse_cluster"]
 
@@ -165,7 +165,7 @@ class PatchCoreEnsemble:
         return out
 
     def explain(self, image, row: int | None = None, col: int | None = None) -> list:
-        """One :class:`~patchcore_core.model.Explanation` per member: its nearest normal patch."""
+        """Per member, its nearest normal patch (a :class:`~patchcore_core.pipeline.patchcore.Explanation`)."""
         return [m.explain(image, row, col) for m in self.members]
 
     def pixel_to_patch(self, x: float, y: float) -> tuple[int, int]:

@@ -15,9 +15,10 @@ import time
 import numpy as np
 import torch
 
-from .memory_bank import MemoryBank
+from patchcore_core.pipeline.memory_bank import MemoryBank
+from patchcore_core.pipeline.scoring import anomaly_map, image_scores
+
 from .metrics import aupro, image_auroc, pixel_auroc
-from .scoring import anomaly_map, image_scores
 
 __all__ = ["recall_at_1", "index_megabytes", "search_trial", "detection_metrics"]
 

@@ -16,8 +16,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ._version import __version__
-from .atomic import atomic_path
+from patchcore_core._version import __version__
+from patchcore_core.util.atomic import atomic_path
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "write_state", "read_state"]
 

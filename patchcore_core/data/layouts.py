@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data import IMAGE_EXTENSIONS, DataError, read_mask
+from patchcore_core.util.images import IMAGE_EXTENSIONS, DataError, read_mask
 
 __all__ = ["CONVERTERS", "convert", "find_dir"]
 

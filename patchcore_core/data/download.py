@@ -67,7 +67,7 @@ def fetch(url: str, dest, *, progress: bool = True, retries: int = 3, timeout: f
     """
     from tqdm.auto import tqdm
 
-    from ._version import __version__
+    from patchcore_core._version import __version__
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

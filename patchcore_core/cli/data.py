@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .registry import DATASETS
+from patchcore_core.data.registry import DATASETS
 
 __all__ = ["add_data_actions", "default_root"]
 
 
 def default_root():
-    from ..builtin_data import default_cache_dir
+    from patchcore_core.data.builtin import default_cache_dir
 
     return default_cache_dir() / "datasets"
 
@@ -25,7 +25,7 @@ def _note(msg: str) -> None:
 
 
 def cmd_data_download(args) -> int:
-    from .get import download_dataset
+    from patchcore_core.data.get import download_dataset
 
     # a licence is asked for on a terminal only; a script must say --accept-licence
     ask = input if sys.stdin.isatty() else None
@@ -36,7 +36,7 @@ def cmd_data_download(args) -> int:
 
 
 def cmd_data_list(args) -> int:
-    from ..tables import format_table
+    from patchcore_core.util.tables import format_table
 
     rows = [{"name": d.name, "title": d.title, "categories": len(d.categories), "licence": d.licence,
              "size": "manual download" if d.manual else

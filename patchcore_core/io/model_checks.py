@@ -12,7 +12,7 @@ threshold calls every defective image "normal".
 
 :func:`check_model_state` is the one entry point; whatever builds a model
 from ``(metadata, tensors)`` calls it first. Each failure is a
-:class:`~patchcore_core.serialization.ModelFileError` naming the field.
+:class:`~patchcore_core.io.model_file.ModelFileError` naming the field.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from dataclasses import MISSING, fields
 
 __all__ = ["MAX_IMAGE_SIDE", "MAX_BUILD_BYTES", "min_image_size", "check_model_state"]
 
-from .backbones import BackboneError, get_spec
-from .serialization import ModelFileError
+from patchcore_core.pipeline.backbones import BackboneError, get_spec
+
+from .model_file import ModelFileError
 
 MAX_IMAGE_SIDE = 4096        # px, for resize and image_size (the paper: 256 and 224)
 MAX_BUILD_BYTES = 2 << 30    # memory the channel-pooling matrices may take (WideResNet-50 unfold: ~1 GB)
@@ -40,7 +41,7 @@ def min_image_size(backbone: str, sigma: float) -> int:
 
 
 def embedding_bytes(channels: list[int], pretrain_dim: int, target_dim: int) -> int:
-    """Peak float64 memory of building :class:`~patchcore_core.features.PatchEmbedding`."""
+    """Peak float64 memory of building :class:`~patchcore_core.pipeline.features.PatchEmbedding`."""
     n_in, width = sum(channels), len(channels) * pretrain_dim
     cells = (max(channels) ** 2 + n_in * pretrain_dim      # one layer's identity and pooling
              + n_in * width + width ** 2 + width * target_dim  # block diagonal, stack pooling
@@ -71,7 +72,7 @@ class _Checker:
 
 
 def _check_config(c: _Checker, cfg):
-    from .config import PatchCoreConfig
+    from patchcore_core.pipeline.config import PatchCoreConfig
 
     if not isinstance(cfg, dict):
         c.fail("config", f"must be an object of settings; the file says {cfg!r:.80}")
@@ -107,7 +108,7 @@ def _check_config(c: _Checker, cfg):
 
 
 def check_model_state(meta, tensors: dict, source="model file") -> None:
-    """Raise :class:`~patchcore_core.serialization.ModelFileError` unless
+    """Raise :class:`~patchcore_core.io.model_file.ModelFileError` unless
     ``meta`` (the parsed JSON metadata) and ``tensors`` describe a model
     that can be built and used. ``source`` names the file in messages."""
     c = _Checker(source)
@@ -204,7 +205,7 @@ def _check_index(c: _Checker, tensors: dict, backend: str, n: int, d: int):
     approximate, a faiss index of the backend's kind over every bank row."""
     import torch
 
-    from .ann import ANN_BACKENDS, index_from_tensor, index_problem
+    from patchcore_core.ext.ann import ANN_BACKENDS, index_from_tensor, index_problem
 
     data = tensors.get("bank.index")
     if backend not in ANN_BACKENDS:

@@ -19,10 +19,11 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import urlopen
 
-from ..atomic import atomic_path
-from ..data import MVTecCategory
-from ..download import DownloadError, check_archive, fetch, file_digest, safe_extract, verify
+from patchcore_core.util.atomic import atomic_path
+
+from .download import DownloadError, check_archive, fetch, file_digest, safe_extract, verify
 from .layouts import convert, find_dir
+from .mvtec import MVTecCategory
 from .registry import Archive, DatasetInfo, get_dataset_info
 
 __all__ = ["LicenceError", "licence_text", "plan_archives", "download_dataset"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..coreset import covering_radius, greedy_coreset, random_coreset, random_projection
-from ..scoring import image_scores
+from patchcore_core.pipeline.coreset import covering_radius, greedy_coreset, random_coreset, random_projection
+from patchcore_core.pipeline.scoring import image_scores
 
 __all__ = ["bank_footprint", "radius_curves", "coreset_trial", "defect_patches", "embed_2d",
            "projection_distortion"]
@@ -55,8 +55,8 @@ def coreset_trial(train_features: torch.Tensor, test_features: torch.Tensor, lab
     """
     import time
 
-    from ..memory_bank import MemoryBank
-    from ..metrics import image_auroc
+    from patchcore_core.evaluation.metrics import image_auroc
+    from patchcore_core.pipeline.memory_bank import MemoryBank
 
     flat = train_features.reshape(-1, train_features.shape[-1])
     t0 = time.perf_counter()
@@ -106,7 +106,7 @@ def embed_2d(features, method: str = "umap", seed: int = 0, n_neighbors: int = 1
 
 def projection_distortion(features: torch.Tensor, dims=(128, 32, 16), n_pairs: int = 5000,
                           seed: int = 0) -> dict:
-    """How much a random projection (the coreset's, :func:`~patchcore_core.coreset.random_projection`)
+    """How much a random projection (:func:`~patchcore_core.pipeline.coreset.random_projection`)
     changes distances: for ``n_pairs`` random pairs of rows, the ratio
     ``||P x - P y|| / ||x - y||`` for each target width in ``dims``.
 

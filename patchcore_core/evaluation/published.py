@@ -1,10 +1,10 @@
 """Published PatchCore figures on MVTec AD, and a run's results beside them.
 
-The figures live in ``published/mvtec_ad.json``, each entry with its source
+The figures live in ``paper_figures/mvtec_ad.json``, each entry with its source
 (the paper's tables, or the reference code's ``results.csv`` at a named
 commit). Values are fractions; ``None`` where a figure is not transcribed.
 
-    >>> from patchcore_core.published import load_published
+    >>> from patchcore_core.evaluation.published import load_published
     >>> [e["name"] for e in load_published()]  # doctest: +SKIP
 """
 
@@ -27,7 +27,7 @@ FIGURE_ENTRIES = ["paper PatchCore-1%", "reference code WR50 10%"]
 def load_published(dataset: str = "mvtec_ad") -> list[dict]:
     """The published entries for ``dataset`` (each: name, backbone, coreset_ratio,
     source, mean, per_category)."""
-    path = files("patchcore_core") / "published" / f"{dataset}.json"
+    path = files("patchcore_core.evaluation") / "paper_figures" / f"{dataset}.json"
     if not path.is_file():
         raise ValueError(f"no published figures for dataset {dataset!r} (have: mvtec_ad)")
     return json.loads(path.read_text())["entries"]
@@ -60,7 +60,8 @@ def comparison_figure(rows: list[dict], path, config: dict, dataset: str = "mvte
     import numpy as np
     from matplotlib.figure import Figure  # not pyplot: a notebook's inline backend stays as it is
 
-    from .atomic import atomic_path
+    from patchcore_core.util.atomic import atomic_path
+
     from .benchmark import category_order
 
     full = [r for r in rows if r.get("shots") is None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..features import local_aggregate
+from patchcore_core.pipeline.features import local_aggregate
 
 __all__ = ["feature_maps", "layer_geometry", "stage_strides", "layer_pairs", "receptive_field", "rf_extent",
            "pca_rgb", "upsample_nearest", "layer_view", "plot_layer_view"]
@@ -36,7 +36,7 @@ def layer_geometry(model, image) -> list[dict]:
 def stage_strides(backbone: str = "efficientnet_lite0", size: int = 224) -> dict[str, int]:
     """Every stage of a backbone (stem left out) with its stride, measured by
     running a blank image through it."""
-    from ..backbones import FeatureExtractor, _efficientnet_lite, _stages, _torchvision
+    from patchcore_core.pipeline.backbones import FeatureExtractor, _efficientnet_lite, _stages, _torchvision
 
     net = _efficientnet_lite(backbone) if backbone.startswith("efficientnet_lite") else _torchvision(backbone)
     names = tuple(n for n, _ in _stages(net))[1:]

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..scoring import anomaly_map, reweighted_image_scores
-from ..viz import draw_box, zoom_box
-from .features import upsample_nearest
+from patchcore_core.pipeline.scoring import anomaly_map, reweighted_image_scores
+from patchcore_core.util.viz import draw_box, zoom_box
+
+from .patch_features import upsample_nearest
 
 __all__ = ["eq7_breakdown", "map_stages", "plot_explanation"]
 
@@ -19,7 +20,7 @@ __all__ = ["eq7_breakdown", "map_stages", "plot_explanation"]
 def eq7_breakdown(model, image, b: int = 3) -> dict:
     """The paper's Eq. 7 for one image, every quantity named.
 
-    The terms come from :func:`~patchcore_core.scoring.reweighted_image_scores`
+    The terms come from :func:`~patchcore_core.pipeline.scoring.reweighted_image_scores`
     itself (the formula is written once). Returns a dict: ``row``/``col`` of
     the most anomalous patch ``m^test,*``, ``s_star`` (its distance to the
     nearest bank patch ``m*``), ``m_star`` (bank row), ``neighbours``

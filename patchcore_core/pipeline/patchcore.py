@@ -22,18 +22,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .ann import index_from_tensor, index_to_tensor
+from patchcore_core.ext.ann import index_from_tensor, index_to_tensor
+from patchcore_core.io.model_checks import check_model_state
+from patchcore_core.io.model_file import ModelFileError, read_state, write_state
+from patchcore_core.util.device import resolve_device
+from patchcore_core.util.images import image_size, read_image
+
 from .backbones import FeatureExtractor, get_spec, load_backbone
 from .calibration import calibration_folds, threshold_from_scores
 from .config import PatchCoreConfig
 from .coreset import greedy_coreset, random_coreset
-from .data import Preprocess, image_size, read_image
-from .device import resolve_device
 from .features import PatchEmbedding, aggregate_layers
 from .memory_bank import MemoryBank
-from .model_checks import check_model_state
+from .preprocess import Preprocess
 from .scoring import anomaly_map, image_scores, reweighted_image_scores
-from .serialization import ModelFileError, read_state, write_state
 
 __all__ = ["PatchCoreConfig", "PatchCore", "Prediction", "Explanation"]
 
@@ -87,10 +89,10 @@ class PatchCore:
         self.config = PatchCoreConfig(**{**base, **overrides})
         if "+" in self.config.backbone:
             raise ValueError(f"backbone {self.config.backbone!r} is an ensemble: use "
-                             "patchcore_core.ensemble.make_model (or PatchCoreEnsemble)")
+                             "patchcore_core.ext.ensemble.make_model (or PatchCoreEnsemble)")
         self.device = resolve_device(device)
         if isinstance(cluster, str):
-            from .cluster import RayCluster
+            from patchcore_core.cluster import RayCluster
 
             cluster = RayCluster(cluster)
         self.cluster, self.measure_radius = cluster, measure_radius
@@ -284,7 +286,7 @@ class PatchCore:
     def _radii(self, flat: torch.Tensor) -> dict:
         """Covering radius of the bank over every training patch; with a cluster that asks for
         it, also that of the single-machine greedy coreset of the same size (same features)."""
-        from .composable import covering_radius_faiss
+        from patchcore_core.ext.composable import covering_radius_faiss
 
         c = self.config
         measure = self.cluster.covering_radius if self.cluster is not None else covering_radius_faiss
@@ -391,7 +393,7 @@ class PatchCore:
     def from_state_dict(cls, tensors: dict[str, torch.Tensor], metadata: dict,
                         device: str = "auto", source="model state") -> PatchCore:
         """A fitted model from what :meth:`state_dict` returned. Every field
-        is checked first (:func:`~patchcore_core.model_checks.check_model_state`):
+        is checked first (:func:`~patchcore_core.io.model_checks.check_model_state`):
         a model file may come from a stranger."""
         check_model_state(metadata, tensors, source)
         config = dict(metadata["config"])

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..viz import overlay_heatmap
+from patchcore_core.util.viz import overlay_heatmap
 
 __all__ = ["per_defect_table", "worst_failures", "plot_predictions"]
 

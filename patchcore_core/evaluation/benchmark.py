@@ -3,7 +3,7 @@
     patchcore benchmark --data ~/mvtec --out runs/wrn50 --backbone wide_resnet50_2
     patchcore benchmark --data ~/mvtec --out runs/fewshot --shots 1 5 10 --seeds 3
 
-One *run* is (category, shots, seed): :func:`~patchcore_core.evaluation.evaluate_category`
+One *run* is (category, shots, seed): :func:`~patchcore_core.evaluation.category.evaluate_category`
 with those settings, its row holding the ``evaluate --json`` keys. After each
 run everything in ``DIR`` is rewritten (atomically), so an interrupted
 benchmark loses at most the run under way, and a second call skips the runs
@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .evaluation import evaluate_category
+from patchcore_core.util.atomic import atomic_path
+
+from .category import evaluate_category
 
 __all__ = ["run_benchmark", "read_results", "mean_rows", "markdown_report", "category_order",
            "MVTEC_TEXTURES", "MVTEC_OBJECTS", "RUN_KEYS", "PAPER_METRICS"]
@@ -170,8 +171,8 @@ def _write(out_dir: Path, rows: list[dict], settings: dict) -> None:
 
 
 def _settings(root, config: dict, mask_protocol: str, dataset: str) -> dict:
-    from ._version import __version__
-    from .config import PatchCoreConfig
+    from patchcore_core._version import __version__
+    from patchcore_core.pipeline.config import PatchCoreConfig
 
     full = PatchCoreConfig(**config).to_dict()
     full.pop("seed")  # the seed is part of each run, not of the benchmark
@@ -205,7 +206,7 @@ def run_benchmark(root, out_dir, categories: list[str] | None = None, shots: lis
     """
     from tqdm.auto import tqdm
 
-    from .data import list_categories
+    from patchcore_core.data.mvtec import list_categories
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     root, out_dir = Path(root), Path(out_dir)

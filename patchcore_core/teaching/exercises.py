@@ -9,10 +9,10 @@ every exercise still open. An answer is "not answered yet" while it is
 while it raises ``NotImplementedError``::
 
     answer = ...                                   # starter cell
-    checks.check_number(answer, expected=0.25, what="the fraction caught")
+    exercises.check_number(answer, expected=0.25, what="the fraction caught")
 
     def image_score(d): raise NotImplementedError  # starter cell
-    checks.check_function(image_score, reference, cases=[(d,)], what="image_score")
+    exercises.check_function(image_score, reference, cases=[(d,)], what="image_score")
 """
 
 from __future__ import annotations

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .data import MVTecCategory, check_mask_protocol, few_shot
-from .ensemble import make_model
+from patchcore_core.data.mvtec import MVTecCategory, few_shot
+from patchcore_core.ext.ensemble import make_model
+from patchcore_core.pipeline.patchcore import PatchCore
+from patchcore_core.pipeline.preprocess import check_mask_protocol
+from patchcore_core.util.atomic import atomic_path
+
 from .metrics import aupro, f1_max, image_auroc, pixel_auroc
-from .model import PatchCore
 
 __all__ = ["CategoryResult", "evaluate_category", "threshold_rates", "peak_rss_mb", "experiment_cache_dir",
            "cached_evaluation", "cached_evaluations", "mean_over_seeds"]
@@ -71,8 +73,8 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
     """Fit PatchCore on ``root/category/train/good`` and score its test set.
 
     ``mask_protocol`` says how the ground truth is resized to the model's
-    resolution (see :meth:`~patchcore_core.data.Preprocess.mask`). ``cluster``
-    and ``measure_radius``: as for :class:`~patchcore_core.model.PatchCore`.
+    resolution (see :meth:`~patchcore_core.pipeline.preprocess.Preprocess.mask`). ``cluster``
+    and ``measure_radius``: as for :class:`~patchcore_core.pipeline.patchcore.PatchCore`.
     """
     check_mask_protocol(mask_protocol)  # before minutes of fitting, not after
     cat = MVTecCategory(root, category)
@@ -136,7 +138,7 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
 def experiment_cache_dir() -> Path:
     """Where :func:`cached_evaluation` keeps its JSON results
     (``$PATCHCORE_CACHE/experiments``, else ``~/.cache/patchcore_core/experiments``)."""
-    from .builtin_data import default_cache_dir
+    from patchcore_core.data.builtin import default_cache_dir
 
     return default_cache_dir() / "experiments"
 
@@ -144,7 +146,7 @@ def experiment_cache_dir() -> Path:
 def _cache_entry(root, category: str, shots: int | None, device: str, config: dict,
                  cache_dir=None) -> tuple[dict, Path]:
     """The cache key (everything that changes the result) and its JSON file."""
-    from ._version import __version__
+    from patchcore_core._version import __version__
 
     key = {"root": str(Path(root).resolve()), "category": category, "shots": shots,
            "device": device, "config": dict(sorted(config.items())), "version": __version__}
@@ -167,7 +169,7 @@ def _store(key: dict, path: Path, metrics: dict) -> dict:
 
 def cached_evaluation(root, category: str, shots: int | None = None, cache_dir=None,
                       device: str = "cpu", **config) -> dict:
-    """:func:`~patchcore_core.evaluation.evaluate_category`'s metrics, cached as JSON.
+    """:func:`~patchcore_core.evaluation.category.evaluate_category`'s metrics, cached as JSON.
 
     The cache key is everything that changes the result: data root,
     category, shots, device, settings and package version. A second call
@@ -203,7 +205,7 @@ def cached_evaluations(root, category: str, jobs: list[dict], cache_dir=None, de
     todo = [i for i, row in enumerate(rows) if row is None]
     if not todo:
         return rows
-    from .cluster import connect, run_sweep
+    from patchcore_core.cluster import connect, run_sweep
 
     connect(ray)
     swept = run_sweep([{"root": str(root), "category": category, "shots": settings[i][1],

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from .ann import ANN_PARAMS
+from patchcore_core.ext.ann import ANN_PARAMS
+from patchcore_core.io.model_checks import MAX_IMAGE_SIDE, min_image_size
+
 from .backbones import BACKBONES, get_spec
 from .calibration import DEFAULT_FALSE_ALARM_RATE
 from .coreset import CORESET_METHODS
-from .data import CROP_MODES
 from .features import AGGREGATIONS
 from .memory_bank import KNN_BACKENDS
-from .model_checks import MAX_IMAGE_SIDE, min_image_size
+from .preprocess import CROP_MODES
 from .scoring import UPSAMPLE_MODES
 
 __all__ = ["PatchCoreConfig", "setting"]
@@ -87,7 +88,7 @@ class PatchCoreConfig:
     seed: int = setting(0, "seed for the coreset and the calibration split")
 
     def __post_init__(self):
-        members = self.backbone.split("+")  # "a+b+c": an ensemble (patchcore_core.ensemble)
+        members = self.backbone.split("+")  # "a+b+c": an ensemble (patchcore_core.ext.ensemble)
         for name in members:
             get_spec(name)  # unknown names raise, listing the choices
         if len(members) > 1 and self.layers is not None:

@@ -1,6 +1,6 @@
 """Composable greedy k-center coresets: the memory bank reduced shard by shard.
 
-The single-machine greedy coreset (:func:`~patchcore_core.coreset.greedy_coreset`)
+The single-machine greedy coreset (:func:`~patchcore_core.pipeline.coreset.greedy_coreset`)
 costs ``N x k`` distance updates, and all ``N`` features must sit in one
 memory. The composable scheme splits the bank into shards (one per
 machine), runs the same greedy k-center on each shard, and then one more
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .coreset import coreset_size, greedy_coreset
+from patchcore_core.pipeline.coreset import coreset_size, greedy_coreset
 
 __all__ = ["ComposableResult", "shard_rows", "shard_pick_count", "shard_greedy",
            "composable_greedy_coreset", "covering_radius_faiss"]
@@ -92,7 +92,7 @@ def composable_greedy_coreset(features: torch.Tensor, n_shards: int, ratio: floa
     Args:
         features: ``[N, D]`` memory bank (all shards, contiguous).
         n_shards: how many shards (machines); 1 gives the single-machine coreset.
-        ratio, count: final size ``k``, as in :func:`~patchcore_core.coreset.greedy_coreset`.
+        ratio, count: final size ``k``, as in :func:`~patchcore_core.pipeline.coreset.greedy_coreset`.
         oversample: centres per shard = ``oversample * k / n_shards`` instead of ``k``.
         map_fn: ``map_fn(shard_greedy, [(features_s, count_s, projection_dim, seed), ...])``
             returning each shard's ``(local indices, radius)``; default: one after another here.
@@ -118,7 +118,7 @@ def composable_greedy_coreset(features: torch.Tensor, n_shards: int, ratio: floa
 
 def covering_radius_faiss(points: torch.Tensor, centres: torch.Tensor, batch: int = 65536) -> float:
     """Largest distance from any of ``points`` to its nearest row of ``centres``
-    (exact, faiss flat index; same value as :func:`~patchcore_core.coreset.covering_radius`
+    (exact, faiss flat index; same value as :func:`~patchcore_core.pipeline.coreset.covering_radius`
     up to float32 rounding, many times faster on large banks)."""
     import faiss
 

@@ -19,8 +19,8 @@ import sys
 import typing
 from pathlib import Path
 
-from .atomic import atomic_path
-from .tables import format_table, format_value
+from patchcore_core.util.atomic import atomic_path
+from patchcore_core.util.tables import format_table, format_value
 
 __all__ = ["main"]
 
@@ -40,7 +40,7 @@ def add_config_options(p: argparse.ArgumentParser, config_cls=None) -> None:
     Options left out keep the config's default (argparse's default is None),
     so the config alone decides every default.
     """
-    from .config import PatchCoreConfig
+    from patchcore_core.pipeline.config import PatchCoreConfig
 
     config_cls = config_cls or PatchCoreConfig
     hints = typing.get_type_hints(config_cls)
@@ -62,7 +62,7 @@ def add_config_options(p: argparse.ArgumentParser, config_cls=None) -> None:
 
 def config_from_args(args, config_cls=None) -> dict:
     """The config fields given on the command line (the rest keep their defaults)."""
-    from .config import PatchCoreConfig
+    from patchcore_core.pipeline.config import PatchCoreConfig
 
     config_cls = config_cls or PatchCoreConfig
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
@@ -72,13 +72,13 @@ def config_from_args(args, config_cls=None) -> dict:
 def _data_root(args) -> Path:
     if args.data:
         return Path(args.data)
-    from .builtin_data import builtin_root
+    from patchcore_core.data.builtin import builtin_root
 
     return builtin_root()
 
 
 def cmd_data(args) -> int:
-    from .builtin_data import builtin_root, write_builtin_dataset
+    from patchcore_core.data.builtin import builtin_root, write_builtin_dataset
 
     root = write_builtin_dataset(Path(args.out), seed=args.seed) if args.out else builtin_root(args.seed)
     print(root)
@@ -102,8 +102,9 @@ def _write_json_atomic(path: Path, data) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .data import MVTecCategory, list_categories
-    from .evaluation import evaluate_category
+    from patchcore_core.data.mvtec import MVTecCategory, list_categories
+    from patchcore_core.evaluation.category import evaluate_category
+
     from .outputs import check_output_file
 
     if args.json:
@@ -145,7 +146,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from .benchmark import markdown_report, run_benchmark
+    from patchcore_core.evaluation.benchmark import markdown_report, run_benchmark
+
     from .outputs import check_output_folder
 
     check_output_folder(args.out, "--out")
@@ -159,7 +161,7 @@ def cmd_benchmark(args) -> int:
     settings = json.loads((Path(args.out) / "settings.json").read_text())
     print(markdown_report(rows, settings))
     if args.dataset == "mvtec_ad" and any(r["shots"] is None for r in rows):
-        from .published import comparison_figure
+        from patchcore_core.evaluation.published import comparison_figure
 
         png = comparison_figure(rows, Path(args.out) / "comparison.png", settings["config"])
         print(f"wrote {png}", file=sys.stderr)
@@ -172,8 +174,8 @@ def _cluster(args):
     are checked: joining or starting a cluster takes seconds to minutes."""
     if not getattr(args, "ray", None):
         return None
-    from .cluster import RayCluster
-    from .ensemble import refuse_cluster
+    from patchcore_core.cluster import RayCluster
+    from patchcore_core.ext.ensemble import refuse_cluster
 
     refuse_cluster(config_from_args(args).get("backbone") or "")  # before a cluster starts, not after
 
@@ -186,7 +188,7 @@ def _cluster(args):
 def _evaluate_sweep(args, root: Path, cats: list[str]) -> int:
     """``evaluate --category all --ray``: one Ray task per category, one table; a failed
     category is reported with its setting and the others still finish."""
-    from .cluster import alive_nodes, connect, run_sweep
+    from patchcore_core.cluster import alive_nodes, connect, run_sweep
 
     connect(args.ray)
     nodes = len(alive_nodes())
@@ -214,9 +216,10 @@ def _evaluate_sweep(args, root: Path, cats: list[str]) -> int:
 
 
 def cmd_fit(args) -> int:
-    from .config import PatchCoreConfig
-    from .data import MVTecCategory, few_shot, image_folder
-    from .ensemble import make_model
+    from patchcore_core.data.mvtec import MVTecCategory, few_shot, image_folder
+    from patchcore_core.ext.ensemble import make_model
+    from patchcore_core.pipeline.config import PatchCoreConfig
+
     from .outputs import check_output_file
 
     # bad settings or an unwritable --out: refused before any image is read
@@ -259,8 +262,9 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(args) -> int:
-    from .data import image_folder
-    from .ensemble import load_model
+    from patchcore_core.data.mvtec import image_folder
+    from patchcore_core.ext.ensemble import load_model
+
     from .outputs import check_output_file, check_output_folder
 
     if args.heatmaps:
@@ -282,7 +286,7 @@ def cmd_predict(args) -> int:
     if args.heatmaps and good:
         from PIL import Image
 
-        from .viz import overlay_heatmap
+        from patchcore_core.util.viz import overlay_heatmap
 
         out = Path(args.heatmaps)
         out.mkdir(parents=True, exist_ok=True)
@@ -317,7 +321,7 @@ def _predict_each(model, paths: list, progress: bool, chunk: int = 32) -> list:
     one bad file does not cost the others their scores."""
     from tqdm.auto import tqdm
 
-    from .data import DataError
+    from patchcore_core.util.images import DataError
 
     out = []
     with tqdm(total=len(paths), desc="predict", disable=not progress) as bar:
@@ -336,7 +340,7 @@ def _predict_each(model, paths: list, progress: bool, chunk: int = 32) -> list:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data import MASK_PROTOCOLS
+    from patchcore_core.pipeline.preprocess import MASK_PROTOCOLS
 
     p = argparse.ArgumentParser(
         prog="patchcore",
@@ -351,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="folder to write it to (default: the cache folder)")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_data)
-    from .datasets.cli import add_data_actions
+    from .data import add_data_actions
 
     add_data_actions(d)  # 'data download', 'data list'; plain 'data' as before
 
@@ -418,10 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .backbones import BackboneError
-    from .cluster.connect import ClusterError
-    from .data import DataError
-    from .serialization import ModelFileError
+    from patchcore_core.cluster.connect import ClusterError
+    from patchcore_core.io.model_file import ModelFileError
+    from patchcore_core.pipeline.backbones import BackboneError
+    from patchcore_core.util.images import DataError
 
     for stream in (sys.stdout, sys.stderr):
         # a file name the terminal cannot encode is printed escaped, not turned into an
