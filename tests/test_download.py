@@ -368,10 +368,12 @@ def test_cli_mirror_with_sha256sums(server, tmp_path, capsys):
     data = _tar(mvtec_files("grid"))
     server.add("grid.tar.xz", data)
     server.add("SHA256SUMS", f"{hashlib.sha256(data).hexdigest()}  grid.tar.xz\n".encode())
+    # a teacher's own packing: its sums replace the published ones only when asked to, and aloud
     rc = main(["data", "download", "mvtec_ad", "--category", "grid", "--mirror", server.url + "/",
-               "--accept-licence", "--root", str(tmp_path), "--quiet"])
+               "--trust-mirror-checksums", "--accept-licence", "--root", str(tmp_path), "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0, out
+    assert "--trust-mirror-checksums: the mirror's SHA256SUMS replaces the published" in out
     assert "from the mirror's SHA256SUMS" in out and "grid: 5 train, 4 test" in out
     assert ("grid.tar.xz", None) in server.log
     assert len(MVTecCategory(tmp_path / "mvtec_ad", "grid").train) == 5

@@ -14,8 +14,8 @@ from patchcore_core.cli.outputs import OutputPathError, check_output_file, check
 @pytest.fixture
 def never_read(monkeypatch):
     """Fail the test if any image is read or any model fitted."""
-    import patchcore_core.util.images as data
     import patchcore_core.pipeline.patchcore as model
+    import patchcore_core.util.images as data
 
     def boom(*a, **k):
         raise AssertionError("work started before the output path was checked")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from patchcore_core.data.download import DEFAULT_MAX_RATIO, DEFAULT_MAX_UNPACKED_BYTES
 from patchcore_core.data.registry import DATASETS
 
 __all__ = ["add_data_actions", "default_root"]
@@ -18,6 +19,13 @@ def default_root():
     from patchcore_core.data.builtin import default_cache_dir
 
     return default_cache_dir() / "datasets"
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number above 0")
+    return value
 
 
 def _note(msg: str) -> None:
@@ -31,7 +39,9 @@ def cmd_data_download(args) -> int:
     ask = input if sys.stdin.isatty() else None
     download_dataset(args.name, args.root or default_root(), args.category, mirror=args.mirror,
                      accept_licence=args.accept_licence, ask=ask, force=args.force,
-                     keep_archives=args.keep_archives, progress=not args.quiet, note=_note)
+                     keep_archives=args.keep_archives, trust_mirror_checksums=args.trust_mirror_checksums,
+                     max_unpacked_bytes=int(args.max_unpacked_gb * 10**9), max_ratio=args.max_ratio,
+                     progress=not args.quiet, note=_note)
     return 0
 
 
@@ -65,7 +75,18 @@ def add_data_actions(data_parser: argparse.ArgumentParser) -> None:
                     help="accept the data set's licence (printed first) without being asked")
     dl.add_argument("--mirror", metavar="URL",
                     help="fetch the publisher's file names from this address or local folder instead "
-                         "(a teacher's server); a SHA256SUMS file there overrides the published sums")
+                         "(a teacher's server); a SHA256SUMS file there checks only files with no "
+                         "published checksum (see --trust-mirror-checksums)")
+    dl.add_argument("--trust-mirror-checksums", action="store_true",
+                    help="check the mirror's files against its SHA256SUMS even where a checksum is "
+                         "published (a mirror serving its own packing): whoever controls the mirror "
+                         "then decides what is unpacked")
+    dl.add_argument("--max-unpacked-gb", type=_positive, default=DEFAULT_MAX_UNPACKED_BYTES / 10**9,
+                    metavar="GB", help="refuse an archive that would unpack to more than this "
+                                       "(default: %(default)g GB; MVTec AD, the largest, is about 5 GB)")
+    dl.add_argument("--max-ratio", type=_positive, default=DEFAULT_MAX_RATIO, metavar="R",
+                    help="refuse an archive that would unpack to more than R times its own size, "
+                         "a 'zip bomb' (default: %(default)g; image archives are about 1-3)")
     dl.add_argument("--force", action="store_true", help="fetch categories that are already there again")
     dl.add_argument("--keep-archives", action="store_true",
                     help="keep the downloaded archives in ROOT/.downloads (default: deleted once unpacked)")

@@ -9,8 +9,8 @@
 * :func:`check_archive` reads an archive to its end without writing anything:
   the only check left when no checksum is known.
 * :func:`safe_extract` unpacks a tar or zip archive, refusing any member that
-  would land outside the target folder (``../``, absolute paths, links that
-  point out, devices).
+  would land outside the target folder (``../``, absolute paths), symbolic
+  links, devices, and archives that unpack to more than a size limit.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import hashlib
 import http.client
 import os
 import re
+import shutil
 import stat
 import tarfile
 import time
@@ -28,8 +29,9 @@ from pathlib import Path, PurePosixPath
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
-__all__ = ["DownloadError", "ChecksumError", "fetch", "file_digest", "verify", "check_archive",
-           "safe_extract", "ARCHIVE_SUFFIXES"]
+__all__ = ["DownloadError", "ChecksumError", "UnpackLimitError", "fetch", "file_digest", "verify",
+           "check_archive", "safe_extract", "ARCHIVE_SUFFIXES", "DEFAULT_MAX_UNPACKED_BYTES",
+           "DEFAULT_MAX_RATIO"]
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".zip")
 _CHUNK = 1 << 20
@@ -41,6 +43,16 @@ class DownloadError(ValueError):
 
 class ChecksumError(DownloadError):
     """A file whose checksum is not the published one (the file has been deleted)."""
+
+
+class UnpackLimitError(DownloadError):
+    """An archive that would unpack to more than the size limits allow (a "zip bomb")."""
+
+
+# The largest public set, MVTec AD, unpacks to about 5 GB; its images (PNG, JPEG, BMP) hardly
+# compress, so an honest archive unpacks to ~1-3 times its size while a bomb reaches 1000 times.
+DEFAULT_MAX_UNPACKED_BYTES = 20 * 10**9
+DEFAULT_MAX_RATIO = 50.0
 
 
 def _quiet(_msg: str) -> None:
@@ -196,54 +208,160 @@ def _inside(root: Path, name: str) -> Path:
     return target
 
 
-def _check_tar_member(root: Path, m: tarfile.TarInfo) -> None:
-    where = _inside(root, m.name)
-    if m.issym() or m.islnk():
-        # a symlink's target is relative to its folder; a hard link's to the archive root
-        base = where.parent if m.issym() else root
-        link = PurePosixPath(m.linkname)
-        target = (base / link).resolve()
-        if link.is_absolute() or (target != root and root not in target.parents):
-            raise DownloadError(f"refused to unpack {m.name!r}: a link to {m.linkname!r}, outside the "
-                                "target folder")
-    elif not (m.isfile() or m.isdir()):
-        raise DownloadError(f"refused to unpack {m.name!r}: not a plain file or folder (a device or pipe)")
+# Links. Symbolic links are refused: the data sets are folders of images that need none, and a
+# link checked where it is unpacked can still escape once layouts.py moves its folder up
+# (``w1/w2/bottle/x -> ../../../../../y`` points inside the staging folder, and outside --root once
+# ``bottle/`` sits at ROOT/NAME/bottle). A hard link names an earlier file of the archive: it is
+# written as a copy of that file, a plain file that stays safe wherever it is moved.
 
 
-def safe_extract(archive, dest, progress: bool = True) -> list[Path]:
-    """Unpack ``archive`` (tar, tar.gz/xz/bz2 or zip) into ``dest``; the paths written.
+def _plan_tar(root: Path, members: list[tarfile.TarInfo]) -> tuple[list, int]:
+    """``[(member, path, hard-link source or None)]`` and the bytes they declare; refuses unsafe ones."""
+    plan, files, declared = [], {}, 0
+    for m in members:
+        where = _inside(root, m.name)
+        if m.issym():
+            raise DownloadError(f"refused to unpack {m.name!r}: a symbolic link to {m.linkname!r}; "
+                                "data set archives hold plain files and folders only")
+        if m.islnk():
+            source = files.get(PurePosixPath(m.linkname.replace("\\", "/")).as_posix())
+            if source is None:
+                raise DownloadError(f"refused to unpack {m.name!r}: a hard link to {m.linkname!r}, not "
+                                    "a file earlier in the archive (outside the target folder?)")
+            plan.append((m, where, source))
+            declared += source.size
+            files[PurePosixPath(m.name).as_posix()] = source
+        elif m.isfile():
+            plan.append((m, where, None))
+            declared += m.size
+            files[PurePosixPath(m.name).as_posix()] = m
+        elif m.isdir():
+            plan.append((m, where, None))
+        else:
+            raise DownloadError(f"refused to unpack {m.name!r}: not a plain file or folder "
+                                "(a device or pipe)")
+    return plan, declared
 
-    Every member is checked before anything is written: a name that leaves
-    ``dest`` (``../x``, ``/etc/x``), a link pointing outside it, or a device
-    refuses the whole archive.
+
+def _plan_zip(root: Path, infos: list[zipfile.ZipInfo]) -> tuple[list, int]:
+    """``[(info, path)]`` and the bytes they declare; refuses unsafe ones."""
+    plan = []
+    for info in infos:
+        where = _inside(root, info.filename)
+        if stat.S_ISLNK(info.external_attr >> 16):  # zip symlinks (Unix mode bits)
+            raise DownloadError(f"refused to unpack {info.filename!r}: a symbolic link")
+        plan.append((info, where))
+    return plan, sum(info.file_size for info in infos)
+
+
+class _Budget:
+    """The bytes an archive may unpack to: the smaller of ``max_bytes`` and ``max_ratio`` times
+    the archive's own size, checked against the declared sizes first, then while writing."""
+
+    def __init__(self, archive: Path, max_bytes: int, max_ratio: float):
+        self.archive, size = archive, archive.stat().st_size
+        by_ratio = int(max_ratio * size)
+        if by_ratio < max_bytes:
+            self.limit, self.why = by_ratio, (f"{max_ratio:g} times the archive's own {_human(size)}; "
+                                              "--max-ratio raises it")
+        else:
+            self.limit, self.why = max_bytes, "the unpacked-size limit; --max-unpacked-gb raises it"
+        self.written = 0
+
+    def refuse(self, what: str, outcome: str) -> UnpackLimitError:
+        return UnpackLimitError(f"{self.archive.name}: {what}, more than {_human(self.limit)} ({self.why}, "
+                                f"if you trust the archive); {outcome}")
+
+    def check_declared(self, declared: int) -> None:
+        if declared > self.limit:
+            raise self.refuse(f"its members declare {_human(declared)}", "refused before unpacking")
+
+    def copy(self, src, path: Path) -> None:
+        """Write ``src`` to ``path``, stopping before the limit is passed (zip headers can lie)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as dst:
+            while block := src.read(_CHUNK):
+                if self.written + len(block) > self.limit:
+                    raise self.refuse(f"unpacking it wrote more than its headers declare, at least "
+                                      f"{_human(self.written + len(block))}",
+                                      "stopped, and what was written is removed")
+                dst.write(block)
+                self.written += len(block)
+
+
+def _human(n: float) -> str:
+    """``"36.1 KB"``, ``"20 GB"``: sizes in the units the limits are given in."""
+    if n < 1000:
+        return f"{n:,.0f} bytes"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1000
+        if n < 1000 or unit == "GB":
+            return f"{n:.3g} {unit}" if n < 1000 else f"{n:,.0f} {unit}"
+
+
+def safe_extract(archive, dest, progress: bool = True, *, max_bytes: int = DEFAULT_MAX_UNPACKED_BYTES,
+                 max_ratio: float = DEFAULT_MAX_RATIO) -> list[Path]:
+    """Unpack ``archive`` (tar, tar.gz/xz/bz2 or zip) into ``dest``; the files written.
+
+    ``dest`` must be new or empty. Every member is checked before anything is
+    written: a name that leaves ``dest`` (``../x``, ``/etc/x``), a symbolic
+    link, a device, or members whose declared sizes add up to more than
+    ``max_bytes`` or ``max_ratio`` times the archive's size refuse the whole
+    archive. The bytes really written are counted too; on any error ``dest``
+    is left as it was found (nothing half-written).
     """
     from tqdm.auto import tqdm
 
     archive, dest = Path(archive), Path(dest)
+    kind = _archive_kind(archive)
+    if dest.exists() and any(dest.iterdir()):
+        raise DownloadError(f"{dest}: not empty; archives are unpacked into a new or empty folder")
+    made = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
+    budget = _Budget(archive, max_bytes, max_ratio)
     written = []
+    # members are written by _Budget.copy rather than tarfile/zipfile's extract: only a writer of
+    # our own can count the bytes as they are written and create nothing but files and folders
     try:
-        if _archive_kind(archive) == "zip":
+        if kind == "zip":
             with zipfile.ZipFile(archive) as z:
-                infos = z.infolist()
-                for info in infos:
-                    _inside(root, info.filename)
-                    if stat.S_ISLNK(info.external_attr >> 16):  # zip symlinks (Unix mode bits)
-                        raise DownloadError(f"refused to unpack {info.filename!r}: a symbolic link")
-                for info in tqdm(infos, desc=f"unpack {archive.name}", unit="file", disable=not progress):
-                    written.append(Path(z.extract(info, root)))
+                plan, declared = _plan_zip(root, z.infolist())
+                budget.check_declared(declared)
+                for info, where in tqdm(plan, desc=f"unpack {archive.name}", unit="file",
+                                        disable=not progress):
+                    if info.is_dir():
+                        where.mkdir(parents=True, exist_ok=True)
+                        continue
+                    with z.open(info) as src:
+                        budget.copy(src, where)
+                    written.append(where)
             return written
         with tarfile.open(archive) as t:
-            members = t.getmembers()
-            for m in members:
-                _check_tar_member(root, m)
-            for m in tqdm(members, desc=f"unpack {archive.name}", unit="file", disable=not progress):
-                # filter="data" (Python >= 3.11.4) repeats the checks above and drops modes we do
-                # not want (setuid, devices); older Pythons rely on the checks above alone
-                kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                t.extract(m, root, **kwargs)
-                written.append(root / m.name)
+            plan, declared = _plan_tar(root, t.getmembers())
+            budget.check_declared(declared)
+            copies = {}  # archive name -> where it was written, for hard links
+            for m, where, source in tqdm(plan, desc=f"unpack {archive.name}", unit="file",
+                                         disable=not progress):
+                if m.isdir():
+                    where.mkdir(parents=True, exist_ok=True)
+                    continue
+                with (open(copies[source.name], "rb") if source is not None else t.extractfile(m)) as src:
+                    budget.copy(src, where)
+                copies[m.name] = where
+                written.append(where)
         return written
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
-        raise DownloadError(f"{archive.name}: the archive is damaged ({exc})") from None
+    except BaseException as exc:
+        # nothing half-written: remove what this call made, then say why
+        if made:
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            for child in list(dest.iterdir()):
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        if isinstance(exc, (tarfile.TarError, zipfile.BadZipFile, EOFError)):
+            raise DownloadError(f"{archive.name}: the archive is damaged ({exc}); nothing of it was "
+                                "kept") from None
+        raise

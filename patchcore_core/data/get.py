@@ -21,7 +21,16 @@ from urllib.request import urlopen
 
 from patchcore_core.util.atomic import atomic_path
 
-from .download import DownloadError, check_archive, fetch, file_digest, safe_extract, verify
+from .download import (
+    DEFAULT_MAX_RATIO,
+    DEFAULT_MAX_UNPACKED_BYTES,
+    DownloadError,
+    check_archive,
+    fetch,
+    file_digest,
+    safe_extract,
+    verify,
+)
 from .layouts import convert, find_dir
 from .mvtec import MVTecCategory
 from .registry import Archive, DatasetInfo, get_dataset_info
@@ -71,7 +80,7 @@ def _mirror_sums(mirror: str) -> dict[str, str]:
     """``{filename: "sha256:HEX"}`` from the mirror's ``SHA256SUMS`` (``sha256sum`` output), if any.
 
     A teacher's mirror may serve files of its own (a subset, another packing):
-    its SHA256SUMS then says what they are. Without one, the published sums apply.
+    its SHA256SUMS says what they are, trusted only as :func:`_choose_checksum` says.
     """
     try:
         if _is_folder(mirror):
@@ -102,11 +111,32 @@ def _folder(mirror: str) -> Path:
     return Path(urlparse(mirror).path if mirror.startswith("file:") else mirror).expanduser()
 
 
+def _choose_checksum(archive: Archive, sums: dict, trust_mirror: bool, out, note) -> tuple[str | None, str]:
+    """The checksum to verify ``archive`` with, and where it comes from.
+
+    The published sum wins: the mirror's SHA256SUMS comes from the same (often
+    plain-http) server as the file, so it proves nothing about the file. It is
+    used for files with no published sum, or for all files under
+    ``--trust-mirror-checksums`` (a teacher's own packing), which is said aloud.
+    """
+    mirror_sum = sums.get(archive.filename)
+    if mirror_sum and (trust_mirror or not archive.checksum):
+        if archive.checksum and mirror_sum != archive.checksum:
+            out(f"{archive.filename}: using the mirror's sum instead of the published one "
+                "(--trust-mirror-checksums)")
+        why = "--trust-mirror-checksums" if archive.checksum else "no published checksum"
+        return mirror_sum, f"the mirror's SHA256SUMS, {why}"
+    if mirror_sum and mirror_sum != archive.checksum:
+        note(f"{archive.filename}: the mirror's SHA256SUMS lists another sum; the published one is checked "
+             "(--trust-mirror-checksums would use the mirror's)")
+    return archive.checksum, archive.checksum_source
+
+
 def _obtain(info: DatasetInfo, archive: Archive, mirror: str | None, sums: dict, downloads: Path,
-            progress: bool, out, note) -> tuple[Path, bool]:
-    """The verified archive file, and whether it is ours to delete (not a file of the user's)."""
-    checksum = sums.get(archive.filename, archive.checksum)
-    source = "the mirror's SHA256SUMS" if archive.filename in sums else archive.checksum_source
+            progress: bool, out, note, trust_mirror: bool = False) -> tuple[Path, bool, str | None]:
+    """The verified archive file, whether it is ours to delete (not a file of the user's), and
+    the checksum it was verified with."""
+    checksum, source = _choose_checksum(archive, sums, trust_mirror, out, note)
     if mirror and _is_folder(mirror):
         path, ours = _folder(mirror) / archive.filename, False
         if not path.is_file():
@@ -127,13 +157,16 @@ def _obtain(info: DatasetInfo, archive: Archive, mirror: str | None, sums: dict,
         except DownloadError as exc:
             hint = (" (that sum is from a third-party list: if the file came from the publisher, the list "
                     "may be wrong)" if "third-party" in source else "")
+            if sums.get(archive.filename) not in (None, checksum):
+                hint += (" (the mirror's SHA256SUMS lists another sum: if you trust the mirror's own "
+                         "packing, --trust-mirror-checksums uses it)")
             raise type(exc)(f"{exc}{hint}") from None
     else:
         digest = file_digest(path, "sha256", progress=progress)
         note(f"{archive.filename}: no published checksum to compare with; its sha256 is {digest} "
              "(compare it with your source); checking that the archive reads to its end")
         check_archive(path, progress=progress)
-    return path, ours
+    return path, ours, checksum
 
 
 def _present(target: Path, cat: str) -> bool:
@@ -162,13 +195,17 @@ def _record(target: Path, info: DatasetInfo, done: dict) -> None:
 def download_dataset(name: str | DatasetInfo, root, categories: list[str] | None = None, *,
                      mirror: str | None = None, accept_licence: bool = False,
                      ask: Callable[[str], str] | None = None, force: bool = False,
-                     keep_archives: bool = False, progress: bool = True,
+                     keep_archives: bool = False, trust_mirror_checksums: bool = False,
+                     max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES,
+                     max_ratio: float = DEFAULT_MAX_RATIO, progress: bool = True,
                      out: Callable[[str], None] = print, note: Callable[[str], None] = print) -> Path:
     """Download ``categories`` (default: all) of a data set into ``root/<name>`` (MVTec layout).
 
     ``mirror``: a base address (or a local folder) serving the publisher's
     file names, used instead of the publisher's; a ``SHA256SUMS`` file there
-    overrides the published sums. ``ask(prompt) -> answer`` asks for the
+    checks files with no published sum (all files with ``trust_mirror_checksums``).
+    Each archive may unpack to at most ``max_unpacked_bytes`` and ``max_ratio``
+    times its own size. ``ask(prompt) -> answer`` asks for the
     licence when ``accept_licence`` is False (None: no one to ask, an error).
     Categories already present are skipped unless ``force``.
     """
@@ -189,13 +226,18 @@ def download_dataset(name: str | DatasetInfo, root, categories: list[str] | None
         raise DownloadError(f"{info.name} has no direct download link. {info.manual}")
     _accept(info, accept_licence, ask, out)
     sums = _mirror_sums(mirror) if mirror else {}
+    if trust_mirror_checksums and sums:
+        out("--trust-mirror-checksums: the mirror's SHA256SUMS replaces the published checksums, so whoever "
+            "controls the mirror (or the network to it) chooses what is unpacked")
     done = {}
     for archive, cats in plan:
-        path, ours = _obtain(info, archive, mirror, sums, root / ".downloads", progress, out, note)
+        path, ours, checksum = _obtain(info, archive, mirror, sums, root / ".downloads", progress, out, note,
+                                       trust_mirror_checksums)
         staging = target / f".staging-{archive.filename}"
         shutil.rmtree(staging, ignore_errors=True)
         try:
-            safe_extract(path, staging / "unpacked", progress=progress)
+            safe_extract(path, staging / "unpacked", progress=progress, max_bytes=max_unpacked_bytes,
+                         max_ratio=max_ratio)
             _keep_licence_files(staging / "unpacked", target)  # before convert moves the folders away
             convert(info.layout, staging / "unpacked", staging / "out", cats, progress=progress)
             for cat in cats:
@@ -204,7 +246,7 @@ def download_dataset(name: str | DatasetInfo, root, categories: list[str] | None
                 shutil.rmtree(target / cat, ignore_errors=True)
                 (staging / "out" / cat).rename(target / cat)
                 done[cat] = {"archive": archive.filename, "date": time.strftime("%Y-%m-%d"),
-                             "checksum": sums.get(archive.filename, archive.checksum)}
+                             "checksum": checksum}
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         if ours and not keep_archives:

@@ -165,7 +165,7 @@ class PatchCoreEnsemble:
         return out
 
     def explain(self, image, row: int | None = None, col: int | None = None) -> list:
-        """Per member, its nearest normal patch (a :class:`~patchcore_core.pipeline.patchcore.Explanation`)."""
+        """Per member, its nearest normal patch (an :class:`~patchcore_core.Explanation`)."""
         return [m.explain(image, row, col) for m in self.members]
 
     def pixel_to_patch(self, x: float, y: float) -> tuple[int, int]:
