@@ -62,7 +62,7 @@ def run_side(args, side: str) -> dict:
         ray.init(address=nodes.address, include_dashboard=False, log_to_driver=False)
         cluster = RayCluster(nodes.address, single_machine_radius=True, timeout_s=7200)
         res = evaluate_category(args.data, args.category, shots=args.limit, device="cpu", progress=False,
-                                cluster=cluster, **config)
+                                work=cluster, **config)
         model = res.model
         peaks = {f"node {i} workers": v for i, v in enumerate(cluster.stats["peak_rss_mb_per_node"].values())}
         return {**res.metrics, "peak_rss_mb_per_node": {"driver (head)": round(peak_rss_mb(), 1), **peaks},

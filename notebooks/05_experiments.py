@@ -79,7 +79,7 @@ def run_many(settings):
     t0 = time.perf_counter()
     jobs = [{**setting, "calibration_fraction": 0.0, "seed": seed} for setting in settings for seed in SEEDS]
     try:
-        runs = evaluation.cached_evaluations(DATA_ROOT, CATEGORY, jobs, device=DEVICE, ray=RAY)
+        runs = teaching.sweeps.cached_evaluations(DATA_ROOT, CATEGORY, jobs, device=DEVICE, ray=RAY)
     except BackboneError as exc:  # not installed here: reported in the row, not fatal
         return [{"error": str(exc).split(";")[0]}] * len(settings)
     wall = (time.perf_counter() - t0) / len(settings)

@@ -198,7 +198,7 @@ assert np.allclose(np.sqrt(d2), d_one.numpy(), rtol=1e-5, atol=1e-5)
 # patchcore evaluate --data ~/mvtec --category all --ray auto   # one Ray task per category
 # ```
 #
-# From Python, `PatchCore(cluster=RayCluster("auto")).fit(paths)`. Starting Ray takes a while and uses every
+# From Python, `PatchCore(work=RayCluster("auto")).fit(paths)`. Starting Ray takes a while and uses every
 # core, so this notebook only runs it when you ask: set `RUN_RAY = True` below (`"local"` starts a cluster on this machine).
 
 # %%
@@ -208,7 +208,7 @@ if RUN_RAY:
 
     cluster = RayCluster("local", single_machine_radius=True, timeout_s=600)
     try:
-        m = PatchCore(device="cpu", cluster=cluster).fit(cat.train[:N_TRAIN], progress=False)
+        m = PatchCore(device="cpu", work=cluster).fit(cat.train[:N_TRAIN], progress=False)
         print({k: m.stats[k] for k in ("cluster_nodes", "covering_radius", "single_machine_covering_radius")})
     finally:
         cluster.shutdown()

@@ -6,6 +6,7 @@ features, shrunk by a greedy coreset, and nearest-neighbour scoring.
 """
 
 from patchcore_core._version import __version__
+from patchcore_core.ext import ann as _ann  # noqa: F401, I001  (plugs approximate search into the bank)
 from patchcore_core.pipeline.config import PatchCoreConfig
 from patchcore_core.pipeline.patchcore import Explanation, PatchCore, Prediction
 

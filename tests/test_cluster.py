@@ -53,7 +53,7 @@ def two_nodes():
 @pytest.fixture(scope="module")
 def fitted_on_cluster(two_nodes, brick):
     cluster = RayCluster(two_nodes.address, single_machine_radius=True, timeout_s=300)
-    model = PatchCore(device="cpu", cluster=cluster, **SMALL).fit(brick.train[:8], progress=False)
+    model = PatchCore(device="cpu", work=cluster, **SMALL).fit(brick.train[:8], progress=False)
     return cluster, model
 
 
@@ -151,7 +151,7 @@ def test_a_worker_that_dies_mid_fit_has_its_images_retried(two_nodes, brick, tmp
     marker = tmp_path / "crashed"
     monkeypatch.setenv(CRASH_ENV, str(marker))  # the first chunk's worker dies at once (os._exit)
     cluster = RayCluster(two_nodes.address, max_retries=2, timeout_s=300)
-    model = PatchCore(device="cpu", cluster=cluster, **SMALL).fit(brick.train[:4], progress=False)
+    model = PatchCore(device="cpu", work=cluster, **SMALL).fit(brick.train[:4], progress=False)
     assert marker.exists(), "the test hook did not fire: nothing was killed"
     dead_pid = int(marker.read_text())
     assert dead_pid not in cluster.stats["extract_pids"], "the dead worker's result came back?"
@@ -177,19 +177,19 @@ def test_sweep_reports_a_failed_task_and_finishes_the_others(two_nodes, builtin_
 
 
 def test_notebook_sweeps_run_as_ray_tasks_into_the_same_cache(two_nodes, builtin_root, tmp_path):
-    """evaluation.cached_evaluations (notebook 05's sweeps): the runs go to the cluster at once, a failed
+    """sweeps.cached_evaluations (notebook 05's sweeps): the runs go to the cluster at once, a failed
     one is a row naming its error, and the results are cached under the keys a local run reads."""
-    import patchcore_core.evaluation.category as evaluation
+    from patchcore_core.teaching import sweeps
 
     small = {"image_size": 128, "calibration_fraction": 0.0, "shots": 4}
     jobs = [{**small, "coreset_ratio": r} for r in (0.05, 0.2)]
     jobs.append({"image_size": 16, "shots": 4})  # too small for the backbone: refused on the worker
-    rows = evaluation.cached_evaluations(builtin_root, "brick", jobs, tmp_path, ray=two_nodes.address)
+    rows = sweeps.cached_evaluations(builtin_root, "brick", jobs, tmp_path, ray=two_nodes.address)
     assert [r["cached"] for r in rows[:2]] == [False, False]
     assert {r["node"] for r in rows[:2]} <= {n["NodeID"] for n in ray.nodes()}
     assert rows[0]["memory_bank_size"] < rows[1]["memory_bank_size"]
     assert "image_size" in rows[2]["error"] and "cached" not in rows[2]
-    again = evaluation.cached_evaluations(builtin_root, "brick", jobs[:2], cache_dir=tmp_path)  # here, no Ray
+    again = sweeps.cached_evaluations(builtin_root, "brick", jobs[:2], cache_dir=tmp_path)  # here, no Ray
     assert [r["cached"] for r in again] == [True, True]
     assert [r["image_auroc"] for r in again] == [r["image_auroc"] for r in rows[:2]]
     assert len(list(tmp_path.glob("brick-*.json"))) == 2

@@ -160,7 +160,7 @@ def test_image_size_too_small_for_the_backbone_is_refused_before_fitting(size, t
 
 
 def test_smallest_allowed_image_size_fits_and_predicts(brick):
-    from patchcore_core.io.model_checks import min_image_size
+    from patchcore_core.pipeline.config import min_image_size
 
     size = min_image_size("efficientnet_lite0", 4.0)
     model = PatchCore(device="cpu", image_size=size, resize=size).fit(brick.train[:3], progress=False)

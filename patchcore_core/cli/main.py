@@ -124,7 +124,7 @@ def cmd_evaluate(args) -> int:
         print(f"== {cat}", file=sys.stderr)
         res = evaluate_category(root, cat, shots=args.shots, device=args.device,
                                 progress=not args.quiet, mask_protocol=args.mask_protocol,
-                                cluster=cluster, **config_from_args(args))
+                                work=cluster, **config_from_args(args))
         if res.missing_masks:
             names = ", ".join(Path(p).name for p in res.missing_masks[:3])
             more = f" and {len(res.missing_masks) - 3} more" if len(res.missing_masks) > 3 else ""
@@ -234,7 +234,7 @@ def cmd_fit(args) -> int:
             return 2
         train = MVTecCategory(_data_root(args), args.category).train
     train = few_shot(train, args.shots, seed=config.seed)
-    model = make_model(config, device=args.device, cluster=_cluster(args))  # a cluster starts last
+    model = make_model(config, device=args.device, work=_cluster(args))  # a cluster starts last
     model.fit(train, progress=not args.quiet)
     model.save(args.out)
     card = model.summary()

@@ -6,7 +6,7 @@ rest of the package never imports Ray.
     >>> from patchcore_core import PatchCore
     >>> from patchcore_core.cluster import RayCluster
     >>> cluster = RayCluster("auto")                     # doctest: +SKIP
-    >>> model = PatchCore(cluster=cluster).fit(paths)    # doctest: +SKIP
+    >>> model = PatchCore(work=cluster).fit(paths)    # doctest: +SKIP
 
 * :mod:`.connect`: join or start a cluster; the errors it raises;
 * :mod:`.core`: :class:`RayCluster`, the fit's steps as tasks;

@@ -1,7 +1,7 @@
 """``RayCluster``: the steps of a PatchCore fit that a cluster runs.
 
     >>> cluster = RayCluster("local")                        # doctest: +SKIP
-    >>> model = PatchCore(cluster=cluster).fit(images)       # doctest: +SKIP
+    >>> model = PatchCore(work=cluster).fit(images)       # doctest: +SKIP
 
 1. features: the training images in chunks, one Ray task each; a task
    whose worker dies is run again elsewhere (``max_retries``);
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from patchcore_core.ext.composable import composable_greedy_coreset
-from patchcore_core.pipeline.features import PatchEmbedding
+from patchcore_core.ext.composable import composable_greedy_coreset, covering_radius_faiss
+from patchcore_core.pipeline.coreset import greedy_coreset
 
 from .bank import ShardedMemoryBank
 from .connect import ClusterError, alive_nodes, connect, require_ray
@@ -115,9 +115,9 @@ class RayCluster:
         return out
 
     # ---------------------------------------------------------- 1. features
-    def extract(self, model, images: list, progress: bool = False) -> torch.Tensor:
-        """``[N, h, w, D]`` compact features of ``images``, computed by the workers
-        (same values as ``model.extract(images)``)."""
+    def extract(self, model, images: list, progress: bool = False) -> tuple[torch.Tensor, list[int]]:
+        """(``[N, h, w, D]`` compact features of ``images``, channels per layer), computed by the
+        workers (same values as ``model.extract(images)``). A :class:`~patchcore_core.PatchCore` hook."""
         c = model.preprocess
         pre = {"resize": c.resize, "crop": c.crop, "mode": c.mode}
         config = model.config.to_dict()
@@ -141,10 +141,8 @@ class RayCluster:
         self.stats["extract_pids"] = sorted({r["pid"] for r in results})
         self.stats["extract_task_seconds_per_image"] = sum(r["seconds"] for r in results) / len(images)
         self.stats["backbone_load_seconds"] = max(r["load_seconds"] for r in results)
-        # the driver's embedding, as if it had extracted them itself (the model file stores it)
-        model.embedding = PatchEmbedding(results[0]["channels"], model.config.pretrain_dim,
-                                         model.config.target_dim)
-        return torch.from_numpy(np.concatenate([r["features"] for r in results]))
+        feats = torch.from_numpy(np.concatenate([r["features"] for r in results]))
+        return feats, results[0]["channels"]  # the driver builds the same embedding from them
 
     # ----------------------------------------------------------- 2. coreset
     def _map_shards(self, fn, jobs):
@@ -173,6 +171,11 @@ class RayCluster:
         self.stats.setdefault("coreset_calls", []).append(call)
         return run.indices.to(features.device)
 
+    def greedy_coreset(self, features: torch.Tensor, ratio: float, projection_dim: int, seed: int,
+                       progress: bool = False) -> torch.Tensor:
+        """The :class:`~patchcore_core.PatchCore` hook: greedy per shard, then over the union."""
+        return self.coreset(features, ratio, projection_dim, seed)
+
     # --------------------------------------------------- 3. covering radius
     def covering_radius(self, features: torch.Tensor, centres: torch.Tensor) -> float:
         """Exact covering radius of ``centres`` over ``features``, one task per shard."""
@@ -195,6 +198,19 @@ class RayCluster:
                                     bank.backend, bank.ann)
         self._add("bytes_between_nodes", sharded.shipped_bytes)
         return sharded
+
+    def finish_bank(self, bank, features: torch.Tensor, config) -> tuple[ShardedMemoryBank, dict]:
+        """The :class:`~patchcore_core.PatchCore` hook after the bank is built: its covering radius
+        over every training patch (and, if asked, the single-machine greedy coreset's), then the
+        bank sharded over actors, each training its own index."""
+        t0 = time.perf_counter()
+        out = {"covering_radius": self.covering_radius(features, bank.features)}
+        if self.single_machine_radius:
+            single = greedy_coreset(features, count=len(bank), projection_dim=config.projection_dim,
+                                    seed=config.seed)
+            out["single_machine_covering_radius"] = covering_radius_faiss(features, features[single.indices])
+        out["radius_seconds"] = round(time.perf_counter() - t0, 3)  # a measurement, not part of the fit
+        return self.shard_bank(bank), {**out, **self.describe()}
 
     def describe(self) -> dict:
         """What a results table or ``--json`` says about the cluster."""

@@ -1,8 +1,9 @@
 """Fit on a category's good images, predict its test set, and measure.
 
 Also what sweeps build on: results cached as JSON (:func:`cached_evaluation`;
-:func:`cached_evaluations` for many settings at once, optionally as Ray tasks)
-and several seeds of one setting summarised (:func:`mean_over_seeds`).
+:func:`patchcore_core.teaching.sweeps.cached_evaluations` runs many settings at once,
+optionally as Ray tasks) and several seeds of one setting summarised
+(:func:`mean_over_seeds`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from patchcore_core._version import __version__
+from patchcore_core.data.builtin import default_cache_dir
 from patchcore_core.data.mvtec import MVTecCategory, few_shot
+from patchcore_core.ext.composable import MeasuredWork
 from patchcore_core.ext.ensemble import make_model
 from patchcore_core.pipeline.patchcore import PatchCore
 from patchcore_core.pipeline.preprocess import check_mask_protocol
@@ -27,7 +31,7 @@ from patchcore_core.util.atomic import atomic_path
 from .metrics import aupro, f1_max, image_auroc, pixel_auroc
 
 __all__ = ["CategoryResult", "evaluate_category", "threshold_rates", "peak_rss_mb", "experiment_cache_dir",
-           "cached_evaluation", "cached_evaluations", "mean_over_seeds"]
+           "cached_evaluation", "cache_entry", "store_metrics", "mean_over_seeds"]
 
 
 def peak_rss_mb() -> float:
@@ -68,21 +72,23 @@ class CategoryResult:
 
 
 def evaluate_category(root, category: str, shots: int | None = None, device: str = "auto",
-                      progress: bool = True, mask_protocol: str = "nearest", cluster=None,
+                      progress: bool = True, mask_protocol: str = "nearest", work=None,
                       measure_radius: bool = False, **config) -> CategoryResult:
     """Fit PatchCore on ``root/category/train/good`` and score its test set.
 
     ``mask_protocol`` says how the ground truth is resized to the model's
-    resolution (see :meth:`~patchcore_core.pipeline.preprocess.Preprocess.mask`). ``cluster``
-    and ``measure_radius``: as for :class:`~patchcore_core.pipeline.patchcore.PatchCore`.
+    resolution (see :meth:`~patchcore_core.pipeline.preprocess.Preprocess.mask`). ``work``: where
+    the fit runs (as for :class:`~patchcore_core.PatchCore`, e.g. a ``RayCluster``);
+    ``measure_radius``: also report the bank's covering radius (:class:`MeasuredWork`).
     """
     check_mask_protocol(mask_protocol)  # before minutes of fitting, not after
     cat = MVTecCategory(root, category)
     if not cat.test:
         raise ValueError(f"{cat.path / 'test'}: no test images to evaluate on")
     train = few_shot(cat.train, shots, seed=config.get("seed", 0))
-    model = make_model(device=device, cluster=cluster, measure_radius=measure_radius,
-                       **config)  # a PatchCoreEnsemble for "a+b+c" backbones
+    if work is None and measure_radius:
+        work = MeasuredWork()
+    model = make_model(device=device, work=work, **config)  # a PatchCoreEnsemble for "a+b+c" backbones
     t0 = time.perf_counter()
     model.fit(train, progress=progress)
     fit_s = time.perf_counter() - t0
@@ -138,16 +144,12 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
 def experiment_cache_dir() -> Path:
     """Where :func:`cached_evaluation` keeps its JSON results
     (``$PATCHCORE_CACHE/experiments``, else ``~/.cache/patchcore_core/experiments``)."""
-    from patchcore_core.data.builtin import default_cache_dir
-
     return default_cache_dir() / "experiments"
 
 
-def _cache_entry(root, category: str, shots: int | None, device: str, config: dict,
+def cache_entry(root, category: str, shots: int | None, device: str, config: dict,
                  cache_dir=None) -> tuple[dict, Path]:
     """The cache key (everything that changes the result) and its JSON file."""
-    from patchcore_core._version import __version__
-
     key = {"root": str(Path(root).resolve()), "category": category, "shots": shots,
            "device": device, "config": dict(sorted(config.items())), "version": __version__}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -160,7 +162,8 @@ def json_metrics(metrics: dict) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
-def _store(key: dict, path: Path, metrics: dict) -> dict:
+def store_metrics(key: dict, path: Path, metrics: dict) -> dict:
+    """Write one run's metrics under its cache key (:func:`cache_entry`); returns them as read back."""
     metrics = json_metrics(metrics)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({"key": key, "metrics": metrics}, indent=1, default=str))
@@ -175,49 +178,11 @@ def cached_evaluation(root, category: str, shots: int | None = None, cache_dir=N
     category, shots, device, settings and package version. A second call
     with the same key reads the file (``"cached": True`` in the result).
     """
-    key, path = _cache_entry(root, category, shots, device, config, cache_dir)
+    key, path = cache_entry(root, category, shots, device, config, cache_dir)
     if path.is_file():
         return {**json.loads(path.read_text())["metrics"], "cached": True}
     result = evaluate_category(root, category, shots=shots, device=device, progress=False, **config)
-    return _store(key, path, result.metrics)
-
-
-def cached_evaluations(root, category: str, jobs: list[dict], cache_dir=None, device: str = "cpu",
-                       ray: str | None = None, progress: bool = False) -> list[dict]:
-    """Several settings of one category at once, each as :func:`cached_evaluation`.
-
-    ``jobs``: one dict of settings per run (``shots`` and model settings,
-    e.g. ``{"coreset_ratio": 0.01, "seed": 1}``). Cached runs are read; the
-    others run one after another here, or, with ``ray`` (``"auto"``,
-    ``"local"`` or ``HOST:PORT``; the ``cluster`` extra), all at once as Ray
-    tasks. Their results go into the same cache (on this machine), under
-    the same keys, so a later run without Ray reads them. On Ray a
-    failed run is a row with ``error`` (not cached) and the others finish;
-    here it raises.
-    """
-    settings = [({k: v for k, v in job.items() if k != "shots"}, job.get("shots")) for job in jobs]
-    if ray is None:
-        return [cached_evaluation(root, category, shots, cache_dir, device, **config)
-                for config, shots in settings]
-    entries = [_cache_entry(root, category, shots, device, config, cache_dir) for config, shots in settings]
-    rows = [{**json.loads(path.read_text())["metrics"], "cached": True} if path.is_file() else None
-            for _, path in entries]
-    todo = [i for i, row in enumerate(rows) if row is None]
-    if not todo:
-        return rows
-    from patchcore_core.cluster import connect, run_sweep
-
-    connect(ray)
-    swept = run_sweep([{"root": str(root), "category": category, "shots": settings[i][1],
-                        "config": settings[i][0], "measure_radius": False} for i in todo], progress=progress)
-    for i, row in zip(todo, swept):
-        if "error" in row:
-            rows[i] = row
-        else:
-            node = row.pop("node", None)
-            row.pop("setting", None)
-            rows[i] = {**_store(*entries[i], row), "node": node}
-    return rows
+    return store_metrics(key, path, result.metrics)
 
 
 def mean_over_seeds(runs: list[dict]) -> dict:

@@ -26,15 +26,18 @@ the file's copies of them are never trusted. The indexes live on the CPU.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import torch
 
+from patchcore_core.pipeline import memory_bank
+
 __all__ = ["ANN_BACKENDS", "ANN_PARAMS", "scaled_params", "build_index", "set_search_params",
            "index_to_tensor", "index_from_tensor", "index_problem"]
 
-ANN_BACKENDS = ("ivf_flat", "ivf_pq", "hnsw")
-ANN_PARAMS = ("nlist", "nprobe", "pq_m", "hnsw_m", "ef_search", "k_factor")
+ANN_BACKENDS = memory_bank.APPROXIMATE_BACKENDS  # named (and their settings declared) by the pipeline
+ANN_PARAMS = memory_bank.APPROXIMATE_PARAMS
 # The faiss class each backend's index must be, after loading (see index_problem).
 _INDEX_TYPES = {"ivf_flat": "IndexIVFFlat", "ivf_pq": "IndexRefineFlat", "hnsw": "IndexHNSWFlat"}
 _MIN_POINTS_PER_CELL = 39   # faiss warns below this many training points per k-means centroid
@@ -192,3 +195,6 @@ def index_problem(index, backend: str, n: int, d: int) -> str | None:
     if backend in ("ivf_flat", "ivf_pq") and not faiss.extract_index_ivf(index).is_trained:
         return "is not trained"
     return None
+
+
+memory_bank.use_approximate_search(sys.modules[__name__])

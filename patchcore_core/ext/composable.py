@@ -24,6 +24,7 @@ caller (:mod:`patchcore_core.cluster`) run the shards elsewhere.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,9 +32,10 @@ import numpy as np
 import torch
 
 from patchcore_core.pipeline.coreset import coreset_size, greedy_coreset
+from patchcore_core.pipeline.patchcore import LocalWork
 
 __all__ = ["ComposableResult", "shard_rows", "shard_pick_count", "shard_greedy",
-           "composable_greedy_coreset", "covering_radius_faiss"]
+           "composable_greedy_coreset", "covering_radius_faiss", "MeasuredWork"]
 
 
 @dataclass
@@ -130,3 +132,15 @@ def covering_radius_faiss(points: torch.Tensor, centres: torch.Tensor, batch: in
         d2, _ = index.search(q, 1)
         worst = max(worst, float(np.sqrt(max(0.0, float(d2.max())))))
     return worst
+
+
+class MeasuredWork(LocalWork):
+    """A local fit that also reports the bank's covering radius over every training
+    patch (``stats["covering_radius"]``, exact, faiss); costs about one more coreset."""
+
+    def finish_bank(self, bank, features: torch.Tensor, config):
+        t0 = time.perf_counter()
+        radius = covering_radius_faiss(features, bank.features)
+        seconds = round(time.perf_counter() - t0, 3)  # a measurement, not part of the fit
+        bank, stats = super().finish_bank(bank, features, config)
+        return bank, {**stats, "covering_radius": radius, "radius_seconds": seconds}

@@ -46,16 +46,15 @@ def refuse_cluster(backbone: str) -> None:
                          "give one backbone with --ray (or leave out --ray)")
 
 
-def make_model(config: PatchCoreConfig | None = None, device: str = "auto", cluster=None,
-               measure_radius: bool = False, **overrides):
+def make_model(config: PatchCoreConfig | None = None, device: str = "auto", work=None, **overrides):
     """A :class:`~patchcore_core.PatchCore`, or a :class:`PatchCoreEnsemble` for ``a+b+c`` backbones.
 
-    ``cluster`` and ``measure_radius``: as for :class:`~patchcore_core.PatchCore` (single backbones only).
+    ``work``: as for :class:`~patchcore_core.PatchCore` (single backbones only).
     """
     cfg = PatchCoreConfig(**{**(asdict(config) if config else {}), **overrides})
     if not is_ensemble(cfg.backbone):
-        return PatchCore(cfg, device=device, cluster=cluster, measure_radius=measure_radius)
-    if cluster is not None or measure_radius:
+        return PatchCore(cfg, device=device, work=work)
+    if work is not None:
         refuse_cluster(cfg.backbone)
     return PatchCoreEnsemble(cfg, device=device)
 

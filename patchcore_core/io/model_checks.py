@@ -20,24 +20,17 @@ from __future__ import annotations
 import math
 from dataclasses import MISSING, fields
 
-__all__ = ["MAX_IMAGE_SIDE", "MAX_BUILD_BYTES", "min_image_size", "check_model_state"]
+import torch
 
+from patchcore_core.ext.ann import ANN_BACKENDS, index_from_tensor, index_problem
 from patchcore_core.pipeline.backbones import BackboneError, get_spec
+from patchcore_core.pipeline.config import MAX_IMAGE_SIDE, PatchCoreConfig, min_image_size
 
 from .model_file import ModelFileError
 
-MAX_IMAGE_SIDE = 4096        # px, for resize and image_size (the paper: 256 and 224)
+__all__ = ["MAX_BUILD_BYTES", "check_model_state"]
+
 MAX_BUILD_BYTES = 2 << 30    # memory the channel-pooling matrices may take (WideResNet-50 unfold: ~1 GB)
-
-
-def min_image_size(backbone: str, sigma: float) -> int:
-    """The smallest ``image_size`` a model can predict at: the backbone's
-    deepest layer needs one whole cell (its stride), and the anomaly map's
-    Gaussian (truncated at 4 sigma, reflected borders) needs more pixels
-    than its radius."""
-    radius = int(4.0 * sigma + 0.5) if sigma > 0 else 0
-    stride = max(max(get_spec(name).strides) for name in backbone.split("+"))  # "+": an ensemble
-    return max(stride, radius + 1)
 
 
 def embedding_bytes(channels: list[int], pretrain_dim: int, target_dim: int) -> int:
@@ -72,8 +65,6 @@ class _Checker:
 
 
 def _check_config(c: _Checker, cfg):
-    from patchcore_core.pipeline.config import PatchCoreConfig
-
     if not isinstance(cfg, dict):
         c.fail("config", f"must be an object of settings; the file says {cfg!r:.80}")
     for f in fields(PatchCoreConfig):
@@ -175,8 +166,6 @@ def check_model_state(meta, tensors: dict, source="model file") -> None:
 
 
 def _check_bank(c: _Checker, tensors: dict, channels: list[int], config, grid, n_names: int):
-    import torch
-
     for key in ("bank.features", "bank.origin"):
         if key not in tensors:
             c.fail(key, "(a tensor) is missing")
@@ -203,10 +192,6 @@ def _check_bank(c: _Checker, tensors: dict, channels: list[int], config, grid, n
 def _check_index(c: _Checker, tensors: dict, backend: str, n: int, d: int):
     """The approximate index's bytes: present exactly when the backend is
     approximate, a faiss index of the backend's kind over every bank row."""
-    import torch
-
-    from patchcore_core.ext.ann import ANN_BACKENDS, index_from_tensor, index_problem
-
     data = tensors.get("bank.index")
     if backend not in ANN_BACKENDS:
         if data is not None:

@@ -11,18 +11,27 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from patchcore_core.ext.ann import ANN_PARAMS
-from patchcore_core.io.model_checks import MAX_IMAGE_SIDE, min_image_size
-
 from .backbones import BACKBONES, get_spec
 from .calibration import DEFAULT_FALSE_ALARM_RATE
 from .coreset import CORESET_METHODS
 from .features import AGGREGATIONS
-from .memory_bank import KNN_BACKENDS
+from .memory_bank import APPROXIMATE_PARAMS, KNN_BACKENDS
 from .preprocess import CROP_MODES
 from .scoring import UPSAMPLE_MODES
 
 __all__ = ["PatchCoreConfig", "setting"]
+
+MAX_IMAGE_SIDE = 4096        # px, for resize and image_size (the paper: 256 and 224)
+
+
+def min_image_size(backbone: str, sigma: float) -> int:
+    """The smallest ``image_size`` a model can predict at: the backbone's
+    deepest layer needs one whole cell (its stride), and the anomaly map's
+    Gaussian (truncated at 4 sigma, reflected borders) needs more pixels
+    than its radius."""
+    radius = int(4.0 * sigma + 0.5) if sigma > 0 else 0
+    stride = max(max(get_spec(name).strides) for name in backbone.split("+"))  # "+": an ensemble
+    return max(stride, radius + 1)
 
 
 def setting(default, help: str, choices=None, cli: str | None = None):
@@ -138,7 +147,7 @@ class PatchCoreConfig:
     @property
     def ann(self) -> dict:
         """The approximate index's settings (``None``: scaled to the bank)."""
-        return {name: getattr(self, name) for name in ANN_PARAMS}
+        return {name: getattr(self, name) for name in APPROXIMATE_PARAMS}
 
     def to_dict(self) -> dict:
         """JSON-able settings (tuples as lists)."""

@@ -13,8 +13,11 @@ Two interchangeable searches give the same answers:
   memory bounded by ``chunk_bytes``.
 
 Three approximate ones trade a little accuracy for speed on large banks
-(``ivf_flat``, ``ivf_pq``, ``hnsw``; see :mod:`.ann`): their index is
-trained when the bank is built and saved with the model.
+(``ivf_flat``, ``ivf_pq``, ``hnsw``): their index is trained when the bank
+is built and saved with the model. They are not the paper's method, so
+they live outside this folder, in :mod:`patchcore_core.ext.ann`, which
+plugs itself in here (:func:`use_approximate_search`) when
+``patchcore_core`` is imported.
 """
 
 from __future__ import annotations
@@ -22,14 +25,31 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from patchcore_core.ext.ann import ANN_BACKENDS, build_index, scaled_params, set_search_params
-
-__all__ = ["EXACT_BACKENDS", "KNN_BACKENDS", "MemoryBank", "knn_search"]
+__all__ = ["APPROXIMATE_BACKENDS", "APPROXIMATE_PARAMS", "EXACT_BACKENDS", "KNN_BACKENDS", "MemoryBank",
+           "knn_search", "use_approximate_search"]
 
 # Exact searches, same answers: faiss (flat L2 index) or chunked torch;
-# then faiss's approximate indexes (patchcore_core.ext.ann).
+# then faiss's approximate indexes, with the settings they take.
 EXACT_BACKENDS = ("faiss", "torch")
-KNN_BACKENDS = EXACT_BACKENDS + ANN_BACKENDS
+APPROXIMATE_BACKENDS = ("ivf_flat", "ivf_pq", "hnsw")
+APPROXIMATE_PARAMS = ("nlist", "nprobe", "pq_m", "hnsw_m", "ef_search", "k_factor")
+KNN_BACKENDS = EXACT_BACKENDS + APPROXIMATE_BACKENDS
+
+_approximate = None  # the module implementing APPROXIMATE_BACKENDS (patchcore_core.ext.ann)
+
+
+def use_approximate_search(module) -> None:
+    """Plug in the approximate indexes: ``module`` offers ``scaled_params``,
+    ``build_index``, ``set_search_params``, ``index_to_tensor`` and ``index_from_tensor``."""
+    global _approximate
+    _approximate = module
+
+
+def approximate_search():
+    """The plugged-in approximate-search module (:func:`use_approximate_search`)."""
+    if _approximate is None:
+        raise RuntimeError("approximate search is not plugged in: import patchcore_core.ext.ann")
+    return _approximate
 
 
 def _torch_knn(queries: torch.Tensor, bank: torch.Tensor, k: int, chunk_bytes: int):
@@ -63,7 +83,7 @@ def knn_search(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, backend: s
 
     Args:
         queries: ``[Q, D]``; bank: ``[M, D]``.
-        index: a faiss index over ``bank`` (any of :mod:`.ann`'s too); with
+        index: a faiss index over ``bank`` (an approximate one too); with
             the ``faiss`` backend, built here when not given.
 
     Returns:
@@ -100,7 +120,7 @@ class MemoryBank:
         origin: ``[M, 3]`` long: (training image, row, column) of each row.
         backend: one of :data:`KNN_BACKENDS`.
         ann: the approximate index's settings as given (``None`` values are
-            scaled to the bank by :func:`~patchcore_core.ext.ann.scaled_params`).
+            scaled to the bank by ``scaled_params`` of :mod:`patchcore_core.ext.ann`).
     """
 
     def __init__(self, features: torch.Tensor, origin: torch.Tensor, backend: str = "faiss",
@@ -111,7 +131,7 @@ class MemoryBank:
         self.ann = dict(ann or {})
         self._index = index
         if index is not None:
-            set_search_params(index, self.params)  # the config's, not the file's
+            approximate_search().set_search_params(index, self.params)  # the config's, not the file's
 
     def __len__(self) -> int:
         return len(self.features)
@@ -122,14 +142,15 @@ class MemoryBank:
 
     @property
     def is_approximate(self) -> bool:
-        return self.backend in ANN_BACKENDS
+        return self.backend in APPROXIMATE_BACKENDS
 
     @property
     def params(self) -> dict:
         """The approximate index's resolved parameters (empty for exact backends)."""
         if not self.is_approximate:
             return {}
-        return scaled_params(self.backend, len(self.features), self.features.shape[1], **self.ann)
+        n, d = self.features.shape
+        return approximate_search().scaled_params(self.backend, n, d, **self.ann)
 
     @property
     def index(self):
@@ -139,7 +160,7 @@ class MemoryBank:
     def build_index(self):
         """Train the approximate index now (fit time) unless it exists; returns it."""
         if self.is_approximate and self._index is None:
-            self._index = build_index(self.features, self.params)
+            self._index = approximate_search().build_index(self.features, self.params)
         return self._index
 
     @staticmethod

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from patchcore_core.ext.ann import index_from_tensor, index_to_tensor
 from patchcore_core.io.model_checks import check_model_state
 from patchcore_core.io.model_file import ModelFileError, read_state, write_state
 from patchcore_core.util.device import resolve_device
@@ -33,7 +32,7 @@ from .calibration import calibration_folds, threshold_from_scores
 from .config import PatchCoreConfig
 from .coreset import greedy_coreset, random_coreset
 from .features import PatchEmbedding, aggregate_layers
-from .memory_bank import MemoryBank
+from .memory_bank import MemoryBank, approximate_search
 from .preprocess import Preprocess
 from .scoring import anomaly_map, image_scores, reweighted_image_scores
 
@@ -71,31 +70,53 @@ class Explanation:
     train_box: tuple[int, int, int, int]  # the same for the training patch
 
 
+class LocalWork:
+    """Where :meth:`PatchCore.fit` runs its heavy steps: here, in this process.
+
+    These three methods are the only hooks: a cluster
+    (:class:`patchcore_core.cluster.RayCluster`) implements them to spread the
+    work over machines, :class:`patchcore_core.ext.composable.MeasuredWork`
+    to also measure the bank's covering radius.
+    """
+
+    def extract(self, model: PatchCore, images: list, progress: bool) -> tuple[torch.Tensor, list[int]]:
+        """Training images -> (``[N, h, w, D]`` compact features, channels per layer)."""
+        feats = model.extract(images, "features", progress)
+        return feats, model.embedding.channels
+
+    def greedy_coreset(self, features: torch.Tensor, ratio: float, projection_dim: int, seed: int,
+                       progress: bool) -> torch.Tensor:
+        """Indices of the rows of ``features`` that the greedy coreset keeps (Sec. 3.2)."""
+        return greedy_coreset(features, ratio, projection_dim=projection_dim, seed=seed,
+                              progress=progress).indices
+
+    def finish_bank(self, bank: MemoryBank, features: torch.Tensor, config: PatchCoreConfig):
+        """The final bank, ready to search, and figures for the model's stats.
+        ``features``: every training patch ``[N*h*w, D]``."""
+        t0 = time.perf_counter()
+        bank.build_index()  # an approximate index is trained now, so that it is saved with the model
+        return bank, {"index_seconds": round(time.perf_counter() - t0, 3)}
+
+
 class PatchCore:
     """PatchCore anomaly detection (Roth et al., CVPR 2022).
 
     Args:
         config: a :class:`PatchCoreConfig`; keyword overrides are applied on top.
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``.
-        cluster: a :class:`~patchcore_core.cluster.RayCluster` (or its address: ``"local"``,
-            ``"auto"``, ``"HOST:PORT"``): features, coreset and search then run on it.
-        measure_radius: also report the bank's covering radius over all training
-            patches (always done with a cluster); costs about one more coreset.
+        work: where fit's heavy steps run (:class:`LocalWork`, the default: here);
+            a :class:`~patchcore_core.cluster.RayCluster` runs them on a cluster.
     """
 
-    def __init__(self, config: PatchCoreConfig | None = None, device: str = "auto", cluster=None,
-                 measure_radius: bool = False, **overrides):
+    def __init__(self, config: PatchCoreConfig | None = None, device: str = "auto",
+                 work: LocalWork | None = None, **overrides):
         base = asdict(config) if config is not None else {}
         self.config = PatchCoreConfig(**{**base, **overrides})
         if "+" in self.config.backbone:
             raise ValueError(f"backbone {self.config.backbone!r} is an ensemble: use "
                              "patchcore_core.ext.ensemble.make_model (or PatchCoreEnsemble)")
         self.device = resolve_device(device)
-        if isinstance(cluster, str):
-            from patchcore_core.cluster import RayCluster
-
-            cluster = RayCluster(cluster)
-        self.cluster, self.measure_radius = cluster, measure_radius
+        self.work = work if work is not None else LocalWork()
         self._extractor: FeatureExtractor | None = None
         self.preprocess: Preprocess | None = None
         self.embedding: PatchEmbedding | None = None
@@ -167,10 +188,7 @@ class PatchCore:
             return torch.arange(len(feats), device=feats.device)
         if c.coreset == "random":
             return random_coreset(feats, c.coreset_ratio, seed=c.seed).indices
-        if self.cluster is not None:  # greedy per shard, then over the union (composable.py)
-            return self.cluster.coreset(feats, c.coreset_ratio, c.projection_dim, c.seed)
-        return greedy_coreset(feats, c.coreset_ratio, projection_dim=c.projection_dim,
-                              seed=c.seed, progress=progress).indices
+        return self.work.greedy_coreset(feats, c.coreset_ratio, c.projection_dim, c.seed, progress)
 
     def _build_bank(self, feats: torch.Tensor, image_ids: list[int], progress: bool) -> MemoryBank:
         """Memory bank from ``[n, h, w, D]`` features of training images ``image_ids``."""
@@ -224,10 +242,9 @@ class PatchCore:
             mode = Preprocess.choose_mode([image_size(im) for im in images])
         self.preprocess = self._make_preprocess(mode)
         self.embedding = None
-        if self.cluster is not None:
-            feats = self.cluster.extract(self, images, progress)
-        else:
-            feats = self.extract(images, "features", progress)
+        feats, channels = self.work.extract(self, images, progress)
+        if self.embedding is None:  # extracted elsewhere: the same embedding, built here
+            self.embedding = PatchEmbedding(channels, c.pretrain_dim, c.target_dim)
         self.grid = tuple(feats.shape[1:3])
         self.train_names = list(names) if names is not None else [
             str(im) if isinstance(im, (str, bytes)) or hasattr(im, "__fspath__") else f"image {i}"
@@ -256,17 +273,7 @@ class PatchCore:
             self.bank = self._build_bank(feats, list(range(len(images))), progress)
         self.threshold = threshold_from_scores(self.calibration_scores, c.false_alarm_rate or None)
         t_cal = time.perf_counter() - t_cal
-        t_radius = time.perf_counter()
-        radii = self._radii(feats.reshape(-1, feats.shape[-1])) if self.cluster or self.measure_radius else {}
-        if radii:  # a measurement, not part of the fit: its time is reported apart
-            radii["radius_seconds"] = round(time.perf_counter() - t_radius, 3)
-        if self.cluster is not None:
-            self.bank = self.cluster.shard_bank(self.bank)
-            radii.update(self.cluster.describe())
-        t_index = time.perf_counter()
-        if self.cluster is None:  # a sharded bank trained its indexes on its actors
-            self.bank.build_index()  # trained now, so that it is saved with the model
-        t_index = time.perf_counter() - t_index
+        self.bank, measured = self.work.finish_bank(self.bank, feats.reshape(-1, feats.shape[-1]), c)
 
         self.stats = {
             "n_train": len(images),
@@ -276,25 +283,11 @@ class PatchCore:
             "feature_dim": int(feats.shape[-1]),
             "fit_seconds": round(time.perf_counter() - t0, 3),
             "calibration_and_bank_seconds": round(t_cal, 3),
-            "index_seconds": round(t_index, 3),
             "crop_mode": mode,
             "device": str(self.device),
-            **radii,
+            **measured,
         }
         return self
-
-    def _radii(self, flat: torch.Tensor) -> dict:
-        """Covering radius of the bank over every training patch; with a cluster that asks for
-        it, also that of the single-machine greedy coreset of the same size (same features)."""
-        from patchcore_core.ext.composable import covering_radius_faiss
-
-        c = self.config
-        measure = self.cluster.covering_radius if self.cluster is not None else covering_radius_faiss
-        out = {"covering_radius": measure(flat, self.bank.features)}
-        if self.cluster is not None and self.cluster.single_machine_radius:
-            single = greedy_coreset(flat, count=len(self.bank), projection_dim=c.projection_dim, seed=c.seed)
-            out["single_machine_covering_radius"] = covering_radius_faiss(flat, flat[single.indices])
-        return out
 
     @torch.inference_mode()
     def score(self, images, progress: bool = False):
@@ -375,7 +368,7 @@ class PatchCore:
         tensors = {"bank.features": self.bank.features.detach().float().cpu().contiguous(),
                    "bank.origin": self.bank.origin.detach().cpu().contiguous()}
         if self.bank.is_approximate:  # the trained index as bytes: loading must not retrain it
-            tensors["bank.index"] = index_to_tensor(self.bank.build_index())
+            tensors["bank.index"] = approximate_search().index_to_tensor(self.bank.build_index())
         metadata = {
             "config": self.config.to_dict(),
             "preprocess": {"resize": self.preprocess.resize, "crop": self.preprocess.crop,
@@ -406,7 +399,8 @@ class PatchCore:
         if feats.ndim != 2 or feats.shape[1] != model.embedding.compact_dim or len(origin) != len(feats):
             raise ValueError(f"bank shape {tuple(feats.shape)} does not match its metadata "
                              f"({model.embedding.compact_dim} features per row)")
-        index = index_from_tensor(tensors["bank.index"]) if "bank.index" in tensors else None
+        index = tensors.get("bank.index")
+        index = approximate_search().index_from_tensor(index) if index is not None else None
         model.bank = MemoryBank(feats.to(model.device), origin.to(model.device), c.knn_backend, c.ann, index)
         model.grid = tuple(metadata["grid"])
         model.threshold = metadata["threshold"]

@@ -1,16 +1,56 @@
-"""Drawing ablations (notebook 05): one setting swept, metrics and cost.
+"""Ablations (notebook 05): many settings run (here or on a Ray cluster), one drawn.
 
-The sweeps' numbers come from :func:`patchcore_core.evaluation.category.cached_evaluation`
-and :func:`patchcore_core.evaluation.category.mean_over_seeds`.
+Each run's numbers come from :func:`patchcore_core.evaluation.category.cached_evaluation`
+(cached as JSON) and :func:`patchcore_core.evaluation.category.mean_over_seeds`.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 
-__all__ = ["plot_sweep"]
+from patchcore_core.cluster import connect, run_sweep
+from patchcore_core.evaluation.category import cache_entry, cached_evaluation, store_metrics
+
+__all__ = ["cached_evaluations", "plot_sweep"]
+
+
+def cached_evaluations(root, category: str, jobs: list[dict], cache_dir=None, device: str = "cpu",
+                       ray: str | None = None, progress: bool = False) -> list[dict]:
+    """Several settings of one category at once, each as :func:`cached_evaluation`.
+
+    ``jobs``: one dict of settings per run (``shots`` and model settings,
+    e.g. ``{"coreset_ratio": 0.01, "seed": 1}``). Cached runs are read; the
+    others run one after another here, or, with ``ray`` (``"auto"``,
+    ``"local"`` or ``HOST:PORT``; the ``cluster`` extra), all at once as Ray
+    tasks. Their results go into the same cache (on this machine), under
+    the same keys, so a later run without Ray reads them. On Ray a
+    failed run is a row with ``error`` (not cached) and the others finish;
+    here it raises.
+    """
+    settings = [({k: v for k, v in job.items() if k != "shots"}, job.get("shots")) for job in jobs]
+    if ray is None:
+        return [cached_evaluation(root, category, shots, cache_dir, device, **config)
+                for config, shots in settings]
+    entries = [cache_entry(root, category, shots, device, config, cache_dir) for config, shots in settings]
+    rows = [{**json.loads(path.read_text())["metrics"], "cached": True} if path.is_file() else None
+            for _, path in entries]
+    todo = [i for i, row in enumerate(rows) if row is None]
+    if not todo:
+        return rows
+    connect(ray)
+    swept = run_sweep([{"root": str(root), "category": category, "shots": settings[i][1],
+                        "config": settings[i][0], "measure_radius": False} for i in todo], progress=progress)
+    for i, row in zip(todo, swept):
+        if "error" in row:
+            rows[i] = row
+        else:
+            node = row.pop("node", None)
+            row.pop("setting", None)
+            rows[i] = {**store_metrics(*entries[i], row), "node": node}
+    return rows
 
 
 def plot_sweep(rows: list[dict], x: str, title: str, xlabel: str | None = None,
