@@ -59,7 +59,8 @@ def test_demo_is_not_test_code():
 
 @pytest.mark.slow
 def test_wheel_installed_outside_the_checkout_serves_the_demo(tmp_path):
-    """`pip install .` (not editable) gives `python -m demo` and `patchcore demo`."""
+    """`pip install .` (not editable) gives `patchcore demo` and `python -m patchcore_demo`, and
+    installs no generic top-level package named `demo`."""
     import shutil
     import site
     import subprocess
@@ -71,6 +72,10 @@ def test_wheel_installed_outside_the_checkout_serves_the_demo(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
     wheel = next((tmp_path / "dist").glob("patchcore_core-*.whl"))
+    import zipfile
+
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {t for t in tops if not t.endswith((".dist-info", ".data"))} == {"patchcore_core", "patchcore_demo"}
     env_dir = tmp_path / "env"
     venv.create(env_dir, with_pip=False)
     py = env_dir / "bin" / "python"
@@ -82,10 +87,11 @@ def test_wheel_installed_outside_the_checkout_serves_the_demo(tmp_path):
                     str(wheel)], check=True, capture_output=True)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    code = "import demo, patchcore_core; print(demo.__file__, patchcore_core.__file__)"
+    code = "import patchcore_demo, patchcore_core; print(patchcore_demo.__file__, patchcore_core.__file__)"
     where = subprocess.run([py, "-c", code], cwd=outside, capture_output=True, text=True, check=True).stdout
     assert str(ROOT) not in where and purelib in where
-    for cmd in ([py, "-m", "demo", "--help"], [env_dir / "bin" / "patchcore", "demo", "--help"]):
+    assert subprocess.run([py, "-c", "import demo"], cwd=outside, capture_output=True).returncode != 0
+    for cmd in ([py, "-m", "patchcore_demo", "--help"], [env_dir / "bin" / "patchcore", "demo", "--help"]):
         result = subprocess.run(cmd, cwd=outside, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         assert "--model FILE" in result.stdout

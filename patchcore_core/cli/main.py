@@ -307,7 +307,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from demo.__main__ import main as demo_main
+    # The demo (folder demo/, installed as patchcore_demo) needs gradio, an optional extra:
+    # imported only when asked for, never by the library.
+    from patchcore_demo.__main__ import main as demo_main
 
     return demo_main(args.demo_args, prog="patchcore demo")
 
