@@ -75,7 +75,8 @@ def test_wheel_installed_outside_the_checkout_serves_the_demo(tmp_path):
     import zipfile
 
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
-    assert {t for t in tops if not t.endswith((".dist-info", ".data"))} == {"patchcore_core", "patchcore_demo"}
+    packages = {t for t in tops if not t.endswith((".dist-info", ".data"))}
+    assert packages == {"patchcore_core", "patchcore_demo"}
     env_dir = tmp_path / "env"
     venv.create(env_dir, with_pip=False)
     py = env_dir / "bin" / "python"
