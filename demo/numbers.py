@@ -37,7 +37,12 @@ def check_number(value, what: str, lo: float | None = None, hi: float | None = N
 def finite_input(component, what: str):
     """``component`` (a ``gr.Slider`` or ``gr.Number``) refusing NaN, infinity
     and non-numbers with a message, before Gradio's own range check and rounding.
-    (An instance override, like :mod:`demo.uploads`: Gradio's ``preprocess`` still runs.)"""
+    (An instance override, like :mod:`demo.uploads`: Gradio's ``preprocess`` still runs.)
+
+    A handler that returns a new range for the component (``gr.Slider(minimum=...)``)
+    gets a fresh Gradio copy for that session, without this check: its handler
+    checks the value with :func:`check_number` too (Gradio's copy still refuses infinity
+    as out of range)."""
     import gradio as gr
 
     parent = component.preprocess
