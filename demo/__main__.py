@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
         print(f"error: --device: {exc}", file=sys.stderr)
         return 2
 
+    for folder in args.train_images:  # before a model is loaded: a typo fails at once
+        if not os.path.isdir(folder):
+            print(f"error: --train-images: {folder}: no such folder", file=sys.stderr)
+            return 2
+
     from . import models
 
     if args.model:
@@ -73,10 +78,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
     # the folders the operator named: the only places besides the built-in data that a model's
     # training images are read from (a model file naming /etc/passwd widens nothing)
     folders = [f for f in [args.examples, *args.train_images] if f]
-    for folder in args.train_images:
-        if not os.path.isdir(folder):
-            print(f"error: --train-images: {folder}: no such folder", file=sys.stderr)
-            return 2
     from .training_images import TrainingImages
 
     try:
