@@ -26,8 +26,12 @@ def build_parser(prog: str = "python -m demo") -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when present), cpu or cuda (default: %(default)s)")
     p.add_argument("--examples", metavar="DIR", help="a folder of images the loaded model can judge, "
-                   "shown as examples (default: the built-in ones; with --model, a few of its own training "
-                   "images if they are on this machine, else none)")
+                   "shown as examples; only its image files are served (default: the built-in ones; with "
+                   "--model, a few of its own training images found in --train-images, else none)")
+    p.add_argument("--train-images", metavar="DIR", action="append", default=[],
+                   help="a folder holding the --model's training images (any depth; repeatable): "
+                   "Explain shows their nearest patches. The paths a model file names are never opened "
+                   "as they are, since a model file is untrusted input")
     p.add_argument("--concurrency", type=int, default=2, metavar="N",
                    help="requests of one kind served at once; fits run one at a time (default: %(default)s; "
                    "see demo/README.md, 'Thirty visitors')")
@@ -52,6 +56,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
         print(f"error: --device: {exc}", file=sys.stderr)
         return 2
 
+    for folder in args.train_images:  # before a model is loaded: a typo fails at once
+        if not os.path.isdir(folder):
+            print(f"error: --train-images: {folder}: no such folder", file=sys.stderr)
+            return 2
+
     from . import models
 
     if args.model:
@@ -66,9 +75,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
     else:
         model = models.load_or_build_default(args.category, device=args.device, say=say)
         label = f"built-in {args.category}"
+    # the folders the operator named: the only places besides the built-in data that a model's
+    # training images are read from (a model file naming /etc/passwd widens nothing)
+    folders = [f for f in [args.examples, *args.train_images] if f]
+    from .training_images import TrainingImages
+
     try:
         if args.model or args.examples:  # brick examples mean nothing to a bottle model
-            examples = models.model_examples(model, args.examples)
+            examples = models.model_examples(model, args.examples, training_images=TrainingImages(folders))
         else:
             examples = models.builtin_examples(args.category)
     except models.UserError as exc:
@@ -79,7 +93,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
     from .app import build_demo, launch
 
     demo = build_demo(model, examples=examples, model_label=label, fit_examples=fit_examples,
-                      category=None if args.model else args.category, concurrency=args.concurrency)
+                      category=None if args.model else args.category, concurrency=args.concurrency,
+                      image_folders=folders)
     say(f"serving the demo at http://{args.host}:{args.port} (Ctrl+C to stop)")
     # `kill`, `docker stop` and systemd send SIGTERM, which would end Python without its
     # exit handlers; exiting normally lets them remove the visitors' files.

@@ -16,6 +16,8 @@ from pathlib import Path
 import gradio as gr
 
 from . import explain, logic, models, tab_batch, tab_compare, tab_threshold
+from .numbers import finite_input
+from .training_images import TrainingImages
 from .ui import PageContext, session_state
 from .ui import failure as _failure
 from .ui import warn as _warn
@@ -76,7 +78,8 @@ def _cache_images_atomically() -> None:
 def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label: str = "built-in brick",
                fit_device: str | None = None, fit_examples: list[str] | None = None,
                allowed_paths: list[str] | None = None, category: str | None = None,
-               examples_label: str | None = None, concurrency: int = DEFAULT_CONCURRENCY) -> gr.Blocks:
+               examples_label: str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+               image_folders: list[str] | None = None) -> gr.Blocks:
     """The demo page around a fitted ``model`` (shared, read-only).
 
     Args:
@@ -85,10 +88,14 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         model_label: how the page names the default model.
         fit_device: device for models fitted in a session (default: the model's).
         fit_examples: good image paths the "Build your own" tab can load in one click.
-        allowed_paths: folders Gradio may serve files from (examples); passed to launch.
+        allowed_paths: more files or folders Gradio may serve, as they are; passed to launch.
+            (The example files themselves are served without it: each file, not its folder.)
         category: the built-in category the default model was fitted on (None: another model).
         concurrency: requests of one kind served at once (fits: always one at a time).
         examples_label: the examples' heading (default: "Examples of <the object the model knows>").
+        image_folders: folders the operator named (``--examples``, ``--train-images``) whose images
+            Explain may show as training patches, besides the folders of ``examples`` and
+            ``fit_examples``. The paths a model file names are never opened as they are.
     """
     from patchcore_core.data.builtin import CATEGORIES
 
@@ -101,7 +108,11 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
     # the one rule for every path a request hands over (see demo/uploads.py)
     uploads = UploadPolicy([p for p, _ in examples] + fit_examples)
 
-    ctx = PageContext(model, model_label, uploads, fit_device, category, fit_examples)
+    # the page's own images and the operator's folders; never a folder a model file names
+    own_folders = [str(Path(p).parent) for p, _ in examples] + [str(Path(p).parent) for p in fit_examples]
+    training_images = TrainingImages(own_folders + list(image_folders or []))
+    ctx = PageContext(model, model_label, uploads, fit_device, category, fit_examples,
+                      training_images=training_images)
     obj = models.known_object(model, category)
     examples_label = examples_label or (f"Examples of {obj}" if obj else "Examples")
 
@@ -149,7 +160,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
 
     def run_explain(m, image, x, y):
         try:
-            r = explain.explain(m, image, x, y)
+            r = explain.explain(m, image, x, y, find_training_image=ctx.training_image_finder(m))
             return r.test_image, r.train_image, r.zoom, r.text, r.details
         except Exception as exc:
             return None, None, None, _failure(exc), {}
@@ -230,9 +241,11 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                                                sources=["upload", "webcam", "clipboard"], height=250,
                                                elem_id="image-in")
                         run_btn = gr.Button("Inspect", variant="primary", elem_id="run")
-                        factor = gr.Slider(0.5, 3.0, value=1.0, step=0.05, elem_id="factor",
-                                           label="Region threshold (x the model's threshold)",
-                                           info="Moves the defect region; the model does not run again.")
+                        factor = finite_input(gr.Slider(
+                            0.5, 3.0, value=1.0, step=0.05, elem_id="factor",
+                            label="Region threshold (x the model's threshold)",
+                            info="Moves the defect region; the model does not run again."),
+                            "the region threshold")
                         colour_scale = gr.Radio([FIXED, PER_IMAGE], value=FIXED, label="Colour scale",
                                                 elem_id="colour-scale", info=SCALE_HELP)
                         if examples:
@@ -277,9 +290,10 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                                            buttons=["fullscreen"])
                         ex_text = gr.Markdown(elem_id="explain-text", label="explanation text")
                         with gr.Row():
-                            x_num = gr.Number(None, label="x (px, 224 view)", precision=0, min_width=80,
-                                              elem_id="x-num")
-                            y_num = gr.Number(None, label="y", precision=0, min_width=80, elem_id="y-num")
+                            x_num = finite_input(gr.Number(None, label="x (px, 224 view)", precision=0,
+                                                           min_width=80, elem_id="x-num"), "x")
+                            y_num = finite_input(gr.Number(None, label="y", precision=0, min_width=80,
+                                                           elem_id="y-num"), "y")
                         explain_btn = gr.Button("Explain this point", size="sm")
                 with gr.Accordion("Explanation details (JSON)", open=False):
                     ex_json = gr.JSON(label="explanation")
@@ -343,11 +357,12 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
 
     # concurrency: see demo/README.md, "Thirty visitors" (measured by benchmarks/bench_demo_load.py)
     demo.queue(default_concurrency_limit=concurrency, max_size=max(64, 8 * concurrency))
-    roots = {str(Path(p).parent) for p, _ in examples} | {str(Path(p).parent) for p in fit_examples}
+    # each example file, not its folder: Gradio serves every file under an allowed folder
+    served = {str(Path(p).resolve()) for p, _ in examples} | {str(Path(p).resolve()) for p in fit_examples}
     demo.patchcore_launch_kwargs = {
         "theme": gr.themes.Soft(primary_hue="orange", secondary_hue="slate"),
         "css": CSS,
-        "allowed_paths": sorted(roots | set(allowed_paths or [])),
+        "allowed_paths": sorted(served | set(allowed_paths or [])),
         "max_file_size": "40mb",
         "show_error": True,
     }

@@ -43,11 +43,17 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def extract_zip(path, max_bytes: int = MAX_UNPACKED_BYTES, max_members: int = MAX_MEMBERS) -> Path:
-    """Unpack the zip at ``path`` into a fresh folder of this process's
-    downloads folder; that folder. Raises :class:`UserError` (naming the zip,
-    not the server's folders) for a file that is not a zip, a member that
-    leaves its folder, too many members or too many bytes."""
+def extract_zip(path, max_bytes: int = MAX_UNPACKED_BYTES, max_members: int = MAX_MEMBERS,
+                into=None, already: int = 0) -> Path:
+    """Unpack the zip at ``path`` into a fresh folder of ``into`` (default:
+    this process's downloads folder); that folder. Raises :class:`UserError`
+    (naming the zip, not the server's folders) for a file that is not a zip, a
+    member that leaves its folder, too many members or too many bytes.
+
+    ``already``: bytes this request has unpacked from other zips; ``max_bytes``
+    bounds them all together. On any failure nothing of this zip is left; the
+    caller removes ``into`` (a request's temporary folder) whatever happens.
+    """
     name = Path(path).name
     if not zipfile.is_zipfile(path):
         raise UserError(f"{name}: not a zip file.")
@@ -62,12 +68,12 @@ def extract_zip(path, max_bytes: int = MAX_UNPACKED_BYTES, max_members: int = MA
                 if problem:
                     raise UserError(f"{name}: refused, the entry {info.filename!r} {problem}.")
             declared = sum(i.file_size for i in infos)
-            if declared > max_bytes:
-                raise UserError(f"{name}: unpacks to {declared / 2**20:.0f} MB, more than this demo's "
-                                f"limit of {max_bytes / 2**20:.0f} MB.")
-            dest = Path(tempfile.mkdtemp(prefix="zip-", dir=downloads_folder()))
+            if already + declared > max_bytes:
+                raise UserError(f"{name}: unpacks to {declared / 2**20:.0f} MB{_with_others(already)}, "
+                                f"more than this demo's limit of {max_bytes / 2**20:.0f} MB.")
+            dest = Path(tempfile.mkdtemp(prefix="zip-", dir=into or downloads_folder()))
             try:
-                _write_members(zf, infos, dest, name, max_bytes)
+                _write_members(zf, infos, dest, name, max_bytes, already)
             except BaseException:
                 shutil.rmtree(dest, ignore_errors=True)
                 raise
@@ -77,8 +83,18 @@ def extract_zip(path, max_bytes: int = MAX_UNPACKED_BYTES, max_members: int = MA
         raise UserError(f"{name}: could not unpack this zip ({type(exc).__name__}).") from None
 
 
-def _write_members(zf: zipfile.ZipFile, infos, dest: Path, name: str, max_bytes: int) -> None:
-    written = 0
+def _with_others(already: int) -> str:
+    return f" (with this request's other zips: {already / 2**20:.0f} MB more)" if already else ""
+
+
+def unpacked_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (what a zip unpacked to)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _write_members(zf: zipfile.ZipFile, infos, dest: Path, name: str, max_bytes: int,
+                   already: int = 0) -> None:
+    written = already
     root = os.path.realpath(dest)
     for info in infos:
         target = os.path.realpath(os.path.join(root, info.filename))
@@ -94,7 +110,7 @@ def _write_members(zf: zipfile.ZipFile, infos, dest: Path, name: str, max_bytes:
                 written += len(chunk)
                 if written > max_bytes:
                     raise UserError(f"{name}: unpacks to more than this demo's limit of "
-                                    f"{max_bytes / 2**20:.0f} MB.")
+                                    f"{max_bytes / 2**20:.0f} MB{_with_others(already)}.")
                 out.write(chunk)
 
 

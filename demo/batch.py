@@ -8,13 +8,12 @@ scored all the same, in batches (as fast as the model goes).
 from __future__ import annotations
 
 import csv
-import tempfile
 import zipfile
 from pathlib import Path
 
 from PIL import Image
 
-from .logic import Inspection, UserError, check_image, downloads_folder, overlay
+from .logic import Inspection, UserError, check_image, new_output_folder, overlay
 
 MAX_BATCH_IMAGES = 200
 COLUMNS = ["file", "score", "score / threshold", "verdict"]
@@ -78,14 +77,27 @@ def unique_names(paths: list[str]) -> list[str]:
     return out
 
 
+# A text cell starting with one of these is run as a formula by spreadsheets (CSV injection):
+# an upload named "=HYPERLINK(...).png" would be one. OWASP: prefix such a cell with a quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """``value`` as written to the CSV: numbers as numbers (-1.5 stays a number),
+    text that a spreadsheet would take for a formula behind a single quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_outputs(rows: list[dict], overlays: dict) -> tuple[str, str]:
     """(CSV path, zip path) in a fresh folder of the downloads folder."""
-    folder = Path(tempfile.mkdtemp(prefix="batch-", dir=downloads_folder()))
+    folder = new_output_folder("batch")  # the oldest batches' files go
     csv_path = folder / "scores.csv"
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     zip_path = folder / "overlays.zip"
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
         for name, img in overlays.items():

@@ -6,8 +6,6 @@ same colour means the same distance to normal under both models.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from .logic import Inspection, UserError, fit, predict
@@ -107,9 +105,13 @@ def cards_side_by_side(card_a: dict, card_b: dict, names: tuple[str, str], every
     return rows if every else [r for r in rows if r[names[0]] != r[names[1]] or r["setting"] in CARD_KEYS]
 
 
-def good_images_for(model, fit_examples: list[str], limit: int = 8) -> list[str]:
+def good_images_for(model, fit_examples: list[str], training_images=None, limit: int = 8) -> list[str]:
     """Good images to compare on when the visitor gives none: the page's
-    built-in good images, else the model's own training images that are on this machine."""
+    built-in good images, else the model's own training images that
+    ``training_images`` (:class:`demo.training_images.TrainingImages`) finds in
+    the demo's trusted folders (a model file's paths are untrusted)."""
     if fit_examples:
         return list(fit_examples)[:limit]
-    return [n for n in getattr(model, "train_names", []) if Path(n).is_file()][:limit]
+    if training_images is None:
+        return []
+    return training_images.available(getattr(model, "train_names", []), limit)

@@ -6,12 +6,14 @@ A plain function of a model and a file path, like :mod:`demo.logic`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .logic import BOX_TEST, BOX_TRAIN, check_image, log, path_of
+from .numbers import check_number
 
 
 @dataclass
@@ -23,23 +25,35 @@ class ExplainResult:
     details: dict                    # row, col, distance, train_name, boxes, ...
 
 
-def explain(model, image, x: float | None = None, y: float | None = None) -> ExplainResult:
+def explain(model, image, x: float | None = None, y: float | None = None,
+            find_training_image: Callable[[str], str | None] | None = None) -> ExplainResult:
     """The nearest normal patch for the patch under pixel (x, y) of the
-    224 px model view (the most anomalous patch when x or y is None)."""
+    224 px model view (the most anomalous patch when x or y is None).
+
+    ``find_training_image(name)``: where the training image a model names may
+    be read from, or None (then only its name is shown). The demo always passes
+    one: a model file is untrusted input (demo/training_images.py). Without it
+    the name is opened as it is (a notebook's own model).
+    """
     from patchcore_core.util.viz import draw_box, zoom_box
 
     path = path_of(image)
     pil = check_image(path)
     row = col = None
     if x is not None and y is not None:
-        row, col = model.pixel_to_patch(float(x), float(y))
+        size = model.config.image_size
+        x, y = (check_number(v, name, 0, size - 1, f"a pixel of the {size} px view")
+                for v, name in ((x, "x"), (y, "y")))
+        row, col = model.pixel_to_patch(x, y)
     found = model.explain(pil, row, col)
     members = found if isinstance(found, list) else [found]  # an ensemble: one per backbone
     e = members[0]
     test = model.display(pil)
     train = None
+    source = e.train_name if find_training_image is None else find_training_image(e.train_name)
     try:
-        train = model.display(e.train_name)
+        if source is not None:
+            train = model.display(source)
     except Exception:  # the training file is not on this machine (a model from elsewhere)
         log.info("training image %s not available", e.train_name)
     gap = np.full((96, 8, 3), 255, np.uint8)
@@ -64,7 +78,7 @@ def explain(model, image, x: float | None = None, y: float | None = None) -> Exp
             f"**{Path(e.train_name).name}** (row {e.train_row}, column {e.train_col}); "
             f"distance **{e.distance:.1f}**.{verdict}")
     if train is None:
-        text += " (That training image is not available on this machine.)"
+        text += " (That training image is not available to this demo, so only its name is shown.)"
     # the training file's name only: its folder is the server's business (a cache, Gradio's temp files)
     details = {"row": e.row, "col": e.col, "distance": e.distance, "bank_index": e.bank_index,
                "train_index": e.train_index, "train_name": Path(e.train_name).name, "train_row": e.train_row,

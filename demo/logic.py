@@ -231,13 +231,35 @@ def downloads_folder() -> Path:
     return _downloads
 
 
+# Outputs of each kind (batch results, fitted models) kept in the downloads folder; older
+# ones are deleted. Gradio copies a returned file into its own cache before the request
+# ends, and fits and batches each run one at a time, so a kept file is never one that a
+# request still needs (see demo/README.md, "Disk").
+KEEP_OUTPUTS = 4
+
+
+def new_output_folder(kind: str, keep: int = KEEP_OUTPUTS) -> Path:
+    """A fresh folder ``<kind>-*`` of :func:`downloads_folder` for one request's
+    downloads; the oldest folders of that kind beyond ``keep`` are removed."""
+    def age(folder: Path) -> int:
+        try:
+            return folder.stat().st_mtime_ns
+        except OSError:  # removed meanwhile
+            return 0
+
+    old = sorted(downloads_folder().glob(f"{kind}-*"), key=age)
+    for folder in old[:max(0, len(old) - (keep - 1))]:
+        shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=downloads_folder()))
+
+
 def save_for_download(model, folder=None, name: str = "my_patchcore.safetensors") -> str:
     """Save ``model`` (safetensors, never pickle) to a fresh folder; the path.
 
     Each call gets its own subfolder of :func:`downloads_folder`, so two
-    visitors never share a file.
+    visitors never share a file; only the newest :data:`KEEP_OUTPUTS` are kept.
     """
-    folder = Path(folder or tempfile.mkdtemp(dir=downloads_folder()))
+    folder = Path(folder or new_output_folder("model"))
     # A session's model names its images by their paths in Gradio's temp folder; the
     # file a visitor takes away names them by file name only. (A shallow copy: the
     # session keeps the full paths, which explain() reads its training patches from.)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .logic import UserError
+from .uploads import is_inside
 
 CARD_ROWS = [
     ("backbone", "Backbone (frozen, ImageNet-pretrained)"),
@@ -145,9 +146,13 @@ def known_object(model, category: str | None = None) -> str | None:
     return None
 
 
-def model_examples(model, examples_dir=None, limit: int = 6) -> list[tuple[str, str]]:
+def model_examples(model, examples_dir=None, limit: int = 6,
+                   training_images=None) -> list[tuple[str, str]]:
     """Examples that fit a loaded model: the images of ``examples_dir``, else a
-    few of the model's own training images if they are on this machine, else none."""
+    few of the model's own training images that ``training_images`` (a
+    :class:`demo.training_images.TrainingImages`) finds in its trusted folders,
+    else none. The model's own paths are never taken as they are: a model file
+    is untrusted input."""
     from patchcore_core.data.mvtec import image_folder
     from patchcore_core.util.images import DataError
 
@@ -156,6 +161,11 @@ def model_examples(model, examples_dir=None, limit: int = 6) -> list[tuple[str, 
             paths = image_folder(examples_dir)
         except DataError as exc:
             raise UserError(str(exc)) from None
+        # only images that stay in the folder: a link out of it would be served as an example
+        root = os.path.realpath(examples_dir)
+        paths = [p for p in paths if is_inside(os.path.realpath(p), root)]
         return [(str(p), p.stem) for p in paths[:4 * limit]]
-    own = [n for n in getattr(model, "train_names", []) if os.path.isfile(n)]
-    return [(n, f"training image {Path(n).name} (good)") for n in own[:limit]]
+    if training_images is None:
+        return []
+    own = training_images.available(getattr(model, "train_names", []), limit)
+    return [(n, f"training image {Path(n).name} (good)") for n in own]

@@ -3,51 +3,55 @@ and a zip of overlays (``/batch``)."""
 
 from __future__ import annotations
 
-import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
 import gradio as gr
 
-from . import batch
-from .archives import extract_zip, images_in
+from . import archives, batch
+from .logic import downloads_folder
 from .ui import PageContext, failure
 from .uploads import files_input
 
 
-def expand(paths: list[str]) -> tuple[list[tuple[str, str]], list[Path]]:
+def expand(paths: list[str], workdir) -> list[tuple[str, str]]:
     """(shown name, path) of every image: uploaded files as they are, zips
-    unpacked (each member named ``<zip>/<member>``); and the folders to remove."""
-    items, folders = [], []
+    unpacked into ``workdir`` (each member named ``<zip>/<member>``); all the
+    zips of one request together unpack to at most ``archives.MAX_UNPACKED_BYTES``.
+    The caller removes ``workdir``, whatever fails."""
+    items, unpacked = [], 0
     for name, path in zip(batch.unique_names(paths), paths):
         if Path(path).suffix.lower() == ".zip" and zipfile.is_zipfile(path):
-            folder = extract_zip(path)
-            folders.append(folder)
-            items += [(f"{name}/{p.relative_to(folder).as_posix()}", str(p)) for p in images_in(folder)]
+            folder = archives.extract_zip(path, max_bytes=archives.MAX_UNPACKED_BYTES, into=workdir,
+                                          already=unpacked)
+            unpacked += archives.unpacked_bytes(folder)
+            items += [(f"{name}/{p.relative_to(folder).as_posix()}", str(p))
+                      for p in archives.images_in(folder)]
         else:
             items.append((name, path))  # not an image? its row says so
-    return items, folders
+    return items
 
 
 def build(ctx: PageContext, session: gr.State) -> None:
     """The tab and its event; call inside ``gr.Blocks`` and ``gr.Tabs``."""
 
     def do_batch(files, session_value, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
-        folders = []
-        try:
-            model, label = ctx.active(session_value)
-            progress(0, desc="unpacking")
-            items, folders = expand(files or [])
-            rows, overlays = batch.score_batch(model, items, progress=lambda f, t: progress(f, desc=t))
-            progress(0.98, desc="writing the CSV and the overlays")
-            csv_path, zip_path = batch.write_outputs(rows, overlays)
-            table = [[r[c] for c in batch.COLUMNS] for r in rows]
-            return table, csv_path, zip_path, f"{batch.summary_text(rows, model.threshold)} Model: {label}."
-        except Exception as exc:
-            return [], None, None, failure(exc)
-        finally:
-            for folder in folders:
-                shutil.rmtree(folder, ignore_errors=True)
+        # what this request unpacks lives in one folder that goes when it ends, whatever fails
+        with tempfile.TemporaryDirectory(prefix="unpacked-", dir=downloads_folder(),
+                                         ignore_cleanup_errors=True) as workdir:
+            try:
+                model, label = ctx.active(session_value)
+                progress(0, desc="unpacking")
+                items = expand(files or [], workdir)
+                rows, overlays = batch.score_batch(model, items, progress=lambda f, t: progress(f, desc=t))
+                progress(0.98, desc="writing the CSV and the overlays")
+                csv_path, zip_path = batch.write_outputs(rows, overlays)
+                table = [[r[c] for c in batch.COLUMNS] for r in rows]
+                summary = f"{batch.summary_text(rows, model.threshold)} Model: {label}."
+                return table, csv_path, zip_path, summary
+            except Exception as exc:
+                return [], None, None, failure(exc)
 
     with gr.Tab("Batch", id="batch"):
         gr.Markdown("### Many images at once\nUpload images, or zips of images, and score them all with the "

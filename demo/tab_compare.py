@@ -21,7 +21,8 @@ def build(ctx: PageContext) -> None:
                 raise compare.UserError("Upload an image (or pick an example) to compare the two models on.")
             if a == b:
                 raise compare.UserError("Pick two different settings.")
-            paths = list(good or []) or compare.good_images_for(ctx.model, ctx.fit_examples)
+            paths = list(good or []) or compare.good_images_for(ctx.model, ctx.fit_examples,
+                                                                        ctx.training_images)
             key = (a, b, tuple(paths))
             if not pair or pair["key"] != key:  # fit once per (settings, images) in a session
                 models = compare.fit_pair(paths, a, b, ctx.fit_device,

@@ -14,6 +14,7 @@ import gradio as gr
 
 from . import logic, thresholds
 from .archives import extract_zip, images_in
+from .numbers import check_number, finite_input
 from .ui import PageContext, failure, session_state
 from .uploads import file_input
 
@@ -89,7 +90,7 @@ def build(ctx: PageContext, session: gr.State, categories: list[str]) -> None:
         if s is None:
             return None, None, None, [], "Score a set first (button above).", {}
         try:
-            return _outputs_at(s, float(thr))
+            return _outputs_at(s, check_number(thr, "the threshold"))
         except Exception as exc:
             return None, None, None, [], failure(exc), {}
 
@@ -105,9 +106,9 @@ def build(ctx: PageContext, session: gr.State, categories: list[str]) -> None:
                                     "(test/good, test/<defect>; train/good to fit on it)",
                                     file_types=[".zip"], elem_id="set-zip", height=120)
                 run = gr.Button("Score the set", variant="primary", elem_id="evaluate")
-                slider = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold (image score)",
-                                   info="Above it: called anomalous. Redraws without the model.",
-                                   elem_id="set-threshold")
+                slider = finite_input(gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold (image score)",
+                                                info="Above it: called anomalous. Redraws without the model.",
+                                                elem_id="set-threshold"), "the threshold")
                 summary = gr.Markdown("Pick a set and press **Score the set**.", elem_id="set-summary",
                                       label="summary")
             with gr.Column(scale=8):

@@ -93,6 +93,7 @@ class PageContext:
     category: str | None = None      # the built-in category the default model knows, if any
     fit_examples: list[str] = field(default_factory=list)
     sessions: SessionRegistry = field(default_factory=SessionRegistry)
+    training_images: Any = None      # demo.training_images.TrainingImages: the shared model's
     _builtin: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -101,6 +102,20 @@ class PageContext:
         if session and "model" in session:  # an emptied Held: the page closed; back to the default
             return session["model"], session["label"]
         return self.model, self.model_label
+
+    def training_image_finder(self, model):
+        """Where Explain may read ``model``'s training images from: for the shared model
+        (a model file: untrusted names) the trusted folders only; for a model fitted in a
+        session, the files that session was allowed to fit on (its uploads, the examples)."""
+        if model is self.model:
+            return self.training_images.find if self.training_images else (lambda name: None)
+
+        def find(name):
+            try:
+                return self.uploads.check(name)
+            except logic.UserError:  # UploadRefused
+                return None
+        return find
 
     def builtin_model(self, category: str):
         """The built-in model of ``category`` (fitted once, cached on disk and here)."""

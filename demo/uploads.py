@@ -28,7 +28,7 @@ class UploadRefused(UserError):
     """A path that is neither in Gradio's upload cache nor a demo example."""
 
 
-def _inside(path: str, folder: str) -> bool:
+def is_inside(path: str, folder: str) -> bool:
     try:
         return os.path.commonpath([path, folder]) == folder
     except ValueError:  # different drives (Windows), or a mix of absolute and relative
@@ -66,7 +66,7 @@ class UploadPolicy:
             raise UploadRefused(REFUSAL)
         # realpath: a link or `..` inside the cache that leads out of it is judged by where it leads
         real = os.path.realpath(path)
-        if real in self._examples or (_inside(real, self.cache_dir) and os.path.isfile(real)):
+        if real in self._examples or (is_inside(real, self.cache_dir) and os.path.isfile(real)):
             return real
         raise UploadRefused(REFUSAL)
 
