@@ -74,28 +74,39 @@ def sample_category(root: Path, category: str, dest: Path, n: int) -> Path:
 
 @functools.cache
 def wake_safe_kernel_manager():
-    """nbclient's kernel manager, whose kernel client waits for each message
-    in slices of ``WAKE_CHECK_S``, each ending with a non-blocking look at the
-    socket.
+    """nbclient's kernel manager, with a kernel client that cannot sleep on
+    a message that has arrived.
 
     Why: ``zmq.asyncio`` wakes a waiting ``get_msg`` only on an edge of the
-    socket's ``ZMQ_FD``. Any call into libzmq on that socket from outside the
-    asyncio wrapper (jupyter_client's ``Session.send`` sends through such a
-    synchronous shadow of the socket) consumes a pending edge; the message
-    then sits unread, the kernel idle, until the wait's own timeout:
-    ``CELL_TIMEOUT_S`` for a reply, which then arrives as if nothing had
-    happened, and never for an output, which nbclient drops after its 4 s
-    ``iopub_timeout``. With the slices, a lost wake-up costs at most
-    ``WAKE_CHECK_S``.
+    socket's ``ZMQ_FD``, and a call into libzmq on the socket from outside the
+    asyncio wrapper consumes a pending edge. jupyter_client's ``Session.send``
+    makes such a call: it sends on a synchronous shadow of the socket. nbclient
+    sends on the shell socket while it waits there for a cell's reply whenever
+    an Output widget captures output (``widgets.interactive``: its
+    ``OutputWidget.sync_state``); when the reply has just arrived, the send
+    takes its wake-up and the reply sits unread, the kernel idle, until the
+    cell timeout, when it is read as if nothing had happened.
+
+    So the shell channel looks at its socket's events through the asyncio
+    wrapper after each send, which re-arms a waiting ``get_msg``; and every
+    wait is cut into slices of ``WAKE_CHECK_S``, each ending with a
+    non-blocking look at the socket, so that a wake-up lost in any other way
+    costs at most that (an output's would otherwise be dropped after nbclient's
+    4 s ``iopub_timeout``).
     """
     from queue import Empty
 
+    import zmq
     from jupyter_client import AsyncKernelManager
     from jupyter_client.asynchronous import AsyncKernelClient
     from jupyter_client.channels import AsyncZMQSocketChannel
     from traitlets import Type, default
 
     class WakeSafeChannel(AsyncZMQSocketChannel):
+        def send(self, msg: dict) -> None:
+            super().send(msg)
+            self.socket.get(zmq.EVENTS)  # zmq.asyncio schedules a waiting get_msg if a message is in
+
         async def get_msg(self, timeout: float | None = None) -> dict:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:

@@ -295,6 +295,45 @@ def test_a_lost_socket_wake_up_costs_neither_the_reply_nor_the_output(tmp_path, 
 
 
 @pytest.mark.slow
+def test_an_interactive_widget_syncing_its_state_as_the_reply_arrives_does_not_stall(tmp_path, monkeypatch):
+    # The trigger in notebooks 01, 02, 03 and 07: widgets.interactive prints into an Output widget;
+    # nbclient's stand-in for it syncs its state back to the kernel (OutputWidget.sync_state), a send on
+    # the shell socket, while the client waits there for the cell's reply. When the reply has just
+    # arrived, that send takes its wake-up, and the stock client reads the reply at the cell timeout.
+    # Here the sync waits for the reply to arrive, so the send always meets it.
+    import zmq
+    from nbclient.output_widget import OutputWidget
+
+    sync_state = OutputWidget.sync_state
+    met = []
+
+    def sync_state_when_the_reply_is_in(widget):
+        if not met:
+            shell = zmq.Socket.shadow(widget.kernel_client.shell_channel.socket.underlying)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not shell.get(zmq.EVENTS) & zmq.POLLIN:
+                time.sleep(0.05)
+            met.append(bool(shell.get(zmq.EVENTS) & zmq.POLLIN))
+        sync_state(widget)
+
+    monkeypatch.setattr(OutputWidget, "sync_state", sync_state_when_the_reply_is_in)
+    monkeypatch.setattr(run_notebooks, "NOTEBOOKS", tmp_path)
+    monkeypatch.setattr(run_notebooks, "CELL_TIMEOUT_S", 60)
+    # The widget prints as it is made; the sleep lets the client take that output before the reply comes.
+    name = _notebook(tmp_path, "import time\n"
+                               "import ipywidgets as widgets\n"
+                               "def show(value):\n"
+                               "    print(value)\n"
+                               "shown = widgets.interactive(show, value=widgets.IntSlider(7))\n"
+                               "time.sleep(2)\n"
+                               "shown")
+    nb, seconds = run_notebooks.execute(name, tmp_path / "cache")
+    assert met == [True]
+    # The stock client reads the reply exactly at the cell timeout, and then goes on as if nothing happened.
+    assert seconds < run_notebooks.CELL_TIMEOUT_S
+
+
+@pytest.mark.slow
 def test_a_cell_that_raises_is_not_rerun(tmp_path, monkeypatch):
     from nbclient.exceptions import CellExecutionError
 
