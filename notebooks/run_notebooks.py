@@ -14,6 +14,7 @@ can be several times slower than a quiet one.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from pathlib import Path
 
 NOTEBOOKS = Path(__file__).resolve().parent
 GOAL_S = 180  # each notebook, FAST mode, 2 CPU cores
-CELL_TIMEOUT_S = 300  # no cell needs a minute; a cell with no reply after this has stalled
+CELL_TIMEOUT_S = 180  # the slowest cell takes 2 minutes on a heavily loaded 2-core machine
+WAKE_CHECK_S = 1.0  # the longest a message may sit unread in the client's socket
 
 
 def notebook_names() -> list[str]:
@@ -70,44 +72,91 @@ def sample_category(root: Path, category: str, dest: Path, n: int) -> Path:
     return dest
 
 
-def execute(name: str | Path, cache: Path, fast: bool = True, retries: int = 1,
-            data: tuple[Path, str] | None = None):
+@functools.cache
+def wake_safe_kernel_manager():
+    """nbclient's kernel manager, with a kernel client that cannot sleep on
+    a message that has arrived.
+
+    Why: ``zmq.asyncio`` wakes a waiting ``get_msg`` only on an edge of the
+    socket's ``ZMQ_FD``, and a call into libzmq on the socket from outside the
+    asyncio wrapper consumes a pending edge. jupyter_client's ``Session.send``
+    makes such a call: it sends on a synchronous shadow of the socket. nbclient
+    sends on the shell socket while it waits there for a cell's reply whenever
+    an Output widget captures output (``widgets.interactive``: its
+    ``OutputWidget.sync_state``); when the reply has just arrived, the send
+    takes its wake-up and the reply sits unread, the kernel idle, until the
+    cell timeout, when it is read as if nothing had happened.
+
+    So the shell channel looks at its socket's events through the asyncio
+    wrapper after each send, which re-arms a waiting ``get_msg``; and every
+    wait is cut into slices of ``WAKE_CHECK_S``, each ending with a
+    non-blocking look at the socket, so that a wake-up lost in any other way
+    costs at most that (an output's would otherwise be dropped after nbclient's
+    4 s ``iopub_timeout``).
+    """
+    from queue import Empty
+
+    import zmq
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from traitlets import Type, default
+
+    class WakeSafeChannel(AsyncZMQSocketChannel):
+        def send(self, msg: dict) -> None:
+            super().send(msg)
+            self.socket.get(zmq.EVENTS)  # zmq.asyncio schedules a waiting get_msg if a message is in
+
+        async def get_msg(self, timeout: float | None = None) -> dict:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = WAKE_CHECK_S if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    return await super().get_msg(timeout=min(WAKE_CHECK_S, left))
+                except Empty:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+
+    class WakeSafeKernelClient(AsyncKernelClient):
+        shell_channel_class = Type(WakeSafeChannel)
+        iopub_channel_class = Type(WakeSafeChannel)
+
+    class WakeSafeKernelManager(AsyncKernelManager):
+        @default("client_factory")
+        def _client_factory_default(self) -> type:
+            return WakeSafeKernelClient
+
+    return WakeSafeKernelManager
+
+
+def notebook_client(nb):
+    """The nbclient client that runs ``nb``: a ``python3`` kernel from
+    :func:`wake_safe_kernel_manager`, ``notebooks/`` as its working folder,
+    ``CELL_TIMEOUT_S`` for each cell."""
+    from nbclient import NotebookClient
+
+    return NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                          kernel_manager_class=wake_safe_kernel_manager(),
+                          resources={"metadata": {"path": str(NOTEBOOKS)}})
+
+
+def execute(name: str | Path, cache: Path, fast: bool = True, data: tuple[Path, str] | None = None):
     """Run every cell of ``notebooks/<name>`` (or of the notebook at a path,
-    e.g. a student edition) in a fresh kernel, with ``notebooks/`` as its
-    working folder.
+    e.g. a student edition) in a fresh kernel, with :func:`notebook_client`.
 
     Returns ``(notebook with outputs, seconds)``. The kernel runs in
     :func:`kernel_env`; this process's own environment is left as it is.
-    A cell that raises stops the run with nbclient's ``CellExecutionError``.
-
-    Rarely, a headless run stalls: the kernel has gone idle but its reply
-    never reaches the client (seen once in about 150 runs here, in
-    notebook 02, with every thread of the kernel idle). Such a cell times
-    out after ``CELL_TIMEOUT_S``; the notebook is then rerun in a fresh
-    kernel, up to ``retries`` times, with a warning naming the cell.
-    A cell that raises is never retried.
+    A cell that raises stops the run with nbclient's ``CellExecutionError``,
+    a cell with no reply within ``CELL_TIMEOUT_S`` with ``CellTimeoutError``;
+    neither is rerun, so that a stalled kernel fails the run loudly.
     """
-    import warnings
-
     import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError
 
-    for attempt in range(retries + 1):
-        nb = nbformat.read(name if isinstance(name, Path) else NOTEBOOKS / name, as_version=4)
-        t0 = time.perf_counter()
-        try:
-            NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                           resources={"metadata": {"path": str(NOTEBOOKS)}}).execute(
-                env=kernel_env(cache, fast, data), stderr=subprocess.DEVNULL)  # kernel shutdown chatter
-        except CellTimeoutError as exc:
-            if attempt == retries:
-                raise
-            warnings.warn(f"{name}: a cell got no reply within {CELL_TIMEOUT_S} s "
-                          f"({str(exc).strip().splitlines()[0][:120]}); rerunning it in a fresh kernel",
-                          RuntimeWarning, stacklevel=2)
-            continue
-        return nb, time.perf_counter() - t0
+    nb = nbformat.read(name if isinstance(name, Path) else NOTEBOOKS / name, as_version=4)
+    t0 = time.perf_counter()
+    notebook_client(nb).execute(env=kernel_env(cache, fast, data),
+                                stderr=subprocess.DEVNULL)  # kernel shutdown chatter
+    return nb, time.perf_counter() - t0
 
 
 def check_results(nb) -> list[str]:
