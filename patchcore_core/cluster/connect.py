@@ -10,8 +10,12 @@ Ray is imported here and nowhere at package import: the rest of
 from __future__ import annotations
 
 import os
+import time
 
-__all__ = ["ClusterError", "ShardLostError", "require_ray", "connect", "alive_nodes"]
+from tqdm.auto import tqdm
+
+__all__ = ["ClusterError", "ShardLostError", "require_ray", "connect", "alive_nodes", "as_completed",
+           "task_error"]
 
 
 class ClusterError(RuntimeError):
@@ -64,3 +68,36 @@ def alive_nodes() -> list[dict]:
     ray = require_ray()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     return sorted(nodes, key=lambda n: not n.get("Resources", {}).get("node:__internal_head__", 0))
+
+
+def task_error(exc) -> str:
+    """The worker's own exception message, not Ray's traceback around it."""
+    cause = getattr(exc, "cause", None)
+    if cause is not None:
+        return f"{type(cause).__name__}: {cause}"
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def as_completed(refs: list, timeout_s: float, desc: str, progress: bool = False):
+    """``(i, result, error)`` for each task of ``refs`` as it ends, in that order: ``error`` is
+    None, or why the task failed for good (:func:`task_error`). Tasks with no answer within
+    ``timeout_s`` (one deadline for all) are cancelled and come last, each with an error."""
+    ray = require_ray()
+    pending = {ref: i for i, ref in enumerate(refs)}
+    deadline = time.monotonic() + timeout_s
+    with tqdm(total=len(refs), desc=desc, disable=not progress, unit="task") as bar:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.1, deadline - time.monotonic()))
+            if not done:
+                for ref, i in pending.items():  # reported, not waited for forever
+                    ray.cancel(ref, force=True)
+                    yield i, None, f"no answer in {timeout_s:.0f} s"
+                return
+            i = pending.pop(done[0])
+            try:
+                result, error = ray.get(done[0]), None
+            except ray.exceptions.RayError as exc:
+                result, error = None, task_error(exc)
+            bar.update()
+            yield i, result, error

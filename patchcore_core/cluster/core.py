@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from patchcore_core.ext.composable import composable_greedy_coreset, covering_radius_faiss
 from patchcore_core.pipeline.coreset import greedy_coreset
 
 from .bank import ShardedMemoryBank
-from .connect import ClusterError, alive_nodes, connect, require_ray
+from .connect import ClusterError, alive_nodes, as_completed, connect, require_ray
 from .worker import CRASH_ENV, extract_chunk, shard_greedy_task, shard_radius_task
 
 __all__ = ["RayCluster"]
@@ -91,27 +90,15 @@ class RayCluster:
 
     def _gather(self, refs: list, what: str, progress: bool = False) -> list:
         """Results in order; a task that failed for good is an error saying which one."""
-        ray = self.ray
         out = [None] * len(refs)
-        pending = {ref: i for i, ref in enumerate(refs)}
-        deadline = time.monotonic() + self.timeout_s
-        with tqdm(total=len(refs), desc=what, disable=not progress, unit="task") as bar:
-            while pending:
-                left = max(0.1, deadline - time.monotonic())
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=left)
-                if not done:
-                    raise ClusterError(f"{what}: {len(pending)} task(s) gave no answer in "
-                                       f"{self.timeout_s:.0f} s")
-                i = pending.pop(done[0])
-                try:
-                    out[i] = ray.get(done[0])
-                except ray.exceptions.RayError as exc:
-                    raise ClusterError(f"{what}: task {i} failed after {self.max_retries} retries: "
-                                       f"{str(exc).splitlines()[0]}") from None
-                self._add("bytes_between_nodes", _nbytes(out[i]))
-                if isinstance(out[i], dict) and "node" in out[i]:
-                    self._note_process(out[i])
-                bar.update()
+        for i, result, error in as_completed(refs, self.timeout_s, what, progress):
+            if error is not None:
+                raise ClusterError(f"{what}: task {i} failed (after up to {self.max_retries} retries): "
+                                   f"{error}")
+            out[i] = result
+            self._add("bytes_between_nodes", _nbytes(result))
+            if isinstance(result, dict) and "node" in result:
+                self._note_process(result)
         return out
 
     # ---------------------------------------------------------- 1. features

@@ -13,6 +13,13 @@ import os
 import time
 
 import numpy as np
+import torch
+
+from patchcore_core.evaluation.category import peak_rss_mb
+from patchcore_core.ext.composable import covering_radius_faiss, shard_greedy
+from patchcore_core.pipeline.config import PatchCoreConfig
+from patchcore_core.pipeline.patchcore import PatchCore
+from patchcore_core.pipeline.preprocess import Preprocess
 
 __all__ = ["CRASH_ENV", "extract_chunk", "shard_greedy_task", "shard_radius_task", "process_info"]
 
@@ -26,19 +33,13 @@ _MODELS: dict = {}  # this worker process's model, keyed by its settings
 
 def process_info() -> dict:
     """Which node and process ran a task, and that process's peak memory so far."""
-    import ray
-
-    from patchcore_core.evaluation.category import peak_rss_mb
+    import ray  # the cluster extra: only ever called on a worker
 
     return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
             "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def _worker_model(config: dict, preprocess: dict, device: str):
-    from patchcore_core.pipeline.config import PatchCoreConfig
-    from patchcore_core.pipeline.patchcore import PatchCore
-    from patchcore_core.pipeline.preprocess import Preprocess
-
     key = json.dumps([config, preprocess, device], sort_keys=True)
     if key not in _MODELS:
         _MODELS.clear()  # one model per process: a new setting replaces the old one
@@ -71,10 +72,6 @@ def extract_chunk(config: dict, preprocess: dict, items: list, device: str = "au
 
 def shard_greedy_task(features: np.ndarray, count: int, projection_dim: int, seed: int) -> dict:
     """One shard's greedy k-center (:func:`~patchcore_core.ext.composable.shard_greedy`), timed."""
-    import torch
-
-    from patchcore_core.ext.composable import shard_greedy
-
     t0 = time.perf_counter()
     # np.array: arrays from Ray's object store are read-only; torch wants its own copy
     local, radius = shard_greedy(torch.from_numpy(np.array(features)), count, projection_dim, seed)
@@ -84,10 +81,6 @@ def shard_greedy_task(features: np.ndarray, count: int, projection_dim: int, see
 
 def shard_radius_task(features: np.ndarray, centres: np.ndarray) -> dict:
     """Farthest distance from this shard's points to the final picks (the covering radius, shard part)."""
-    import torch
-
-    from patchcore_core.ext.composable import covering_radius_faiss
-
     t0 = time.perf_counter()
     r = covering_radius_faiss(torch.from_numpy(np.array(features)), torch.from_numpy(np.array(centres)))
     return {"radius": r, "seconds": time.perf_counter() - t0, **process_info()}

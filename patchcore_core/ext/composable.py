@@ -28,10 +28,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from patchcore_core.pipeline.coreset import coreset_size, greedy_coreset
+from patchcore_core.pipeline.memory_bank import exact_index, knn_search
 from patchcore_core.pipeline.patchcore import LocalWork
 
 __all__ = ["ComposableResult", "shard_rows", "shard_pick_count", "shard_greedy",
@@ -122,16 +122,9 @@ def covering_radius_faiss(points: torch.Tensor, centres: torch.Tensor, batch: in
     """Largest distance from any of ``points`` to its nearest row of ``centres``
     (exact, faiss flat index; same value as :func:`~patchcore_core.pipeline.coreset.covering_radius`
     up to float32 rounding, many times faster on large banks)."""
-    import faiss
-
-    index = faiss.IndexFlatL2(centres.shape[1])
-    index.add(np.ascontiguousarray(centres.detach().float().cpu().numpy()))
-    worst = 0.0
-    for start in range(0, len(points), batch):
-        q = np.ascontiguousarray(points[start:start + batch].detach().float().cpu().numpy())
-        d2, _ = index.search(q, 1)
-        worst = max(worst, float(np.sqrt(max(0.0, float(d2.max())))))
-    return worst
+    index = exact_index(centres)
+    return max(float(knn_search(points[start:start + batch], centres, 1, index=index)[0].max())
+               for start in range(0, len(points), batch))
 
 
 class MeasuredWork(LocalWork):

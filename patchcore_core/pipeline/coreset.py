@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from .memory_bank import knn_search
+
 __all__ = ["CORESET_METHODS", "CoresetResult", "coreset_size", "random_projection", "greedy_coreset",
            "reference_greedy_coreset", "random_coreset", "covering_radius"]
 
@@ -188,13 +190,9 @@ def random_coreset(features: torch.Tensor, ratio: float | None = 0.1, count: int
     return CoresetResult(idx, torch.empty(0))
 
 
-def covering_radius(features: torch.Tensor, indices: torch.Tensor, chunk: int = 8192) -> float:
-    """Largest distance from any point to its nearest chosen point (float64 stays float64)."""
+def covering_radius(features: torch.Tensor, indices: torch.Tensor) -> float:
+    """Largest distance from any point to its nearest chosen point (exact; float64 stays float64)."""
     if not features.is_floating_point():
         features = features.float()
-    centres = features[indices]
-    worst = 0.0
-    for start in range(0, len(features), chunk):
-        d = torch.cdist(features[start:start + chunk], centres).amin(dim=1)
-        worst = max(worst, float(d.max()))
-    return worst
+    nearest, _ = knn_search(features, features[indices], k=1, backend="torch")
+    return float(nearest.max())

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 __all__ = ["APPROXIMATE_BACKENDS", "APPROXIMATE_PARAMS", "EXACT_BACKENDS", "KNN_BACKENDS", "MemoryBank",
-           "knn_search", "use_approximate_search"]
+           "exact_index", "knn_search", "use_approximate_search"]
 
 # Exact searches, same answers: faiss (flat L2 index) or chunked torch;
 # then faiss's approximate indexes, with the settings they take.
@@ -53,13 +53,14 @@ def approximate_search():
 
 
 def _torch_knn(queries: torch.Tensor, bank: torch.Tensor, k: int, chunk_bytes: int):
-    bank = bank.float()
+    dtype = torch.float64 if bank.dtype == torch.float64 else torch.float32  # float64 stays float64
+    bank = bank.to(dtype)
     bank_sq = (bank * bank).sum(1)
     # Rows per chunk so that one [rows, M] distance block stays within budget.
-    rows = max(1, chunk_bytes // (4 * max(1, len(bank))))
+    rows = max(1, chunk_bytes // (bank.element_size() * max(1, len(bank))))
     dists, idxs = [], []
     for start in range(0, len(queries), rows):
-        q = queries[start:start + rows].float()
+        q = queries[start:start + rows].to(dtype)
         d2 = (q * q).sum(1, keepdim=True) - 2.0 * (q @ bank.T) + bank_sq
         d2, i = d2.topk(k, dim=1, largest=False)
         dists.append(d2.clamp_(min=0).sqrt_())
@@ -67,7 +68,8 @@ def _torch_knn(queries: torch.Tensor, bank: torch.Tensor, k: int, chunk_bytes: i
     return torch.cat(dists), torch.cat(idxs)
 
 
-def _faiss_index(bank: torch.Tensor):
+def exact_index(bank: torch.Tensor):
+    """A faiss flat (exact) L2 index over the rows of ``bank``."""
     import faiss
 
     index = faiss.IndexFlatL2(bank.shape[1])
@@ -98,7 +100,7 @@ def knn_search(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, backend: s
     if index is None:
         if backend != "faiss":
             raise ValueError(f"the {backend} backend needs its trained index (MemoryBank.build_index)")
-        index = _faiss_index(bank)
+        index = exact_index(bank)
     q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
     d2, i = index.search(q, k)
     short = (i < 0).any(axis=1)
@@ -176,6 +178,6 @@ class MemoryBank:
     def search(self, queries: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Distances ``[Q, k]`` and bank indices ``[Q, k]`` of the k nearest rows."""
         if self.backend == "faiss" and self._index is None:
-            self._index = _faiss_index(self.features)  # built once, reused per batch
+            self._index = exact_index(self.features)  # built once, reused per batch
         self.build_index()
         return knn_search(queries, self.features, k, self.backend, index=self._index)

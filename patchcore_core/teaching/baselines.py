@@ -54,8 +54,7 @@ def spade_scores(train: torch.Tensor, test: torch.Tensor, k_images: int = 50, k_
     n, h, w, d = train.shape
     k_images = min(k_images, n)
     g_train, g_test = train.float().mean(dim=(1, 2)), test.float().mean(dim=(1, 2))
-    dist = torch.cdist(g_test, g_train)                        # [T, N]
-    near_d, near_i = dist.topk(k_images, dim=1, largest=False)
+    near_d, near_i = knn_search(g_test, g_train, k_images, backend="torch")  # [T, k_images]
     image = near_d.mean(dim=1)
     patches = []
     for t in range(len(test)):
