@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from skimage import data as skdata
 from skimage.draw import disk, ellipse, line_aa, polygon
+
+from patchcore_core.util.atomic import move_into_place, scratch_dir
 
 __all__ = ["CATEGORIES", "DEFECTS", "builtin_root", "write_builtin_dataset", "default_cache_dir"]
 
@@ -153,23 +153,14 @@ def write_builtin_dataset(root, seed: int = 0, categories=None) -> Path:
     root = Path(root)
     if (root / "dataset.json").is_file():
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".tmp-", dir=root.parent))
-    try:
+    with scratch_dir(root) as tmp:
         names = list(categories or CATEGORIES)
         for name in names:
             _write_category(tmp, name, seed)
         (tmp / "dataset.json").write_text(json.dumps(
             {"format": FORMAT, "seed": seed, "categories": names,
              "source": "scikit-image textures (brick, grass, gravel) with generated defects"}, indent=1))
-        try:
-            tmp.rename(root)
-        except OSError:  # another process won the race: use its copy
-            if not (root / "dataset.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        move_into_place(tmp, root, keep_existing=True)  # another process's finished copy is as good
     return root
 
 

@@ -19,7 +19,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import urlopen
 
-from patchcore_core.util.atomic import atomic_path
+from patchcore_core.util.atomic import atomic_path, move_into_place, scratch_dir
 
 from .download import (
     DEFAULT_MAX_RATIO,
@@ -233,9 +233,7 @@ def download_dataset(name: str | DatasetInfo, root, categories: list[str] | None
     for archive, cats in plan:
         path, ours, checksum = _obtain(info, archive, mirror, sums, root / ".downloads", progress, out, note,
                                        trust_mirror_checksums)
-        staging = target / f".staging-{archive.filename}"
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
+        with scratch_dir(target / f"staging-{archive.filename}") as staging:
             safe_extract(path, staging / "unpacked", progress=progress, max_bytes=max_unpacked_bytes,
                          max_ratio=max_ratio)
             _keep_licence_files(staging / "unpacked", target)  # before convert moves the folders away
@@ -243,12 +241,9 @@ def download_dataset(name: str | DatasetInfo, root, categories: list[str] | None
             for cat in cats:
                 MVTecCategory(staging / "out", cat)  # loadable, or a DataError naming what is wrong
             for cat in cats:
-                shutil.rmtree(target / cat, ignore_errors=True)
-                (staging / "out" / cat).rename(target / cat)
+                move_into_place(staging / "out" / cat, target / cat)
                 done[cat] = {"archive": archive.filename, "date": time.strftime("%Y-%m-%d"),
                              "checksum": checksum}
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         if ours and not keep_archives:
             path.unlink(missing_ok=True)
     _record(target, info, done)

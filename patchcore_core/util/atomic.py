@@ -1,9 +1,11 @@
-"""Write a file so that readers see the old one or the new one, never half of one."""
+"""Write a file or a folder so that readers see the old one or the new one, never half of one."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,3 +48,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def scratch_dir(beside: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty folder next to ``beside`` (same file system, so that
+    :func:`move_into_place` is one rename); it is removed when the block ends,
+    whatever happens, with anything still in it."""
+    beside = Path(beside)
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{beside.name}.tmp-", dir=beside.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def move_into_place(folder: str | os.PathLike, path: str | os.PathLike, keep_existing: bool = False) -> Path:
+    """Rename a finished ``folder`` (from :func:`scratch_dir`) to ``path``. A folder already at
+    ``path`` is replaced, or, with ``keep_existing``, kept (another writer finished first)."""
+    folder, path = Path(folder), Path(path)
+    if path.exists():
+        if keep_existing:
+            return path
+        shutil.rmtree(path)
+    try:
+        folder.rename(path)
+    except OSError:  # another writer won the race in between
+        if not (keep_existing and path.exists()):
+            raise
+    return path
