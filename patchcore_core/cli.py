@@ -489,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         args.demo_args = rest
     elif rest:
         build_parser().parse_args(argv)  # the usual error for unknown options
+    joined_before = _ray_connected()  # a caller's own connection (tests, notebooks) is left alone
     try:
         check_settings(args)
         return args.func(args)
@@ -498,6 +499,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if not joined_before and _ray_connected():
+            # Ray's processes stopped in order now, not by the interpreter's exit (which can crash)
+            from .cluster.connect import disconnect
+
+            disconnect()
+
+
+def _ray_connected() -> bool:
+    ray = sys.modules.get("ray")  # never imported here: the rest works without the cluster extra
+    return ray is not None and ray.is_initialized()
 
 
 if __name__ == "__main__":
