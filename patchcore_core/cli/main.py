@@ -34,6 +34,33 @@ def _option_type(hint) -> tuple[type, str | None]:
     return inner, None
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a number, not nan or inf (which pass float() and every ``<`` check)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
+
+
+def odd_positive_int(text: str) -> int:
+    """argparse type of --neighbourhood: 1, 3, 5, ... (its limit, the patch grid, is checked
+    with the other settings once the backbone and image size are known)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1 or value % 2 == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive odd number (1, 3, 5, ...), not {text}")
+    return value
+
+
+_OPTION_TYPES = {float: finite_float}  # a field's type -> its argparse type
+_FIELD_TYPES = {"neighbourhood": odd_positive_int}
+
+
 def add_config_options(p: argparse.ArgumentParser, config_cls=None) -> None:
     """One option per field of the config, with its help, default and choices.
 
@@ -54,10 +81,20 @@ def add_config_options(p: argparse.ArgumentParser, config_cls=None) -> None:
         if f.name == "backbone":  # "a+b+c" (an ensemble) is not in the list; the config checks each name
             help_text += f" One of {', '.join(choices)}, or several joined by + for an ensemble."
             choices = None
+        kind = _FIELD_TYPES.get(f.name) or _OPTION_TYPES.get(kind, kind)
         g.add_argument(*flags, dest=f.name, type=kind, nargs=nargs, default=None,
                        choices=choices, metavar=None if nargs is None else "NAME",
                        help=help_text if default is None else f"{help_text} (default: {default})")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.set_defaults(config_cls=config_cls)
+
+
+def check_settings(args) -> None:
+    """Build the config from the options once, before any work: a bad combination (a
+    neighbourhood wider than the patch grid at this image size) is named now, not after
+    a cluster has started or the images are read. Raises ValueError."""
+    if getattr(args, "config_cls", None) is not None:
+        args.config_cls(**config_from_args(args, args.config_cls))
 
 
 def config_from_args(args, config_cls=None) -> dict:
@@ -265,36 +302,33 @@ def cmd_predict(args) -> int:
     from patchcore_core.data.mvtec import image_folder
     from patchcore_core.ext.ensemble import load_model
 
-    from .outputs import check_output_file, check_output_folder
+    from .outputs import check_output_file, check_output_folder, distinct_names, refuse_overwriting
 
     if args.heatmaps:
         check_output_folder(args.heatmaps, "--heatmaps")
     if args.json:
         check_output_file(args.json, "--json")
-    model = load_model(args.model, device=args.device)  # one backbone or an ensemble
     paths = []
     for item in map(Path, args.images):
         paths += image_folder(item, on_skip=_note) if item.is_dir() else [item]
+    # one heatmap per image, even where two images share a file name (good/000.png, hole/000.png)
+    heatmaps = ([Path(args.heatmaps) / n for n in distinct_names(paths, "_heatmap.png")]
+                if args.heatmaps else [None] * len(paths))
+    refuse_overwriting({"--json": [args.json] if args.json else [],
+                        "--heatmaps": heatmaps if args.heatmaps else []},
+                       inputs=[args.model, *paths])  # before the model is loaded, not after
+    model = load_model(args.model, device=args.device)  # one backbone or an ensemble
     results = _predict_each(model, paths, progress=not args.quiet)
-    good = [(p, r) for p, r in zip(paths, results) if not isinstance(r, str)]
+    good = [(p, r, h) for p, r, h in zip(paths, results, heatmaps) if not isinstance(r, str)]
     failed = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
-    rows = [{"image": str(p), "score": r.score, "normalised": r.normalised_score, "verdict": r.verdict}
+    rows = [{"image": str(p), "score": r.score, "normalised": r.normalised_score, "verdict": r.verdict,
+             **({"heatmap": str(h)} if h else {})}
             if not isinstance(r, str) else
             {"image": str(p), "score": None, "normalised": None, "verdict": "error", "error": r}
-            for p, r in zip(paths, results)]
+            for p, r, h in zip(paths, results, heatmaps)]
     print(format_table(rows, ["image", "score", "normalised", "verdict"]))
     if args.heatmaps and good:
-        from PIL import Image
-
-        from patchcore_core.util.viz import overlay_heatmap
-
-        out = Path(args.heatmaps)
-        out.mkdir(parents=True, exist_ok=True)
-        vmax = max(model.threshold or 0, *(r.anomaly_map.max() for _, r in good))
-        for p, r in good:
-            img = overlay_heatmap(model.display(p), r.anomaly_map, vmin=0, vmax=vmax)
-            Image.fromarray(img).save(out / f"{p.stem}_heatmap.png")
-        print(f"wrote {len(good)} heatmaps to {out}", file=sys.stderr)
+        _write_heatmaps(model, good, Path(args.heatmaps))
     if args.json:
         _write_json_atomic(Path(args.json), rows)
     if failed:  # the others were scored; the command still says something went wrong
@@ -304,6 +338,28 @@ def cmd_predict(args) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _write_heatmaps(model, good: list, out: Path) -> None:
+    """Each (image, result, heatmap path) of ``good`` as an overlay, on one colour scale;
+    heatmaps not named ``<image name>_heatmap.png`` are listed."""
+    from PIL import Image
+
+    from patchcore_core.util.viz import overlay_heatmap
+
+    out.mkdir(parents=True, exist_ok=True)
+    vmax = max(model.threshold or 0, *(r.anomaly_map.max() for _, r, _ in good))
+    for p, r, heatmap in good:
+        img = overlay_heatmap(model.display(p), r.anomaly_map, vmin=0, vmax=vmax)
+        with atomic_path(heatmap) as tmp:
+            Image.fromarray(img).save(tmp, format="PNG")
+    print(f"wrote {len(good)} heatmaps to {out}", file=sys.stderr)
+    renamed = [(p, h) for p, _, h in good if h.name != f"{p.stem}_heatmap.png"]
+    if renamed:
+        print(f"note: {len(renamed)} images share their file name with another image; each has its "
+              "own heatmap, named after its folder:", file=sys.stderr)
+        for p, h in renamed:
+            print(f"  {p} -> {h.name}", file=sys.stderr)
 
 
 def cmd_demo(args) -> int:
@@ -439,7 +495,9 @@ def main(argv: list[str] | None = None) -> int:
         args.demo_args = rest
     elif rest:
         build_parser().parse_args(argv)  # the usual error for unknown options
+    joined_before = _ray_connected()  # a caller's own connection (tests, notebooks) is left alone
     try:
+        check_settings(args)
         return args.func(args)
     except (DataError, ModelFileError, BackboneError, ClusterError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -447,6 +505,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if not joined_before and _ray_connected():
+            # Ray's processes stopped in order now, not by the interpreter's exit (which can crash)
+            from patchcore_core.cluster.connect import disconnect
+
+            disconnect()
+
+
+def _ray_connected() -> bool:
+    ray = sys.modules.get("ray")  # never imported here: the rest works without the cluster extra
+    return ray is not None and ray.is_initialized()
 
 
 if __name__ == "__main__":

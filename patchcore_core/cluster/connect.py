@@ -5,17 +5,26 @@ run on this machine), ``"auto"`` joins the cluster a ``ray start`` left
 running on this machine, and ``"HOST:PORT"`` joins the head node there.
 Ray is imported here and nowhere at package import: the rest of
 ``patchcore_core`` works without the ``cluster`` extra.
+
+Ctrl-C while Ray starts or stops is held until it is done (:func:`sigint_held`):
+a ``KeyboardInterrupt`` inside ``ray.init`` or ``ray.shutdown`` is lost in one of
+Ray's callbacks, leaves its processes running, or crashes the interpreter at exit.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-__all__ = ["ClusterError", "ShardLostError", "require_ray", "connect", "alive_nodes", "as_completed",
-           "task_error"]
+__all__ = ["ClusterError", "ShardLostError", "require_ray", "connect", "disconnect", "alive_nodes",
+           "sigint_held", "as_completed", "task_error"]
 
 
 class ClusterError(RuntimeError):
@@ -45,22 +54,70 @@ def connect(address: str = "local", num_cpus: int | None = None, timeout_s: floa
 
     Returns:
         the ``ray`` module, connected.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C came while Ray started; what had started is stopped again.
     """
     ray = require_ray()
     if ray.is_initialized():
         return ray
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home from a teaching package
     kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    try:
-        if address == "local":
-            ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+    with sigint_held("stopping the Ray instance as soon as it has started") as interrupted:
+        try:
+            if address == "local":
+                ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+            else:
+                ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError, Exception) as exc:  # Ray raises plain Exception
+            hint = ("start one with `ray start --head`, or use --ray local" if address == "auto"
+                    else "is `ray start --head` running there, with the same Ray and Python versions?")
+            error = ClusterError(f"cannot join the Ray cluster at {address!r}: {exc} ({hint})")
         else:
-            ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError, Exception) as exc:  # Ray raises plain Exception too
-        hint = ("start one with `ray start --head`, or use --ray local" if address == "auto"
-                else "is `ray start --head` running there, with the same Ray and Python versions?")
-        raise ClusterError(f"cannot join the Ray cluster at {address!r}: {exc} ({hint})") from None
+            error = None
+        if interrupted() or error:
+            ray.shutdown()  # whatever ray.init started before it gave up or was interrupted
+    if interrupted():  # before the error: it may have been the interrupt's doing
+        raise KeyboardInterrupt
+    if error:
+        raise error
     return ray
+
+
+def disconnect() -> None:
+    """Leave the cluster, stopping the processes of a ``"local"`` instance, with Ctrl-C held
+    meanwhile. Does nothing when this process is not connected (or Ray was never imported)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    with sigint_held("stopping Ray"):
+        ray.shutdown()
+
+
+@contextmanager
+def sigint_held(note: str) -> Iterator:
+    """Hold Ctrl-C (SIGINT) until the block ends; yields a function that says whether one came.
+
+    The first Ctrl-C prints ``interrupted: <note>`` at once, so the wait is explained. Outside
+    the main thread (where Python cannot set signal handlers), or where Ctrl-C does not raise
+    ``KeyboardInterrupt`` (ignored, or a caller's own handler), nothing is changed.
+    """
+    caught: list[int] = []
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield lambda: False
+        return
+
+    def hold(signum, frame):
+        if not caught:  # os.write: print() must not be re-entered from a signal handler
+            os.write(2, f"interrupted: {note}...\n".encode())
+        caught.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield lambda: bool(caught)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def alive_nodes() -> list[dict]:

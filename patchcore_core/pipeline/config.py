@@ -9,6 +9,7 @@ that implements them and are checked here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from .backbones import BACKBONES, get_spec
@@ -60,7 +61,8 @@ class PatchCoreConfig:
     crop_mode: str = setting(
         "auto", "auto: crop square images as the paper, squash elongated ones so their borders stay "
         "in view", choices=CROP_MODES)
-    neighbourhood: int = setting(3, "local aggregation size p (odd)")
+    neighbourhood: int = setting(
+        3, "local aggregation size p (odd; at most the patch grid, image_size/8: 27 at 224 px)")
     aggregation: str = setting(
         "mean", "mean: average each p x p neighbourhood (the paper); unfold: keep its values side by "
         "side, as the paper's code does with narrow layers", choices=AGGREGATIONS)
@@ -129,13 +131,19 @@ class PatchCoreConfig:
         for name, value in self.ann.items():
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 (or None: scaled to the bank), not {value}")
-        if self.sigma < 0:
-            raise ValueError(f"sigma must be >= 0, not {self.sigma}")
+        if not (math.isfinite(self.sigma) and self.sigma >= 0):
+            raise ValueError(f"sigma must be a finite number >= 0 (pixels), not {self.sigma}")
         smallest = min_image_size(self.backbone, self.sigma)  # else fit works and predict cannot
         if self.image_size < smallest:
             raise ValueError(f"image_size {self.image_size} is too small for {self.backbone} with sigma "
                              f"{self.sigma}: give at least {smallest} px (the backbone's deepest layer "
                              "needs a whole cell, the anomaly map's Gaussian more pixels than its radius)")
+        if self.neighbourhood > (grid := self.patch_grid):  # past the grid: only more zero padding
+            what = (f"the image side ({grid} px; custom layers' grid is not known before the backbone runs)"
+                    if self.layers is not None else
+                    f"the {grid}x{grid} patch grid of {self.backbone} at image_size {self.image_size}")
+            raise ValueError(f"neighbourhood {self.neighbourhood} is larger than {what}: "
+                             f"give at most {grid - 1 + grid % 2}")
         if self.resize_to > MAX_IMAGE_SIDE:
             raise ValueError(f"resize {self.resize_to} is more than {MAX_IMAGE_SIDE} px")
 
@@ -143,6 +151,15 @@ class PatchCoreConfig:
     def resize_to(self) -> int:
         """Pixels the image is resized to before the centre crop: the paper's 256 for 224."""
         return self.resize if self.resize is not None else round(self.image_size * 256 / 224)
+
+    @property
+    def patch_grid(self) -> int:
+        """Side of the feature grid the neighbourhood is taken on: the first layer's (stride 8 for
+        the default layers: 28 at 224 px). With custom ``layers`` their stride is not known before
+        the backbone runs; the image side is the bound then."""
+        if self.layers is not None:
+            return self.image_size
+        return min(-(-self.image_size // get_spec(name).strides[0]) for name in self.backbone.split("+"))
 
     @property
     def ann(self) -> dict:
