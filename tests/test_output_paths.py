@@ -15,12 +15,12 @@ from patchcore_core.cli.outputs import OutputPathError, check_output_file, check
 def never_read(monkeypatch):
     """Fail the test if any image is read or any model fitted."""
     import patchcore_core.pipeline.patchcore as model
-    import patchcore_core.util.images as data
 
     def boom(*a, **k):
         raise AssertionError("work started before the output path was checked")
 
-    monkeypatch.setattr(data, "read_image", boom)
+    monkeypatch.setattr(images, "read_image", boom)
+    monkeypatch.setattr(model, "read_image", boom)
     monkeypatch.setattr(model.PatchCore, "fit", boom)
     monkeypatch.setattr(model.PatchCore, "load", classmethod(lambda cls, *a, **k: boom()))
 

@@ -26,6 +26,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from patchcore_core.io.model_checks import Checker, check_threshold, is_number
 from patchcore_core.io.model_file import ModelFileError, read_state, write_state
 from patchcore_core.pipeline.calibration import threshold_from_scores
 from patchcore_core.pipeline.config import PatchCoreConfig
@@ -73,12 +74,27 @@ def load_model(path, device: str = "auto"):
         raise ModelFileError(f"{path}: inconsistent model file: {detail}") from None
 
 
+_MIN_STD = 1e-6     # the floor of a standard deviation (see _mean_std)
+_TOLERANCE = 1e-6   # relative: statistics recomputed on load, from the same numbers
+
+
 def _mean_std(values) -> list[float]:
     """[mean, std] with a floor on std: a member whose held-out scores are all equal
     must not divide by zero (it then adds almost nothing)."""
     v = np.asarray(values, dtype=np.float64).ravel()
     sd = float(v.std(ddof=1)) if v.size > 1 else 1.0
-    return [float(v.mean()), max(sd, 1e-6)]
+    return [float(v.mean()), max(sd, _MIN_STD)]
+
+
+def _image_stats(scores: list[float]) -> list[float]:
+    """A member's [mean, std] of held-out image scores ([0, 1]: none held out)."""
+    return _mean_std(scores) if scores else [0.0, 1.0]
+
+
+def _combined_scores(member_scores: list[list[float]], image_stats: list[list[float]]) -> list[float]:
+    """The ensemble's held-out scores: exp of the members' mean standardised score."""
+    z = [(np.asarray(s) - mu) / sd for s, (mu, sd) in zip(member_scores, image_stats) if s]
+    return np.exp(np.mean(z, axis=0)).tolist() if z else []
 
 
 class PatchCoreEnsemble:
@@ -120,20 +136,17 @@ class PatchCoreEnsemble:
         images = list(images)
         for m in self.members:
             m.fit(images, names, progress)
-        self.image_stats, self.pixel_stats = [], []
-        z = []
+        self.image_stats = [_image_stats(m.calibration_scores) for m in self.members]
+        self.pixel_stats = []
         for m in self.members:
             if not m.calibration_scores:  # one image: nothing held out, nothing to standardise by
-                self.image_stats.append([0.0, 1.0])
                 self.pixel_stats.append([0.0, 1.0])
                 continue
-            self.image_stats.append(_mean_std(m.calibration_scores))
             maps = [anomaly_map(p, m.config.image_size, m.config.sigma, m.config.upsample)
                     for p in m.calibration_patches]
             self.pixel_stats.append(_mean_std(torch.cat(maps).cpu().numpy()))
-            mu, sd = self.image_stats[-1]
-            z.append((np.asarray(m.calibration_scores) - mu) / sd)
-        self.calibration_scores = np.exp(np.mean(z, axis=0)).tolist() if z else []
+        held_out = [m.calibration_scores for m in self.members]
+        self.calibration_scores = _combined_scores(held_out, self.image_stats)
         self.threshold = threshold_from_scores(self.calibration_scores, self.config.false_alarm_rate or None)
         return self
 
@@ -198,7 +211,10 @@ class PatchCoreEnsemble:
 
     @classmethod
     def from_state_dict(cls, tensors, metadata, device: str = "auto", source="model state"):
-        """Every field is checked (see :func:`_check_ensemble`) before it is used."""
+        """Every field is checked before it is used: the ensemble's own
+        (:func:`_check_ensemble`), each member's as a single model's, then the
+        combining statistics against the members' calibration scores
+        (:func:`_check_statistics`)."""
         ens, members = _check_ensemble(metadata, source)
         model = cls(PatchCoreConfig.from_dict(ens["config"]), device=device)
         model.members = [
@@ -206,6 +222,7 @@ class PatchCoreEnsemble:
                                        if k.startswith(f"member{i}.")}, meta, device,
                                       source=f"{source} (member {i})")
             for i, meta in enumerate(members)]
+        _check_statistics(ens, model, source)
         model.image_stats, model.pixel_stats = ens["image_stats"], ens["pixel_stats"]
         model.calibration_scores, model.threshold = ens["calibration_scores"], ens["threshold"]
         return model
@@ -226,9 +243,7 @@ class PatchCoreEnsemble:
 
 def _check_ensemble(meta, source):
     """The ensemble's own fields; each member is checked by PatchCore.from_state_dict."""
-    def fail(field, why):
-        raise ModelFileError(f"{source}: field {field!r} {why}")
-
+    fail = Checker(source).fail
     ens, members = meta.get("ensemble"), meta.get("members")
     if not isinstance(ens, dict):
         fail("ensemble", "must be an object")
@@ -237,22 +252,55 @@ def _check_ensemble(meta, source):
     names = ens["config"]["backbone"].split("+")
     if not isinstance(members, list) or len(members) != len(names) or len(names) < 2:
         fail("members", f"must be one model per backbone of {ens['config']['backbone']!r}")
+    shared = {k: v for k, v in ens["config"].items() if k != "backbone"}
     for i, (m, name) in enumerate(zip(members, names)):
         cfg = m.get("config") if isinstance(m, dict) else None
         if not isinstance(cfg, dict) or cfg.get("backbone") != name:
             fail(f"members[{i}]", f"must be the model of backbone {name!r}")
+        differ = sorted(k for k in shared.keys() | cfg.keys()
+                        if k != "backbone" and cfg.get(k) != shared.get(k))
+        if differ:  # the card shows the ensemble's settings: they must be what every member runs
+            fail(f"members[{i}].config", f"must have the ensemble's settings; it differs in {differ}")
     for key in ("image_stats", "pixel_stats"):
         v = ens.get(key)
         ok = isinstance(v, list) and len(v) == len(names) and all(
-            isinstance(p, list) and len(p) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x)
-                                                        for x in p) and p[1] > 0 for p in v)
+            isinstance(p, list) and len(p) == 2 and all(is_number(x) for x in p) and p[1] > 0 for p in v)
         if not ok:
-            fail(f"ensemble.{key}", "must be one [mean, std > 0] of finite numbers per member")
+            fail(f"ensemble.{key}", f"must be one [mean, std > 0] of finite numbers per member; "
+                                    f"the file says {v!r:.80}")
     cal = ens.get("calibration_scores")
-    if not isinstance(cal, list) or not all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0
-                                            for x in cal):
-        fail("ensemble.calibration_scores", "must be a list of positive finite numbers")
-    thr = ens.get("threshold")
-    if thr is not None and not (isinstance(thr, (int, float)) and math.isfinite(thr) and thr > 0):
-        fail("ensemble.threshold", f"must be a positive finite number or null; the file says {thr!r:.40}")
+    if not isinstance(cal, list) or not all(is_number(x) and x > 0 for x in cal):
+        fail("ensemble.calibration_scores", f"must be a list of positive finite numbers; "
+                                            f"the file says {cal!r:.80}")
     return ens, members
+
+
+def _check_statistics(ens: dict, model: PatchCoreEnsemble, source) -> None:
+    """The combining statistics as :meth:`PatchCoreEnsemble.fit` makes them from
+    the (checked) members: image statistics and combined scores recomputed,
+    the threshold as a single model's (:func:`check_threshold`), pixel
+    statistics within the range of the maps they summarise."""
+    c = Checker(source)
+    held_out = [m.calibration_scores for m in model.members]
+    for i, (scores, got) in enumerate(zip(held_out, ens["image_stats"])):
+        want = _image_stats(scores)
+        if not all(math.isclose(g, w, rel_tol=_TOLERANCE, abs_tol=1e-12) for g, w in zip(got, want)):
+            c.fail(f"ensemble.image_stats[{i}]", f"is {got}; member {i}'s calibration scores give {want}")
+    want = _combined_scores(held_out, ens["image_stats"])
+    got = ens["calibration_scores"]
+    if len(got) != len(want) or not all(math.isclose(g, w, rel_tol=_TOLERANCE) for g, w in zip(got, want)):
+        c.fail("ensemble.calibration_scores", f"must be the members' combined calibration scores "
+                                              f"{[round(w, 6) for w in want]!r:.120}; "
+                                              f"the file says {got!r:.120}")
+    check_threshold(c, "ensemble.threshold", ens["threshold"], got, model.config.false_alarm_rate)
+    for i, (m, (mean, sd)) in enumerate(zip(model.members, ens["pixel_stats"])):
+        if not m.calibration_scores:
+            low, high = [0.0, 1.0], [0.0, 1.0]  # what fit writes when nothing was held out
+        else:
+            # map pixels are smoothed patch scores (>= 0); without Eq. 7 the largest is the image score
+            top = max(m.calibration_scores) if m.config.reweight_neighbours == 0 else math.inf
+            low, high = [0.0, _MIN_STD], [top * (1 + _TOLERANCE), max(top * (1 + _TOLERANCE), _MIN_STD)]
+        if not (low[0] - 1e-9 <= mean <= high[0] and low[1] <= sd <= high[1]):
+            c.fail(f"ensemble.pixel_stats[{i}]", f"is {[mean, sd]}; member {i}'s maps allow a mean in "
+                                                 f"[{low[0]}, {high[0]:.6g}] and a std in "
+                                                 f"[{low[1]}, {high[1]:.6g}]")

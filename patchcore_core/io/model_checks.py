@@ -10,6 +10,15 @@ a ``resize`` of 100000 a 40 GB image). Without these checks such a file
 fails later with a traceback or, worse, predicts wrongly: a ``NaN``
 threshold calls every defective image "normal".
 
+Finite but absurd values are refused too, each against what the fit
+itself would have made: the threshold must be the one
+:func:`~patchcore_core.pipeline.calibration.threshold_from_scores` makes of the
+stored calibration scores (``1e308`` would call every defect "normal"),
+the bank must be on the calibration scores' scale (features x1e30 make
+every score ``inf``), the grid and the neighbourhood must be those the
+backbone's layers give at ``image_size``, and ``stats`` (shown on the
+model card) must be numbers, or known words where the fit writes words.
+
 :func:`check_model_state` is the one entry point; whatever builds a model
 from ``(metadata, tensors)`` calls it first. Each failure is a
 :class:`~patchcore_core.io.model_file.ModelFileError` naming the field.
@@ -18,19 +27,28 @@ from ``(metadata, tensors)`` calls it first. Each failure is a
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import MISSING, fields
 
 import torch
 
 from patchcore_core.ext.ann import ANN_BACKENDS, index_from_tensor, index_problem
-from patchcore_core.pipeline.backbones import BackboneError, get_spec
+from patchcore_core.pipeline.backbones import BACKBONES, BackboneError, get_spec, stage_strides
+from patchcore_core.pipeline.calibration import threshold_from_scores
 from patchcore_core.pipeline.config import MAX_IMAGE_SIDE, PatchCoreConfig, min_image_size
 
 from .model_file import ModelFileError
 
-__all__ = ["MAX_BUILD_BYTES", "check_model_state"]
+__all__ = ["MAX_BUILD_BYTES", "check_model_state", "expected_grid", "Checker", "check_threshold", "is_number"]
 
 MAX_BUILD_BYTES = 2 << 30    # memory the channel-pooling matrices may take (WideResNet-50 unfold: ~1 GB)
+THRESHOLD_TOLERANCE = 1e-6   # relative: another scipy may fit a threshold a few late digits apart
+# How far the bank's longest row and the largest calibration score may part (see _check_scale):
+# honest fits stay within 0.001-1x; past these bounds the file was not fitted.
+MAX_SCORE_TO_ROW = 100.0
+MAX_ROW_TO_SCORE = 1e6
+# A bank row longer than this has squared distances past float32's range: every score inf.
+MAX_ROW_LENGTH = math.sqrt(3.4028234663852886e38 / 4)  # |a - b|^2 <= 4 max(|a|, |b|)^2
 
 
 def embedding_bytes(channels: list[int], pretrain_dim: int, target_dim: int) -> int:
@@ -46,11 +64,21 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v) -> bool:
+def is_number(v) -> bool:
+    """A finite int or float from JSON (``true`` is no number here)."""
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
-class _Checker:
+
+def expected_grid(backbone: str, layers, image_size: int) -> int:
+    """Rows (= columns) of the feature grid: the shallowest layer's, ``ceil(image_size / stride)``."""
+    strides = stage_strides(backbone)
+    return -(-image_size // min(strides[name] for name in layers))
+
+
+class Checker:
+    """Raises :class:`ModelFileError` naming the file and the field."""
+
     def __init__(self, source):
         self.source = source
 
@@ -64,7 +92,7 @@ class _Checker:
         return v
 
 
-def _check_config(c: _Checker, cfg):
+def _check_config(c: Checker, cfg):
     if not isinstance(cfg, dict):
         c.fail("config", f"must be an object of settings; the file says {cfg!r:.80}")
     for f in fields(PatchCoreConfig):
@@ -79,16 +107,22 @@ def _check_config(c: _Checker, cfg):
             c.fail(name, f"must be text; the file says {v!r:.80}")
         elif _is_int(default) and not _is_int(v):
             c.fail(name, f"must be a whole number; the file says {v!r:.80}")
-        elif isinstance(default, float) and not _is_number(v):
+        elif isinstance(default, float) and not is_number(v):
             c.fail(name, f"must be a finite number; the file says {v!r:.80}")
     for key in ("pretrain_dim", "target_dim", "projection_dim", "batch_size"):
         if key in cfg:
             c.int_in(f"config.{key}", cfg[key], 1)
+    backbone, layers = cfg.get("backbone"), cfg.get("layers")
+    if layers is not None and backbone in BACKBONES:
+        stages = list(stage_strides(backbone))
+        if len(set(layers)) != len(layers) or not set(layers) <= set(stages):
+            c.fail("config.layers", f"must be different stages of {backbone}, from {stages}; "
+                                    f"the file says {layers!r:.120}")
     for key in ("resize", "image_size"):
         if cfg.get(key) is not None:  # resize None: the config's rule (image_size x 256/224)
             c.int_in(f"config.{key}", cfg[key], 1, MAX_IMAGE_SIDE)
     far = cfg.get("false_alarm_rate", 0.0)
-    if not (_is_number(far) and 0 <= far < 1):  # 1 would call every good image anomalous
+    if not (is_number(far) and 0 <= far < 1):  # 1 would call every good image anomalous
         c.fail("config.false_alarm_rate", f"must be a number in [0, 1); the file says {far!r:.80}")
     if cfg.get("sigma", 0) < 0:
         c.fail("config.sigma", f"must be 0 or more; the file says {cfg['sigma']}")
@@ -102,7 +136,7 @@ def check_model_state(meta, tensors: dict, source="model file") -> None:
     """Raise :class:`~patchcore_core.io.model_file.ModelFileError` unless
     ``meta`` (the parsed JSON metadata) and ``tensors`` describe a model
     that can be built and used. ``source`` names the file in messages."""
-    c = _Checker(source)
+    c = Checker(source)
     if not isinstance(meta, dict):
         c.fail("patchcore", f"(the metadata) must be a JSON object; the file holds a {type(meta).__name__}")
     if "config" not in meta:
@@ -143,29 +177,52 @@ def check_model_state(meta, tensors: dict, source="model file") -> None:
         c.fail("grid", f"must be [rows, columns]; the file says {grid!r:.80}")
     for name, v in zip(("grid[0]", "grid[1]"), grid):
         c.int_in(name, v, 1, config.image_size)
+    side = expected_grid(config.backbone, layers, config.image_size)
+    if grid != [side, side]:  # the patch boxes, explanations and map sizes follow from it
+        c.fail("grid", f"is {grid}; layers {list(layers)} of {config.backbone} give a [{side}, {side}] "
+                       f"grid at image_size {config.image_size}")
+    if config.neighbourhood > 2 * side - 1:
+        # wider than that, every patch averages the whole map: nothing local is left to compare
+        c.fail("config.neighbourhood", f"is {config.neighbourhood}; on a {side}x{side} grid it must be "
+                                       f"an odd number from 1 to {2 * side - 1}")
 
     names = meta.get("train_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         c.fail("train_names", f"must be a non-empty list of file names; the file says {names!r:.80}")
-    thr = meta.get("threshold")
-    if thr is not None and not (_is_number(thr) and thr >= 0):
-        # a NaN or negative threshold would call every image normal
-        c.fail("threshold", f"must be a finite number, 0 or more (or null: no threshold); "
-                            f"the file says {thr!r}")
     cal = meta.get("calibration_scores", [])
-    if not isinstance(cal, list) or not all(_is_number(v) for v in cal):
-        c.fail("calibration_scores", f"must be a list of finite numbers; the file says {cal!r:.80}")
-    if thr is not None and cal and thr < max(cal):
-        # both threshold rules put it at or above every held-out good score (calibration.py)
-        c.fail("threshold", f"is {thr}, below the largest calibration score {max(cal)}: it would call "
-                            "good images that set it anomalous")
-    if not isinstance(meta.get("stats", {}), dict):
-        c.fail("stats", f"must be an object; the file says {meta.get('stats')!r:.80}")
+    if not isinstance(cal, list) or not all(is_number(v) and v >= 0 for v in cal):
+        c.fail("calibration_scores", f"must be a list of distances: finite numbers, 0 or more; "
+                                     f"the file says {cal!r:.80}")
+    check_threshold(c, "threshold", meta.get("threshold"), cal, config.false_alarm_rate)
 
-    _check_bank(c, tensors, ch, config, grid, len(names))
+    feats = _check_bank(c, tensors, ch, config, grid, len(names))
+    _check_scale(c, feats, cal)
+    _check_stats(c, meta.get("stats", {}), p["mode"], len(names), feats.shape)
 
 
-def _check_bank(c: _Checker, tensors: dict, channels: list[int], config, grid, n_names: int):
+def check_threshold(c: Checker, field: str, thr, cal: list, false_alarm_rate: float) -> None:
+    """``thr`` must be what :func:`~patchcore_core.pipeline.calibration.threshold_from_scores`
+    makes of the (checked) calibration scores ``cal``: none without scores,
+    else their largest or the fitted bound above it. Anything else was not
+    fitted: ``1e308`` calls every defect normal, a value below the largest
+    score calls the good images that set it anomalous."""
+    if thr is not None and not is_number(thr):  # NaN: every image normal
+        c.fail(field, f"must be a finite number (or null: no threshold); the file says {thr!r:.80}")
+    expected = threshold_from_scores(cal, false_alarm_rate or None)
+    if expected is None:
+        if thr is not None:
+            c.fail(field, f"is {thr!r} but there are no calibration scores to set it: it must be null")
+        return
+    lo, hi = expected * (1 - THRESHOLD_TOLERANCE), expected * (1 + THRESHOLD_TOLERANCE)
+    if thr is None or not lo <= thr <= hi:
+        rule = ("the largest" if not false_alarm_rate else
+                f"the false_alarm_rate {false_alarm_rate} bound (never below the largest)")
+        c.fail(field, f"is {thr!r}; {rule} of the {len(cal)} calibration scores puts it at {expected!r}: "
+                      f"accepted range [{lo!r}, {hi!r}]")
+
+
+def _check_bank(c: Checker, tensors: dict, channels: list[int], config, grid, n_names: int):
+    """The bank's tensors; returns its features."""
     for key in ("bank.features", "bank.origin"):
         if key not in tensors:
             c.fail(key, "(a tensor) is missing")
@@ -187,9 +244,66 @@ def _check_bank(c: _Checker, tensors: dict, channels: list[int], config, grid, n
         if lows[i] < 0 or highs[i] >= limit:
             c.fail("bank.origin", f"names {what} {highs[i] if highs[i] >= limit else lows[i]}, "
                                   f"outside 0..{limit - 1}")
+    return feats
 
 
-def _check_index(c: _Checker, tensors: dict, backend: str, n: int, d: int):
+def longest_row(feats) -> float:
+    """The bank's longest row, in float64 and by chunks: a float32 square of a huge row overflows."""
+    return max(float(chunk.double().norm(dim=1).max()) for chunk in feats.split(1 << 16))
+
+
+def _check_scale(c: Checker, feats, cal: list) -> None:
+    """The bank on the calibration scores' scale. A calibration score is the
+    distance from a held-out training patch to its nearest training patch in
+    a bank, so it is at most the two rows' lengths added; the fits measured
+    here score 0.3-1x the bank's longest row, identical images (no coreset)
+    1e-3x or 0. A bank scaled by 1e30 makes every score inf, by 1e15 every
+    image anomalous; calibration scores scaled up carry the threshold along."""
+    longest = longest_row(feats)
+    if longest > MAX_ROW_LENGTH:
+        c.fail("bank.features", f"has a row of length {longest:.3g}; squared distances overflow "
+                                f"float32 (every score inf) past {MAX_ROW_LENGTH:.3g}")
+    top = max(cal, default=0.0)
+    if top > longest * MAX_SCORE_TO_ROW:
+        c.fail("calibration_scores", f"reach {top:.3g}, more than {MAX_SCORE_TO_ROW:g} times the bank's "
+                                     f"longest row ({longest:.3g}): accepted range "
+                                     f"[0, {longest * MAX_SCORE_TO_ROW:.3g}]")
+    if top > 0 and longest > top * MAX_ROW_TO_SCORE:  # 0: identical images, nothing to compare
+        c.fail("bank.features", f"has a row of length {longest:.3g}, more than {MAX_ROW_TO_SCORE:.0g} times "
+                                f"the largest calibration score {top:.3g}: accepted range "
+                                f"[0, {top * MAX_ROW_TO_SCORE:.3g}]")
+
+
+# stats: shown on the model card as they are, so numbers only, and words only where the fit writes them
+_STAT_WORDS = {"crop_mode": re.compile(r"crop|squash"), "device": re.compile(r"(cpu|mps|cuda)(:\d{1,3})?")}
+_STAT_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_CARD_KEYS = {"layers", "threshold", "grid"}  # the card's own entries, besides the config's
+
+
+def _check_stats(c: Checker, stats, mode: str, n_train: int, bank_shape) -> None:
+    """``stats``: each value a finite number 0 or more, or a known word; counts that
+    are the model's own (images, bank rows and width) as the model has them; no
+    key that would stand in for a setting on the card."""
+    if not isinstance(stats, dict):
+        c.fail("stats", f"must be an object; the file says {stats!r:.80}")
+    reserved = _CARD_KEYS | {f.name for f in fields(PatchCoreConfig)}
+    own = {"n_train": n_train, "memory_bank_size": bank_shape[0], "feature_dim": bank_shape[1],
+           "crop_mode": mode}
+    for key, v in stats.items():
+        if not _STAT_KEY.fullmatch(key) or (key in reserved and key not in own):
+            c.fail("stats", f"has the key {key!r:.80}; keys are lower-case names (a-z, 0-9, _) that "
+                            f"are no setting: not one of {sorted(reserved)}")
+        field = f"stats.{key}"
+        if key in _STAT_WORDS:
+            if not (isinstance(v, str) and _STAT_WORDS[key].fullmatch(v)):
+                c.fail(field, f"must match {_STAT_WORDS[key].pattern!r}; the file says {v!r:.80}")
+        elif not (is_number(v) and v >= 0):
+            c.fail(field, f"must be a finite number, 0 or more; the file says {v!r:.80}")
+        if key in own and v != own[key]:
+            c.fail(field, f"is {v!r:.80} but the model has {own[key]!r}")
+
+
+def _check_index(c: Checker, tensors: dict, backend: str, n: int, d: int):
     """The approximate index's bytes: present exactly when the backend is
     approximate, a faiss index of the backend's kind over every bank row."""
     data = tensors.get("bank.index")

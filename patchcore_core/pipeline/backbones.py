@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["BACKBONES", "BackboneSpec", "FeatureExtractor", "load_backbone", "BackboneError"]
+__all__ = ["BACKBONES", "BackboneSpec", "FeatureExtractor", "load_backbone", "BackboneError", "stage_strides"]
 
 
 class BackboneError(RuntimeError):
@@ -80,6 +80,20 @@ def get_spec(name: str) -> BackboneSpec:
         raise BackboneError(
             f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}"
         ) from None
+
+
+# Every stage a layer may name (as _stages names them) and its stride: an image of s pixels gives
+# a ceil(s / stride) grid (padded convolutions). Declared, so that a model file is checked without
+# building the network; tests/security/test_model_files.py measures them against the networks.
+_EFFICIENTNET_STRIDES = {"stem": 2, "blocks.0": 2, "blocks.1": 4, "blocks.2": 8, "blocks.3": 16,
+                         "blocks.4": 16, "blocks.5": 32, "blocks.6": 32}
+_RESNET_STRIDES = {"stem": 4, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
+
+
+def stage_strides(name: str) -> dict[str, int]:
+    """``{stage: stride}`` of a registry backbone, shallowest first."""
+    get_spec(name)
+    return dict(_EFFICIENTNET_STRIDES if name.startswith("efficientnet_lite") else _RESNET_STRIDES)
 
 
 # --- EfficientNet-Lite: efficientnet_pytorch key names -> timm key names ----------

@@ -419,6 +419,8 @@ class PatchCore:
         tensors, metadata = read_state(path)
         try:
             return cls.from_state_dict(tensors, metadata, device, source=path)
+        except ModelFileError:
+            raise  # already names the file and the field
         except (KeyError, TypeError, ValueError) as exc:
             detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ModelFileError(f"{path}: inconsistent model file: {detail}") from None

@@ -18,13 +18,14 @@ from patchcore_core.pipeline.config import PatchCoreConfig
 @pytest.fixture
 def never_work(monkeypatch):
     """Fail the test if any image is read, any model loaded or fitted."""
-    import patchcore_core.data as data
     import patchcore_core.pipeline.patchcore as model
+    import patchcore_core.util.images as images
 
     def boom(*a, **k):
         raise AssertionError("work started before the outputs and settings were checked")
 
-    monkeypatch.setattr(data, "read_image", boom)
+    monkeypatch.setattr(images, "read_image", boom)
+    monkeypatch.setattr(model, "read_image", boom)
     monkeypatch.setattr(model.PatchCore, "fit", boom)
     monkeypatch.setattr(model.PatchCore, "load", classmethod(lambda cls, *a, **k: boom()))
 
