@@ -15,6 +15,7 @@ from patchcore_core.cli.outputs import OutputPathError, check_output_file, check
 def never_read(monkeypatch):
     """Fail the test if any image is read or any model fitted."""
     import patchcore_core.pipeline.patchcore as model
+    import patchcore_core.util.images as images
 
     def boom(*a, **k):
         raise AssertionError("work started before the output path was checked")
