@@ -64,10 +64,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
     from . import models
 
     if args.model:
-        from patchcore_core.ext.ensemble import load_model
+        from patchcore_core import load
         from patchcore_core.io.model_file import ModelFileError
+
         try:
-            model = load_model(args.model, device=args.device)  # one backbone or an ensemble
+            model = load(args.model, device=args.device)  # one backbone or an ensemble
         except ModelFileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

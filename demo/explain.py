@@ -6,6 +6,7 @@ A plain function of a model and a file path, like :mod:`demo.logic`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,12 @@ class ExplainResult:
     zoom: np.ndarray                 # test patch | nearest normal patch, enlarged
     text: str
     details: dict                    # row, col, distance, train_name, boxes, ...
+
+
+def markdown_text(text: str) -> str:
+    """``text`` shown as it is in Markdown: a file name from a model file (untrusted) can
+    start no link, image, emphasis or HTML."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", text)
 
 
 def explain(model, image, x: float | None = None, y: float | None = None,
@@ -45,8 +52,7 @@ def explain(model, image, x: float | None = None, y: float | None = None,
         x, y = (check_number(v, name, 0, size - 1, f"a pixel of the {size} px view")
                 for v, name in ((x, "x"), (y, "y")))
         row, col = model.pixel_to_patch(x, y)
-    found = model.explain(pil, row, col)
-    members = found if isinstance(found, list) else [found]  # an ensemble: one per backbone
+    members = [m.explain(pil, row, col) for m in model.members]  # one per backbone
     e = members[0]
     test = model.display(pil)
     train = None
@@ -66,8 +72,8 @@ def explain(model, image, x: float | None = None, y: float | None = None,
              else f"the patch you picked (row {e.row}, column {e.col})")
     verdict = ""
     if len(members) > 1:  # distances of different backbones: each against its own member's threshold
-        parts = [f"{m.config.backbone}: **{Path(x.train_name).name}** (row {x.train_row}, column "
-                 f"{x.train_col}), distance {x.distance:.1f}"
+        parts = [f"{m.config.backbone}: **{markdown_text(Path(x.train_name).name)}** "
+                 f"(row {x.train_row}, column {x.train_col}), distance {x.distance:.1f}"
                  + (" (above its threshold)" if m.threshold and x.distance > m.threshold else "")
                  for m, x in zip(model.members, members)]
         verdict = " Nearest normal patch per backbone: " + "; ".join(parts) + "."
@@ -75,7 +81,7 @@ def explain(model, image, x: float | None = None, y: float | None = None,
         verdict = (" That is above the threshold: no normal patch looks like it."
                    if e.distance > model.threshold else " That is below the threshold: it looks normal.")
     text = (f"For {which}, the closest normal patch in the memory bank comes from training image "
-            f"**{Path(e.train_name).name}** (row {e.train_row}, column {e.train_col}); "
+            f"**{markdown_text(Path(e.train_name).name)}** (row {e.train_row}, column {e.train_col}); "
             f"distance **{e.distance:.1f}**.{verdict}")
     if train is None:
         text += " (That training image is not available to this demo, so only its name is shown.)"

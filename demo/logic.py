@@ -259,6 +259,8 @@ def save_for_download(model, folder=None, name: str = "my_patchcore.safetensors"
     Each call gets its own subfolder of :func:`downloads_folder`, so two
     visitors never share a file; only the newest :data:`KEEP_OUTPUTS` are kept.
     """
+    from patchcore_core import save
+
     folder = Path(folder or new_output_folder("model"))
     # A session's model names its images by their paths in Gradio's temp folder; the
     # file a visitor takes away names them by file name only. (A shallow copy: the
@@ -266,6 +268,6 @@ def save_for_download(model, folder=None, name: str = "my_patchcore.safetensors"
     shared = copy.copy(model)
     if getattr(model, "train_names", None):
         shared.train_names = [Path(n).name for n in model.train_names]
-    shared.save(folder / name)
+    save(shared, folder / name)
     return str(folder / name)
 

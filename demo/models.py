@@ -91,7 +91,7 @@ def load_or_build_default(category: str = "brick", device: str = "auto", cache_d
                           say=print):
     """The default model: loaded from the cache, or fitted on the built-in
     ``category`` and cached (atomically) for the next start."""
-    from patchcore_core import PatchCore
+    from patchcore_core import PatchCore, load, save
     from patchcore_core.data.builtin import CATEGORIES, builtin_root
     from patchcore_core.data.mvtec import MVTecCategory
     from patchcore_core.io.model_file import ModelFileError
@@ -102,7 +102,7 @@ def load_or_build_default(category: str = "brick", device: str = "auto", cache_d
     root = builtin_root(cache_dir=cache_dir)
     if path.is_file():
         try:
-            model = PatchCore.load(path, device=device)
+            model = load(path, device=device)
             if all(os.path.exists(n) for n in model.train_names):
                 say(f"loaded the default model from {path}")
                 return model
@@ -113,7 +113,7 @@ def load_or_build_default(category: str = "brick", device: str = "auto", cache_d
     say(f"fitting the default model on the built-in '{category}' images (once; ~10-30 s on a CPU) ...")
     cat = MVTecCategory(root, category)
     model = PatchCore(device=device).fit([str(p) for p in cat.train], progress=False)
-    model.save(path)  # temp file + rename: never a half-written model
+    save(model, path)  # temp file + rename: never a half-written model
     say(f"fitted in {time.perf_counter() - t0:.1f} s; cached at {path}")
     return model
 

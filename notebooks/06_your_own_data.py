@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
+import patchcore_core
 from patchcore_core import PatchCore, teaching
 from patchcore_core.data.builtin import builtin_root, default_cache_dir
 from patchcore_core.data.mvtec import MVTecCategory, image_folder
@@ -119,8 +120,8 @@ assert norm[is_bad].mean() > norm[~is_bad].mean(), (
 
 # %%
 model_file = WORK / "model.safetensors"
-model.save(model_file)
-loaded = PatchCore.load(model_file, device=DEVICE)
+patchcore_core.save(model, model_file)
+loaded = patchcore_core.load(model_file, device=DEVICE)
 print(f"{model_file.name}: {model_file.stat().st_size / 2**20:.1f} MB")
 again = loaded.predict(test_images[:3])
 assert all(abs(a.score - b.score) < 1e-3 * a.score for a, b in zip(again, preds[:3]))
@@ -167,7 +168,7 @@ else:
 # - Fitting is dominated by the backbone and the coreset; on a GPU both are 10-100x faster, so the paper's
 #   WideResNet-50 and full MVTec training sets become practical (`backbone="wide_resnet50_2"`).
 # - Raise `batch_size` (in `PatchCoreConfig`) to fill the GPU; results do not change.
-# - A model fitted on a GPU loads on a CPU and vice versa (`PatchCore.load(file, device="cpu")`).
+# - A model fitted on a GPU loads on a CPU and vice versa (`patchcore_core.load(file, device="cpu")`).
 #
 # Measured here:
 

@@ -11,6 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+import patchcore_core
 from patchcore_core import PatchCore
 from patchcore_core.cli.main import main as cli_main
 from patchcore_core.evaluation.search import recall_at_1
@@ -101,13 +102,13 @@ def test_a_bad_setting_is_refused_at_config_time():
 def saved_ann(request, brick, tmp_path_factory):
     model = PatchCore(device="cpu", knn_backend=request.param, coreset="none").fit(brick.train[:6],
                                                                                    progress=False)
-    path = model.save(tmp_path_factory.mktemp(request.param) / "model.safetensors")
+    path = patchcore_core.save(model, tmp_path_factory.mktemp(request.param) / "model.safetensors")
     return model, path
 
 
 def test_saved_index_answers_identically(saved_ann, brick):
     model, path = saved_ann
-    loaded = PatchCore.load(path, device="cpu")
+    loaded = patchcore_core.load(path, device="cpu")
     assert loaded.bank.backend == model.config.knn_backend and loaded.bank._index is not None
     images = [t.path for t in brick.test[:4]]
     before, after = model.score(images), loaded.score(images)
@@ -159,7 +160,7 @@ def test_crafted_index_is_refused_naming_the_field(saved_ann, tmp_path, what):
     bad = tmp_path / "crafted.safetensors"
     save_file(tensors, str(bad), metadata={"patchcore": meta})
     with pytest.raises(ModelFileError, match="'bank.index'") as info:
-        PatchCore.load(bad, device="cpu")
+        patchcore_core.load(bad, device="cpu")
     assert str(bad) in str(info.value)
 
 
@@ -171,7 +172,7 @@ def test_an_index_with_an_exact_backend_is_refused(saved_ann, tmp_path):
     bad = tmp_path / "exact.safetensors"
     save_file(tensors, str(bad), metadata={"patchcore": json.dumps(meta)})
     with pytest.raises(ModelFileError, match="'bank.index'.*exact"):
-        PatchCore.load(bad, device="cpu")
+        patchcore_core.load(bad, device="cpu")
 
 
 def test_cli_evaluate_with_ivf_pq_and_no_coreset(builtin_root, tmp_path):

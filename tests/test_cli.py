@@ -5,6 +5,7 @@ import sys
 import pytest
 from PIL import Image
 
+import patchcore_core
 from patchcore_core.cli.main import main
 from patchcore_core.data.builtin import DEFECTS, N_PER_DEFECT, N_TEST_GOOD
 
@@ -130,12 +131,12 @@ def test_a_new_config_field_appears_in_the_parser():
 
 def test_cli_defaults_come_from_the_config(builtin_root, tmp_path):
     """No option given: the saved model's settings are exactly the config's defaults."""
-    from patchcore_core import PatchCore, PatchCoreConfig
+    from patchcore_core import PatchCoreConfig
 
     out = tmp_path / "m.safetensors"
     assert main(["fit", "--data", str(builtin_root), "--category", "brick", "--shots", "3",
                  "--out", str(out), "--quiet", "--device", "cpu"]) == 0
-    assert PatchCore.load(out, device="cpu").config == PatchCoreConfig()
+    assert patchcore_core.load(out, device="cpu").config == PatchCoreConfig()
 
 
 def test_ray_starts_only_after_the_data_and_settings_are_checked(builtin_root, tmp_path, capsys, monkeypatch):

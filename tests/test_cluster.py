@@ -22,6 +22,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ray = pytest.importorskip("ray")
 
+import patchcore_core  # noqa: E402
 from patchcore_core import PatchCore  # noqa: E402
 from patchcore_core.cluster import RayCluster, ShardLostError, run_sweep  # noqa: E402
 from patchcore_core.cluster.bank import ShardedMemoryBank  # noqa: E402
@@ -131,7 +132,7 @@ def test_a_cluster_model_with_an_approximate_bank_saves_and_loads(fitted_on_clus
         assert model.bank.shard_params()[0]["nprobe"] == model.bank.shard_params()[0]["nlist"]
         images = [t.path for t in brick.test[-2:]]
         scores = model.score(images)[0]
-        loaded = PatchCore.load(model.save(tmp_path / "ivf.safetensors"), device="cpu")
+        loaded = patchcore_core.load(patchcore_core.save(model, tmp_path / "ivf.safetensors"), device="cpu")
     finally:
         model.bank, model.config = exact_bank, exact_config
     assert type(loaded.bank) is MemoryBank and loaded.bank.backend == "ivf_flat"
@@ -141,7 +142,7 @@ def test_a_cluster_model_with_an_approximate_bank_saves_and_loads(fitted_on_clus
 
 def test_a_model_fitted_on_the_cluster_saves_and_loads(fitted_on_cluster, brick, tmp_path):
     _, model = fitted_on_cluster
-    loaded = PatchCore.load(model.save(tmp_path / "m.safetensors"), device="cpu")
+    loaded = patchcore_core.load(patchcore_core.save(model, tmp_path / "m.safetensors"), device="cpu")
     assert loaded.stats["cluster_nodes"] == 2 and type(loaded.bank) is MemoryBank
     images = [t.path for t in brick.test[-2:]]
     assert torch.allclose(loaded.score(images)[0], model.score(images)[0], rtol=1e-5)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import patchcore_core
 from demo import explain, logic, models
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,9 +139,8 @@ def test_model_card_and_download(fitted, tmp_path):
     assert "Memory bank size" in md and "Threshold" in md
     path = logic.save_for_download(fitted, tmp_path)
     assert path.endswith(".safetensors")
-    from patchcore_core import PatchCore
 
-    assert len(PatchCore.load(path, device="cpu").bank) == len(fitted.bank)
+    assert len(patchcore_core.load(path, device="cpu").bank) == len(fitted.bank)
 
 
 def test_downloads_get_own_folders_and_are_removed_at_exit():
@@ -161,7 +161,7 @@ def test_downloads_get_own_folders_and_are_removed_at_exit():
 
 def test_default_model_is_loaded_from_the_cache(fitted, builtin_root, tmp_path):
     path = models.default_model_path("brick", tmp_path)
-    fitted.save(path)
+    patchcore_core.save(fitted, path)
     said = []
     model = models.load_or_build_default("brick", device="cpu", cache_dir=tmp_path, say=said.append)
     assert len(model.bank) == len(fitted.bank) and "loaded" in said[0]
@@ -210,7 +210,7 @@ def test_cli_stops_cleanly_on_sigterm(fitted, tmp_path):
     from servers import free_port, wait_until_answering
 
     model = tmp_path / "m.safetensors"
-    fitted.save(model)
+    patchcore_core.save(fitted, model)
     port = free_port()
     env = {**os.environ, "PATCHCORE_CACHE": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-m", "demo", "--model", str(model), "--port", str(port)],
@@ -310,12 +310,12 @@ def test_api_fit_names_the_files_it_cannot_read(client, brick, tmp_path):
 def test_api_session_fit_never_changes_the_shared_model(app_url, client, brick, samples, fitted):
     from gradio_client import Client, handle_file
 
-    from patchcore_core import PatchCore
 
     files = [handle_file(str(p)) for p in brick.train[:3]]
     message, download, model_line, card_md, card = client.predict(files, api_name="/fit")
     assert "Fitted on 3 images" in message and card["n_train"] == 3
-    assert download.endswith(".safetensors") and len(PatchCore.load(download, device="cpu").train_names) == 3
+    assert download.endswith(".safetensors")
+    assert len(patchcore_core.load(download, device="cpu").train_names) == 3
     # this session now predicts with its own model ...
     _, _, _, score, *_ = client.predict(handle_file(samples[1]), 1.0, api_name="/predict")
     assert score != pytest.approx(logic.predict(fitted, samples[1]).score)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import patchcore_core
 from demo import compare, logic, models
 
 
@@ -73,9 +74,8 @@ def test_examples_fit_the_loaded_model(fitted, brick, tmp_path):
     with pytest.raises(logic.UserError):
         models.model_examples(fitted, tmp_path / "missing")
     elsewhere = logic.save_for_download(fitted, tmp_path / "dl")  # names files only: nothing reachable
-    from patchcore_core import PatchCore
 
-    loaded = PatchCore.load(elsewhere, device="cpu")
+    loaded = patchcore_core.load(elsewhere, device="cpu")
     assert models.known_object(loaded) is None and models.model_examples(loaded) == []
 
 
@@ -84,7 +84,7 @@ def test_cli_examples_folder_must_exist(fitted, tmp_path):
     import sys
 
     model = tmp_path / "m.safetensors"
-    fitted.save(model)
+    patchcore_core.save(fitted, model)
     cmd = [sys.executable, "-m", "demo", "--model", str(model), "--examples", str(tmp_path / "no")]
     res = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
                          timeout=180)

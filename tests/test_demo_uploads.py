@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import patchcore_core
 from demo import explain, logic
 from demo.uploads import REFUSAL, UploadPolicy, UploadRefused
 
@@ -184,11 +185,10 @@ def test_explain_details_name_the_training_file_not_its_folder(fitted, brick):
 
 
 def test_downloaded_model_names_its_images_without_server_folders(brick, tmp_path):
-    from patchcore_core import PatchCore
 
     model, _ = logic.fit([str(p) for p in brick.train[:2]])
     path = logic.save_for_download(model, tmp_path)
-    assert PatchCore.load(path, device="cpu").train_names == [p.name for p in brick.train[:2]]
+    assert patchcore_core.load(path, device="cpu").train_names == [p.name for p in brick.train[:2]]
     assert model.train_names == [str(p) for p in brick.train[:2]]  # the session's model keeps its paths
     assert str(brick.root) not in Path(path).read_bytes().decode("latin-1")
 

@@ -10,9 +10,10 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+import patchcore_core
 from patchcore_core import PatchCore
 from patchcore_core.cli.main import main
-from patchcore_core.ext.ensemble import PatchCoreEnsemble, load_model, make_model
+from patchcore_core.ext.ensemble import PatchCoreEnsemble, make_model
 from patchcore_core.io.model_file import ModelFileError
 
 PAIR = "efficientnet_lite0+efficientnet_lite1"
@@ -58,7 +59,7 @@ def test_defects_score_above_good_images(ensemble, brick):
 
 def test_save_load_explain_and_card(ensemble, brick, tmp_path):
     path = ensemble.save(tmp_path / "ens.safetensors")
-    again = load_model(path, device="cpu")
+    again = patchcore_core.load(path, device="cpu")
     assert isinstance(again, PatchCoreEnsemble) and again.threshold == ensemble.threshold
     img = brick.test[-1].path
     assert again.predict(img)[0].score == pytest.approx(ensemble.predict(img)[0].score, rel=1e-5)
@@ -75,7 +76,7 @@ def test_save_load_explain_and_card(ensemble, brick, tmp_path):
     bad = tmp_path / "bad.safetensors"
     save_file(tensors, str(bad), metadata={"patchcore": json.dumps(meta)})
     with pytest.raises(ModelFileError, match="ensemble.image_stats"):
-        load_model(bad)
+        patchcore_core.load(bad)
 
 
 @pytest.mark.slow

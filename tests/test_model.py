@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import patchcore_core
 from patchcore_core import PatchCore, PatchCoreConfig
 from patchcore_core.io.model_file import FORMAT_VERSION, ModelFileError
 from patchcore_core.pipeline.backbones import BackboneError
@@ -86,8 +87,8 @@ def test_explain_points_to_a_training_patch(fitted, brick):
 
 def test_save_load_same_results(fitted, brick, tmp_path):
     path = tmp_path / "m.safetensors"
-    fitted.save(path)
-    loaded = PatchCore.load(path, device="cpu")
+    patchcore_core.save(fitted, path)
+    loaded = patchcore_core.load(path, device="cpu")
     paths = [t.path for t in brick.test[:4]]
     a, b = fitted.predict(paths), loaded.predict(paths)
     for x, y in zip(a, b):
@@ -100,11 +101,11 @@ def test_save_load_same_results(fitted, brick, tmp_path):
 
 def test_truncated_model_file(fitted, tmp_path):
     path = tmp_path / "m.safetensors"
-    fitted.save(path)
+    patchcore_core.save(fitted, path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelFileError, match="truncated"):
-        PatchCore.load(path)
+        patchcore_core.load(path)
 
 
 def test_foreign_files(tmp_path):
@@ -113,13 +114,13 @@ def test_foreign_files(tmp_path):
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x89PNG not a model")
     with pytest.raises(ModelFileError):
-        PatchCore.load(junk)
+        patchcore_core.load(junk)
     other = tmp_path / "other.safetensors"
     save_file({"w": torch.zeros(2)}, other)
     with pytest.raises(ModelFileError, match="not a PatchCore model"):
-        PatchCore.load(other)
+        patchcore_core.load(other)
     with pytest.raises(ModelFileError, match="no such"):
-        PatchCore.load(tmp_path / "missing.safetensors")
+        patchcore_core.load(tmp_path / "missing.safetensors")
 
 
 def test_model_of_another_format_version(fitted, tmp_path):
@@ -127,14 +128,14 @@ def test_model_of_another_format_version(fitted, tmp_path):
     from safetensors.torch import save_file
 
     path = tmp_path / "m.safetensors"
-    fitted.save(path)
+    patchcore_core.save(fitted, path)
     with safe_open(str(path), "pt") as f:
         meta = json.loads(f.metadata()["patchcore"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     meta["format_version"] = FORMAT_VERSION + 1
     save_file(tensors, path, metadata={"patchcore": json.dumps(meta)})
     with pytest.raises(ModelFileError, match="format version"):
-        PatchCore.load(path)
+        patchcore_core.load(path)
 
 
 @pytest.mark.parametrize("ratio", [0.0, -1.0, 1.01])
@@ -157,8 +158,8 @@ def test_unfold_aggregation_fits_saves_and_finds_defects(brick, tmp_path):
     model = PatchCore(device="cpu", aggregation="unfold").fit(brick.train[:6], progress=False)
     assert model.bank.features.shape[1] == 1024  # (40 + 112) x 9 values, pooled to 1024
     path = tmp_path / "unfold.safetensors"
-    model.save(path)
-    again = PatchCore.load(path, device="cpu")
+    patchcore_core.save(model, path)
+    again = patchcore_core.load(path, device="cpu")
     assert again.config.aggregation == "unfold"
     good = [t.path for t in brick.test if not t.is_anomalous][:2]
     bad = [t.path for t in brick.test if t.is_anomalous][:4]
@@ -219,14 +220,14 @@ def test_model_file_of_the_previous_layout_still_loads(fitted, brick, tmp_path):
     from safetensors.torch import save_file
 
     path = tmp_path / "old.safetensors"
-    fitted.save(path)
+    patchcore_core.save(fitted, path)
     with safe_open(str(path), "pt") as f:
         meta = json.loads(f.metadata()["patchcore"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     assert meta["config"]["resize"] is None
     meta["config"]["resize"] = 256
     save_file(tensors, path, metadata={"patchcore": json.dumps(meta)})
-    old = PatchCore.load(path, device="cpu")
+    old = patchcore_core.load(path, device="cpu")
     assert old.config.resize == 256 and old.preprocess.resize == 256
     np.testing.assert_allclose(old.predict(brick.test[0].path)[0].score,
                                fitted.predict(brick.test[0].path)[0].score, rtol=1e-5)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import patchcore_core
 from patchcore_core import PatchCore
 
 
@@ -55,8 +56,8 @@ def test_wide_resnet50_2_whole_pipeline_offline(torch_home, brick, tmp_path, mon
     preds = model.predict(test)
     assert all(np.isfinite(p.score) and p.anomaly_map.shape == (64, 64) for p in preds)
 
-    path = model.save(tmp_path / "wrn.safetensors")
-    loaded = PatchCore.load(path, device="cpu")
+    path = patchcore_core.save(model, tmp_path / "wrn.safetensors")
+    loaded = patchcore_core.load(path, device="cpu")
     assert loaded.config.backbone == "wide_resnet50_2" and loaded.threshold == model.threshold
     again = loaded.predict(test)
     assert [p.score for p in again] == pytest.approx([p.score for p in preds], rel=1e-5)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import patchcore_core
 from patchcore_core import PatchCore
 from patchcore_core.cli.main import main
 from patchcore_core.data.mvtec import image_folder
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def model_file(fitted, tmp_path_factory):
     path = tmp_path_factory.mktemp("m") / "m.safetensors"
-    return fitted.save(path)
+    return patchcore_core.save(fitted, path)
 
 
 @pytest.fixture

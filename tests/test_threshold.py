@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+import patchcore_core
 from patchcore_core import PatchCore, PatchCoreConfig
 from patchcore_core.cli.main import build_parser
 from patchcore_core.evaluation.category import threshold_rates
@@ -78,8 +79,8 @@ def test_rule_is_saved_and_old_files_keep_theirs(brick, tmp_path):
     model = PatchCore(device="cpu", false_alarm_rate=0.01, coreset_ratio=0.05).fit(brick.train[:12],
                                                                                   progress=False)
     assert model.threshold == threshold_from_scores(model.calibration_scores, 0.01)
-    path = model.save(tmp_path / "m.safetensors")
-    again = PatchCore.load(path, device="cpu")
+    path = patchcore_core.save(model, tmp_path / "m.safetensors")
+    again = patchcore_core.load(path, device="cpu")
     assert again.config.false_alarm_rate == 0.01 and again.threshold == model.threshold
     # a file written before the setting existed: its threshold came from the largest score
     tensors, meta = model.state_dict()

@@ -19,6 +19,7 @@ import sys
 import typing
 from pathlib import Path
 
+from patchcore_core.io.save_load import load, save
 from patchcore_core.util.atomic import atomic_path
 from patchcore_core.util.tables import format_table, format_value
 
@@ -213,8 +214,9 @@ def _cluster(args):
         return None
     from patchcore_core.cluster import RayCluster
     from patchcore_core.ext.ensemble import refuse_cluster
+    from patchcore_core.pipeline.config import PatchCoreConfig
 
-    refuse_cluster(config_from_args(args).get("backbone") or "")  # before a cluster starts, not after
+    refuse_cluster(PatchCoreConfig(**config_from_args(args)))  # before a cluster starts, not after
 
     cluster = RayCluster(args.ray, ship_images=args.ship_images,
                          single_machine_radius=args.single_machine_radius)
@@ -273,7 +275,7 @@ def cmd_fit(args) -> int:
     train = few_shot(train, args.shots, seed=config.seed)
     model = make_model(config, device=args.device, work=_cluster(args))  # a cluster starts last
     model.fit(train, progress=not args.quiet)
-    model.save(args.out)
+    save(model, args.out)
     card = model.summary()
     print(f"saved {args.out}: {card['n_train']} images, memory bank {card['memory_bank_size']} patches, "
           f"threshold {format_value(card['threshold'])}, fit {card['fit_seconds']:.1f} s")
@@ -300,7 +302,6 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_predict(args) -> int:
     from patchcore_core.data.mvtec import image_folder
-    from patchcore_core.ext.ensemble import load_model
 
     from .outputs import check_output_file, check_output_folder, distinct_names, refuse_overwriting
 
@@ -317,7 +318,7 @@ def cmd_predict(args) -> int:
     refuse_overwriting({"--json": [args.json] if args.json else [],
                         "--heatmaps": heatmaps if args.heatmaps else []},
                        inputs=[args.model, *paths])  # before the model is loaded, not after
-    model = load_model(args.model, device=args.device)  # one backbone or an ensemble
+    model = load(args.model, device=args.device)  # one backbone or an ensemble
     results = _predict_each(model, paths, progress=not args.quiet)
     good = [(p, r, h) for p, r, h in zip(paths, results, heatmaps) if not isinstance(r, str)]
     failed = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]

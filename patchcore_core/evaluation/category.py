@@ -119,7 +119,7 @@ def evaluate_category(root, category: str, shots: int | None = None, device: str
         "n_train": len(train),
         "n_test": len(cat.test),
         "n_missing_masks": len(unmasked),   # defective test images left out of the pixel metrics
-        "memory_bank_size": model.memory_bank_size if hasattr(model, "members") else len(model.bank),
+        "memory_bank_size": model.memory_bank_size,
         "fit_seconds": round(fit_s, 2),
         "predict_seconds_per_image": round(predict_s, 4),
         "peak_rss_mb": round(peak_rss_mb(), 1),

@@ -20,30 +20,52 @@ AUROC is that of ``z``. Maps are ``exp`` of their combined pixel ``z``.
 
 from __future__ import annotations
 
-import math
+import time
 from dataclasses import asdict
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-from patchcore_core.io.model_checks import Checker, check_threshold, is_number
-from patchcore_core.io.model_file import ModelFileError, read_state, write_state
 from patchcore_core.pipeline.calibration import threshold_from_scores
 from patchcore_core.pipeline.config import PatchCoreConfig
-from patchcore_core.pipeline.patchcore import PatchCore, Prediction
+from patchcore_core.pipeline.patchcore import Explanation, PatchCore, Prediction
 from patchcore_core.pipeline.scoring import anomaly_map
 
-__all__ = ["PatchCoreEnsemble", "make_model", "load_model", "is_ensemble", "refuse_cluster"]
+__all__ = ["AnomalyModel", "PatchCoreEnsemble", "make_model", "refuse_cluster", "image_stats",
+           "combined_scores", "MIN_STD"]
 
 
-def is_ensemble(backbone: str) -> bool:
-    return "+" in backbone
+@runtime_checkable
+class AnomalyModel(Protocol):
+    """What every model is, one backbone (:class:`~patchcore_core.PatchCore`) or several
+    (:class:`PatchCoreEnsemble`): callers use these and never ask which kind they have.
+    ``patchcore_core.save(model, path)`` and ``patchcore_core.load(path)`` write and read either."""
+
+    config: PatchCoreConfig
+    threshold: float | None
+    stats: dict
+
+    @property
+    def members(self) -> list[PatchCore]: ...          # one per backbone
+    @property
+    def is_fitted(self) -> bool: ...
+    @property
+    def memory_bank_size(self) -> int: ...
+    def fit(self, images, names=None, progress: bool = True): ...
+    def score(self, images, progress: bool = False): ...  # tensors: scores, maps, patch scores, ...
+    def predict(self, images, progress: bool = False) -> list[Prediction]: ...
+    def explain(self, image, row: int | None = None, col: int | None = None) -> Explanation: ...
+    def pixel_to_patch(self, x: float, y: float) -> tuple[int, int]: ...
+    def display(self, image) -> np.ndarray: ...
+    def summary(self) -> dict: ...
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]: ...
 
 
-def refuse_cluster(backbone: str) -> None:
+def refuse_cluster(config: PatchCoreConfig) -> None:
     """An ensemble runs on one machine: a ValueError saying so (nothing for one backbone)."""
-    if is_ensemble(backbone):
-        raise ValueError(f"backbone {backbone!r} is an ensemble, which runs on one machine: "
+    if len(config.backbones) > 1:
+        raise ValueError(f"backbone {config.backbone!r} is an ensemble, which runs on one machine: "
                          "give one backbone with --ray (or leave out --ray)")
 
 
@@ -53,29 +75,14 @@ def make_model(config: PatchCoreConfig | None = None, device: str = "auto", work
     ``work``: as for :class:`~patchcore_core.PatchCore` (single backbones only).
     """
     cfg = PatchCoreConfig(**{**(asdict(config) if config else {}), **overrides})
-    if not is_ensemble(cfg.backbone):
+    if len(cfg.backbones) == 1:
         return PatchCore(cfg, device=device, work=work)
     if work is not None:
-        refuse_cluster(cfg.backbone)
+        refuse_cluster(cfg)
     return PatchCoreEnsemble(cfg, device=device)
 
 
-def load_model(path, device: str = "auto"):
-    """Read a model file written by either kind of model."""
-    tensors, meta = read_state(path)
-    try:
-        if "ensemble" in meta:
-            return PatchCoreEnsemble.from_state_dict(tensors, meta, device, source=path)
-        return PatchCore.from_state_dict(tensors, meta, device, source=path)
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, ModelFileError):
-            raise
-        detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise ModelFileError(f"{path}: inconsistent model file: {detail}") from None
-
-
-_MIN_STD = 1e-6     # the floor of a standard deviation (see _mean_std)
-_TOLERANCE = 1e-6   # relative: statistics recomputed on load, from the same numbers
+MIN_STD = 1e-6     # the floor of a standard deviation (see _mean_std)
 
 
 def _mean_std(values) -> list[float]:
@@ -83,15 +90,15 @@ def _mean_std(values) -> list[float]:
     must not divide by zero (it then adds almost nothing)."""
     v = np.asarray(values, dtype=np.float64).ravel()
     sd = float(v.std(ddof=1)) if v.size > 1 else 1.0
-    return [float(v.mean()), max(sd, _MIN_STD)]
+    return [float(v.mean()), max(sd, MIN_STD)]
 
 
-def _image_stats(scores: list[float]) -> list[float]:
+def image_stats(scores: list[float]) -> list[float]:
     """A member's [mean, std] of held-out image scores ([0, 1]: none held out)."""
     return _mean_std(scores) if scores else [0.0, 1.0]
 
 
-def _combined_scores(member_scores: list[list[float]], image_stats: list[list[float]]) -> list[float]:
+def combined_scores(member_scores: list[list[float]], image_stats: list[list[float]]) -> list[float]:
     """The ensemble's held-out scores: exp of the members' mean standardised score."""
     z = [(np.asarray(s) - mu) / sd for s, (mu, sd) in zip(member_scores, image_stats) if s]
     return np.exp(np.mean(z, axis=0)).tolist() if z else []
@@ -102,7 +109,7 @@ class PatchCoreEnsemble:
 
     def __init__(self, config: PatchCoreConfig | None = None, device: str = "auto", **overrides):
         self.config = PatchCoreConfig(**{**(asdict(config) if config else {}), **overrides})
-        names = self.config.backbone.split("+")
+        names = self.config.backbones
         if len(names) < 2 or len(set(names)) != len(names):
             raise ValueError("an ensemble needs two or more different backbones, "
                              f"not {self.config.backbone!r}")
@@ -113,6 +120,13 @@ class PatchCoreEnsemble:
         self.pixel_stats: list[list[float]] = []   # per member [mean, std] of held-out map pixels
         self.calibration_scores: list[float] = []  # combined held-out scores (exp z)
         self.threshold: float | None = None
+        self.stats: dict = {}                      # sizes and timings, as a single model's
+
+    def _collect_stats(self) -> None:
+        first = self.members[0].stats
+        self.stats = {**{k: first[k] for k in ("n_train", "crop_mode", "device") if k in first},
+                      "memory_bank_size": self.memory_bank_size,
+                      "fit_seconds": round(sum(m.stats.get("fit_seconds", 0) for m in self.members), 3)}
 
     # the attributes evaluation and the CLI read from a model
     @property
@@ -136,7 +150,7 @@ class PatchCoreEnsemble:
         images = list(images)
         for m in self.members:
             m.fit(images, names, progress)
-        self.image_stats = [_image_stats(m.calibration_scores) for m in self.members]
+        self.image_stats = [image_stats(m.calibration_scores) for m in self.members]
         self.pixel_stats = []
         for m in self.members:
             if not m.calibration_scores:  # one image: nothing held out, nothing to standardise by
@@ -146,8 +160,9 @@ class PatchCoreEnsemble:
                     for p in m.calibration_patches]
             self.pixel_stats.append(_mean_std(torch.cat(maps).cpu().numpy()))
         held_out = [m.calibration_scores for m in self.members]
-        self.calibration_scores = _combined_scores(held_out, self.image_stats)
+        self.calibration_scores = combined_scores(held_out, self.image_stats)
         self.threshold = threshold_from_scores(self.calibration_scores, self.config.false_alarm_rate or None)
+        self._collect_stats()
         return self
 
     @torch.inference_mode()
@@ -169,16 +184,22 @@ class PatchCoreEnsemble:
     def predict(self, images, progress: bool = False) -> list[Prediction]:
         if isinstance(images, (str, bytes)) or hasattr(images, "__fspath__") or hasattr(images, "size"):
             images = [images]
+        t0 = time.perf_counter()
         scores, maps, patch, _ = self.score(images, progress)
+        self.stats["predict_seconds_per_image"] = round((time.perf_counter() - t0) / max(1, len(scores)), 4)
         out = []
         for s, mp, p in zip(scores.tolist(), maps.numpy(), patch.numpy()):
             norm = s / self.threshold if self.threshold else None
             out.append(Prediction(s, norm, None if norm is None else norm > 1.0, mp, p))
         return out
 
-    def explain(self, image, row: int | None = None, col: int | None = None) -> list:
-        """Per member, its nearest normal patch (an :class:`~patchcore_core.Explanation`)."""
-        return [m.explain(image, row, col) for m in self.members]
+    def explain(self, image, row: int | None = None, col: int | None = None) -> Explanation:
+        """The nearest normal patch of the member for which the test patch is most unusual
+        (its distance, standardised by that member's image statistics); every member's
+        answer is ``[m.explain(...) for m in model.members]``."""
+        found = [m.explain(image, row, col) for m in self.members]
+        z = [(e.distance - mu) / sd for e, (mu, sd) in zip(found, self.image_stats)]
+        return found[int(np.argmax(z))]
 
     def pixel_to_patch(self, x: float, y: float) -> tuple[int, int]:
         return self.members[0].pixel_to_patch(x, y)
@@ -191,9 +212,7 @@ class PatchCoreEnsemble:
         card = {**self.config.to_dict(), "threshold": self.threshold, "members": len(self.members),
                 "memory_bank_size": self.memory_bank_size,
                 "image_stats": self.image_stats, "pixel_stats": self.pixel_stats}
-        first = self.members[0].stats
-        card.update({k: first[k] for k in ("n_train", "crop_mode", "device") if k in first})
-        card["fit_seconds"] = round(sum(m.stats.get("fit_seconds", 0) for m in self.members), 3)
+        card.update(self.stats)
         card["member_cards"] = [m.summary() for m in self.members]
         return card
 
@@ -210,97 +229,19 @@ class PatchCoreEnsemble:
         return tensors, {"ensemble": ens, "members": members}
 
     @classmethod
-    def from_state_dict(cls, tensors, metadata, device: str = "auto", source="model state"):
-        """Every field is checked before it is used: the ensemble's own
-        (:func:`_check_ensemble`), each member's as a single model's, then the
-        combining statistics against the members' calibration scores
-        (:func:`_check_statistics`)."""
-        ens, members = _check_ensemble(metadata, source)
+    def from_state_dict(cls, tensors, metadata, device: str = "auto") -> PatchCoreEnsemble:
+        """A fitted ensemble from what :meth:`state_dict` returned. It trusts its input:
+        ``patchcore_core.load`` checks a file first (:mod:`patchcore_core.io.model_checks`)."""
+        ens = metadata["ensemble"]
         model = cls(PatchCoreConfig.from_dict(ens["config"]), device=device)
         model.members = [
             PatchCore.from_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items()
-                                       if k.startswith(f"member{i}.")}, meta, device,
-                                      source=f"{source} (member {i})")
-            for i, meta in enumerate(members)]
-        _check_statistics(ens, model, source)
+                                       if k.startswith(f"member{i}.")}, meta, device)
+            for i, meta in enumerate(metadata["members"])]
         model.image_stats, model.pixel_stats = ens["image_stats"], ens["pixel_stats"]
         model.calibration_scores, model.threshold = ens["calibration_scores"], ens["threshold"]
-        return model
-
-    def save(self, path):
-        return write_state(path, *self.state_dict())
-
-    @classmethod
-    def load(cls, path, device: str = "auto") -> PatchCoreEnsemble:
-        model = load_model(path, device)
-        if not isinstance(model, cls):
-            raise ModelFileError(f"{path}: a single-backbone model, not an ensemble (use load_model)")
+        model._collect_stats()
         return model
 
     def __repr__(self) -> str:
         return f"PatchCoreEnsemble({self.config.backbone!r}, fitted={self.is_fitted})"
-
-
-def _check_ensemble(meta, source):
-    """The ensemble's own fields; each member is checked by PatchCore.from_state_dict."""
-    fail = Checker(source).fail
-    ens, members = meta.get("ensemble"), meta.get("members")
-    if not isinstance(ens, dict):
-        fail("ensemble", "must be an object")
-    if not isinstance(ens.get("config"), dict) or not isinstance(ens["config"].get("backbone"), str):
-        fail("ensemble.config", "must be an object of settings with a backbone")
-    names = ens["config"]["backbone"].split("+")
-    if not isinstance(members, list) or len(members) != len(names) or len(names) < 2:
-        fail("members", f"must be one model per backbone of {ens['config']['backbone']!r}")
-    shared = {k: v for k, v in ens["config"].items() if k != "backbone"}
-    for i, (m, name) in enumerate(zip(members, names)):
-        cfg = m.get("config") if isinstance(m, dict) else None
-        if not isinstance(cfg, dict) or cfg.get("backbone") != name:
-            fail(f"members[{i}]", f"must be the model of backbone {name!r}")
-        differ = sorted(k for k in shared.keys() | cfg.keys()
-                        if k != "backbone" and cfg.get(k) != shared.get(k))
-        if differ:  # the card shows the ensemble's settings: they must be what every member runs
-            fail(f"members[{i}].config", f"must have the ensemble's settings; it differs in {differ}")
-    for key in ("image_stats", "pixel_stats"):
-        v = ens.get(key)
-        ok = isinstance(v, list) and len(v) == len(names) and all(
-            isinstance(p, list) and len(p) == 2 and all(is_number(x) for x in p) and p[1] > 0 for p in v)
-        if not ok:
-            fail(f"ensemble.{key}", f"must be one [mean, std > 0] of finite numbers per member; "
-                                    f"the file says {v!r:.80}")
-    cal = ens.get("calibration_scores")
-    if not isinstance(cal, list) or not all(is_number(x) and x > 0 for x in cal):
-        fail("ensemble.calibration_scores", f"must be a list of positive finite numbers; "
-                                            f"the file says {cal!r:.80}")
-    return ens, members
-
-
-def _check_statistics(ens: dict, model: PatchCoreEnsemble, source) -> None:
-    """The combining statistics as :meth:`PatchCoreEnsemble.fit` makes them from
-    the (checked) members: image statistics and combined scores recomputed,
-    the threshold as a single model's (:func:`check_threshold`), pixel
-    statistics within the range of the maps they summarise."""
-    c = Checker(source)
-    held_out = [m.calibration_scores for m in model.members]
-    for i, (scores, got) in enumerate(zip(held_out, ens["image_stats"])):
-        want = _image_stats(scores)
-        if not all(math.isclose(g, w, rel_tol=_TOLERANCE, abs_tol=1e-12) for g, w in zip(got, want)):
-            c.fail(f"ensemble.image_stats[{i}]", f"is {got}; member {i}'s calibration scores give {want}")
-    want = _combined_scores(held_out, ens["image_stats"])
-    got = ens["calibration_scores"]
-    if len(got) != len(want) or not all(math.isclose(g, w, rel_tol=_TOLERANCE) for g, w in zip(got, want)):
-        c.fail("ensemble.calibration_scores", f"must be the members' combined calibration scores "
-                                              f"{[round(w, 6) for w in want]!r:.120}; "
-                                              f"the file says {got!r:.120}")
-    check_threshold(c, "ensemble.threshold", ens["threshold"], got, model.config.false_alarm_rate)
-    for i, (m, (mean, sd)) in enumerate(zip(model.members, ens["pixel_stats"])):
-        if not m.calibration_scores:
-            low, high = [0.0, 1.0], [0.0, 1.0]  # what fit writes when nothing was held out
-        else:
-            # map pixels are smoothed patch scores (>= 0); without Eq. 7 the largest is the image score
-            top = max(m.calibration_scores) if m.config.reweight_neighbours == 0 else math.inf
-            low, high = [0.0, _MIN_STD], [top * (1 + _TOLERANCE), max(top * (1 + _TOLERANCE), _MIN_STD)]
-        if not (low[0] - 1e-9 <= mean <= high[0] and low[1] <= sd <= high[1]):
-            c.fail(f"ensemble.pixel_stats[{i}]", f"is {[mean, sd]}; member {i}'s maps allow a mean in "
-                                                 f"[{low[0]}, {high[0]:.6g}] and a std in "
-                                                 f"[{low[1]}, {high[1]:.6g}]")

@@ -33,16 +33,19 @@ from dataclasses import MISSING, fields
 import torch
 
 from patchcore_core.ext.ann import ANN_BACKENDS, index_from_tensor, index_problem
+from patchcore_core.ext.ensemble import MIN_STD, combined_scores, image_stats
 from patchcore_core.pipeline.backbones import BACKBONES, BackboneError, get_spec, stage_strides
 from patchcore_core.pipeline.calibration import threshold_from_scores
-from patchcore_core.pipeline.config import MAX_IMAGE_SIDE, PatchCoreConfig, min_image_size
+from patchcore_core.pipeline.config import MAX_IMAGE_SIDE, PatchCoreConfig, SettingError, min_image_size
 
 from .model_file import ModelFileError
 
-__all__ = ["MAX_BUILD_BYTES", "check_model_state", "expected_grid", "Checker", "check_threshold", "is_number"]
+__all__ = ["MAX_BUILD_BYTES", "check_model_state", "check_ensemble_state", "expected_grid", "Checker",
+           "check_threshold", "is_number"]
 
 MAX_BUILD_BYTES = 2 << 30    # memory the channel-pooling matrices may take (WideResNet-50 unfold: ~1 GB)
 THRESHOLD_TOLERANCE = 1e-6   # relative: another scipy may fit a threshold a few late digits apart
+_TOLERANCE = 1e-6            # relative: ensemble statistics recomputed on load, from the same numbers
 # How far the bank's longest row and the largest calibration score may part (see _check_scale):
 # honest fits stay within 0.001-1x; past these bounds the file was not fitted.
 MAX_SCORE_TO_ROW = 100.0
@@ -128,6 +131,8 @@ def _check_config(c: Checker, cfg):
         c.fail("config.sigma", f"must be 0 or more; the file says {cfg['sigma']}")
     try:
         return PatchCoreConfig.from_dict(cfg)  # its own range checks (ratios, choices, sizes)
+    except SettingError as exc:
+        c.fail(f"config.{exc.field}", f"is not valid: {exc}")
     except (ValueError, TypeError, BackboneError) as exc:
         c.fail("config", f"is not a valid setting: {exc}")
 
@@ -323,3 +328,83 @@ def _check_index(c: Checker, tensors: dict, backend: str, n: int, d: int):
     problem = index_problem(index, backend, n, d)
     if problem:
         c.fail("bank.index", problem)
+
+
+def check_ensemble_state(meta, tensors: dict, source="model file") -> None:
+    """As :func:`check_model_state`, for an ensemble's file: its own fields, each member's as a
+    single model's, then the combining statistics against the members' calibration scores."""
+    c = Checker(source)
+    ens, members = _check_ensemble_fields(c, meta)
+    for i, m in enumerate(members):
+        prefix = f"member{i}."
+        check_model_state(m, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                          f"{source} (member {i})")
+    _check_statistics(c, ens, members)
+
+
+def _check_ensemble_fields(c: Checker, meta):
+    """The ensemble's own fields (its members' are checked as single models')."""
+    fail = c.fail
+    if not isinstance(meta, dict):
+        fail("patchcore", f"(the metadata) must be a JSON object; the file holds a {type(meta).__name__}")
+    ens, members = meta.get("ensemble"), meta.get("members")
+    if not isinstance(ens, dict):
+        fail("ensemble", "must be an object")
+    if not isinstance(ens.get("config"), dict) or not isinstance(ens["config"].get("backbone"), str):
+        fail("ensemble.config", "must be an object of settings with a backbone")
+    names = ens["config"]["backbone"].split("+")
+    if not isinstance(members, list) or len(members) != len(names) or len(names) < 2:
+        fail("members", f"must be one model per backbone of {ens['config']['backbone']!r}")
+    shared = {k: v for k, v in ens["config"].items() if k != "backbone"}
+    for i, (m, name) in enumerate(zip(members, names)):
+        cfg = m.get("config") if isinstance(m, dict) else None
+        if not isinstance(cfg, dict) or cfg.get("backbone") != name:
+            fail(f"members[{i}]", f"must be the model of backbone {name!r}")
+        differ = sorted(k for k in shared.keys() | cfg.keys()
+                        if k != "backbone" and cfg.get(k) != shared.get(k))
+        if differ:  # the card shows the ensemble's settings: they must be what every member runs
+            fail(f"members[{i}].config", f"must have the ensemble's settings; it differs in {differ}")
+    for key in ("image_stats", "pixel_stats"):
+        v = ens.get(key)
+        ok = isinstance(v, list) and len(v) == len(names) and all(
+            isinstance(p, list) and len(p) == 2 and all(is_number(x) for x in p) and p[1] > 0 for p in v)
+        if not ok:
+            fail(f"ensemble.{key}", f"must be one [mean, std > 0] of finite numbers per member; "
+                                    f"the file says {v!r:.80}")
+    cal = ens.get("calibration_scores")
+    if not isinstance(cal, list) or not all(is_number(x) and x > 0 for x in cal):
+        fail("ensemble.calibration_scores", f"must be a list of positive finite numbers; "
+                                            f"the file says {cal!r:.80}")
+    return ens, members
+
+
+def _check_statistics(c: Checker, ens: dict, members: list[dict]) -> None:
+    """The combining statistics as :meth:`PatchCoreEnsemble.fit` makes them from
+    the (checked) members: image statistics and combined scores recomputed,
+    the threshold as a single model's (:func:`check_threshold`), pixel
+    statistics within the range of the maps they summarise."""
+    held_out = [m.get("calibration_scores", []) for m in members]
+    false_alarm_rate = ens["config"].get("false_alarm_rate", 0.0)
+    for i, (scores, got) in enumerate(zip(held_out, ens["image_stats"])):
+        want = image_stats(scores)
+        if not all(math.isclose(g, w, rel_tol=_TOLERANCE, abs_tol=1e-12) for g, w in zip(got, want)):
+            c.fail(f"ensemble.image_stats[{i}]", f"is {got}; member {i}'s calibration scores give {want}")
+    want = combined_scores(held_out, ens["image_stats"])
+    got = ens["calibration_scores"]
+    if len(got) != len(want) or not all(math.isclose(g, w, rel_tol=_TOLERANCE) for g, w in zip(got, want)):
+        c.fail("ensemble.calibration_scores", f"must be the members' combined calibration scores "
+                                              f"{[round(w, 6) for w in want]!r:.120}; "
+                                              f"the file says {got!r:.120}")
+    check_threshold(c, "ensemble.threshold", ens.get("threshold"), got, false_alarm_rate)
+    for i, (m, (mean, sd)) in enumerate(zip(members, ens["pixel_stats"])):
+        scores = m.get("calibration_scores", [])
+        if not scores:
+            low, high = [0.0, 1.0], [0.0, 1.0]  # what fit writes when nothing was held out
+        else:
+            # map pixels are smoothed patch scores (>= 0); without Eq. 7 the largest is the image score
+            top = max(scores) if m["config"].get("reweight_neighbours", 0) == 0 else math.inf
+            low, high = [0.0, MIN_STD], [top * (1 + _TOLERANCE), max(top * (1 + _TOLERANCE), MIN_STD)]
+        if not (low[0] - 1e-9 <= mean <= high[0] and low[1] <= sd <= high[1]):
+            c.fail(f"ensemble.pixel_stats[{i}]", f"is {[mean, sd]}; member {i}'s maps allow a mean in "
+                                                 f"[{low[0]}, {high[0]:.6g}] and a std in "
+                                                 f"[{low[1]}, {high[1]:.6g}]")

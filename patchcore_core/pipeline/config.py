@@ -20,7 +20,7 @@ from .memory_bank import APPROXIMATE_PARAMS, KNN_BACKENDS
 from .preprocess import CROP_MODES
 from .scoring import UPSAMPLE_MODES
 
-__all__ = ["PatchCoreConfig", "setting"]
+__all__ = ["PatchCoreConfig", "SettingError", "setting"]
 
 MAX_IMAGE_SIDE = 4096        # px, for resize and image_size (the paper: 256 and 224)
 
@@ -33,6 +33,14 @@ def min_image_size(backbone: str, sigma: float) -> int:
     radius = int(4.0 * sigma + 0.5) if sigma > 0 else 0
     stride = max(max(get_spec(name).strides) for name in backbone.split("+"))  # "+": an ensemble
     return max(stride, radius + 1)
+
+
+class SettingError(ValueError):
+    """A setting out of its range: ``field`` names it, the message says what is accepted."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 def setting(default, help: str, choices=None, cli: str | None = None):
@@ -99,11 +107,11 @@ class PatchCoreConfig:
     seed: int = setting(0, "seed for the coreset and the calibration split")
 
     def __post_init__(self):
-        members = self.backbone.split("+")  # "a+b+c": an ensemble (patchcore_core.ext.ensemble)
-        for name in members:
+        for name in self.backbones:
             get_spec(name)  # unknown names raise, listing the choices
-        if len(members) > 1 and self.layers is not None:
-            raise ValueError("an ensemble uses each backbone's default layers; give no --layers with "
+        if len(self.backbones) > 1 and self.layers is not None:
+            raise SettingError("layers",
+                              "an ensemble uses each backbone's default layers; give no --layers with "
                              f"backbone {self.backbone!r}")
         if self.layers is not None:
             self.layers = tuple(self.layers)
@@ -111,41 +119,47 @@ class PatchCoreConfig:
             allowed = f.metadata.get("choices")
             value = getattr(self, f.name)
             if allowed is not None and f.name != "backbone" and value not in allowed:
-                raise ValueError(f"{f.name} must be one of {', '.join(allowed)}; not {value!r}")
+                raise SettingError(f.name, f"{f.name} must be one of {', '.join(allowed)}; not {value!r}")
         if not 0 < self.coreset_ratio <= 1:
-            raise ValueError(f"coreset_ratio must be in (0, 1], not {self.coreset_ratio}")
+            raise SettingError("coreset_ratio", f"coreset_ratio must be in (0, 1], not {self.coreset_ratio}")
         if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
-            raise ValueError(f"neighbourhood must be a positive odd number, not {self.neighbourhood}")
+            raise SettingError("neighbourhood",
+                              f"neighbourhood must be a positive odd number, not {self.neighbourhood}")
         if not 0 < self.image_size <= self.resize_to:
-            raise ValueError(f"need 0 < image_size <= resize; got {self.image_size} and {self.resize_to}")
+            raise SettingError("image_size",
+                              f"need 0 < image_size <= resize; got {self.image_size} and {self.resize_to}")
         if self.reweight_neighbours < 0:
-            raise ValueError(f"reweight_neighbours must be >= 0, not {self.reweight_neighbours}")
+            raise SettingError("reweight_neighbours",
+                              f"reweight_neighbours must be >= 0, not {self.reweight_neighbours}")
         if not 0 <= self.calibration_fraction < 1:
-            raise ValueError(f"calibration_fraction must be in [0, 1), not {self.calibration_fraction}")
+            raise SettingError("calibration_fraction",
+                              f"calibration_fraction must be in [0, 1), not {self.calibration_fraction}")
         if not 0 <= self.false_alarm_rate < 1:
-            raise ValueError(f"false_alarm_rate must be in [0, 1) (0: the largest held-out score), "
+            raise SettingError("false_alarm_rate",
+                              f"false_alarm_rate must be in [0, 1) (0: the largest held-out score), "
                              f"not {self.false_alarm_rate}")
         for name in ("pretrain_dim", "target_dim", "projection_dim", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+                raise SettingError(name, f"{name} must be >= 1, not {getattr(self, name)}")
         for name, value in self.ann.items():
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 (or None: scaled to the bank), not {value}")
+                raise SettingError(name, f"{name} must be >= 1 (or None: scaled to the bank), not {value}")
         if not (math.isfinite(self.sigma) and self.sigma >= 0):
-            raise ValueError(f"sigma must be a finite number >= 0 (pixels), not {self.sigma}")
+            raise SettingError("sigma", f"sigma must be a finite number >= 0 (pixels), not {self.sigma}")
         smallest = min_image_size(self.backbone, self.sigma)  # else fit works and predict cannot
         if self.image_size < smallest:
-            raise ValueError(f"image_size {self.image_size} is too small for {self.backbone} with sigma "
+            raise SettingError("image_size",
+                              f"image_size {self.image_size} is too small for {self.backbone} with sigma "
                              f"{self.sigma}: give at least {smallest} px (the backbone's deepest layer "
                              "needs a whole cell, the anomaly map's Gaussian more pixels than its radius)")
         if self.neighbourhood > (grid := self.patch_grid):  # past the grid: only more zero padding
             what = (f"the image side ({grid} px; custom layers' grid is not known before the backbone runs)"
                     if self.layers is not None else
                     f"the {grid}x{grid} patch grid of {self.backbone} at image_size {self.image_size}")
-            raise ValueError(f"neighbourhood {self.neighbourhood} is larger than {what}: "
+            raise SettingError("neighbourhood", f"neighbourhood {self.neighbourhood} is larger than {what}: "
                              f"give at most {grid - 1 + grid % 2}")
         if self.resize_to > MAX_IMAGE_SIDE:
-            raise ValueError(f"resize {self.resize_to} is more than {MAX_IMAGE_SIDE} px")
+            raise SettingError("resize", f"resize {self.resize_to} is more than {MAX_IMAGE_SIDE} px")
 
     @property
     def resize_to(self) -> int:
@@ -159,7 +173,13 @@ class PatchCoreConfig:
         the backbone runs; the image side is the bound then."""
         if self.layers is not None:
             return self.image_size
-        return min(-(-self.image_size // get_spec(name).strides[0]) for name in self.backbone.split("+"))
+        return min(-(-self.image_size // get_spec(name).strides[0]) for name in self.backbones)
+
+    @property
+    def backbones(self) -> list[str]:
+        """The backbone names: one, or several for ``"a+b+c"``, the paper's ensemble
+        (:class:`patchcore_core.ext.ensemble.PatchCoreEnsemble`)."""
+        return self.backbone.split("+")
 
     @property
     def ann(self) -> dict:

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from patchcore_core.io.model_checks import check_model_state
-from patchcore_core.io.model_file import ModelFileError, read_state, write_state
 from patchcore_core.util.device import resolve_device
 from patchcore_core.util.images import image_size, read_image
 
@@ -112,7 +109,7 @@ class PatchCore:
                  work: LocalWork | None = None, **overrides):
         base = asdict(config) if config is not None else {}
         self.config = PatchCoreConfig(**{**base, **overrides})
-        if "+" in self.config.backbone:
+        if len(self.config.backbones) > 1:
             raise ValueError(f"backbone {self.config.backbone!r} is an ensemble: use "
                              "patchcore_core.ext.ensemble.make_model (or PatchCoreEnsemble)")
         self.device = resolve_device(device)
@@ -145,6 +142,15 @@ class PatchCore:
     @property
     def is_fitted(self) -> bool:
         return self.bank is not None
+
+    @property
+    def members(self) -> list[PatchCore]:
+        """The models whose scores this one combines: itself (an ensemble has one per backbone)."""
+        return [self]
+
+    @property
+    def memory_bank_size(self) -> int:
+        return len(self.bank)
 
     def _require_fitted(self):
         if not self.is_fitted:
@@ -384,11 +390,10 @@ class PatchCore:
 
     @classmethod
     def from_state_dict(cls, tensors: dict[str, torch.Tensor], metadata: dict,
-                        device: str = "auto", source="model state") -> PatchCore:
-        """A fitted model from what :meth:`state_dict` returned. Every field
-        is checked first (:func:`~patchcore_core.io.model_checks.check_model_state`):
-        a model file may come from a stranger."""
-        check_model_state(metadata, tensors, source)
+                        device: str = "auto") -> PatchCore:
+        """A fitted model from what :meth:`state_dict` returned. It trusts its
+        input: ``patchcore_core.load`` checks a file's every field first
+        (:mod:`patchcore_core.io.model_checks`), since a file may come from a stranger."""
         config = dict(metadata["config"])
         config.setdefault("false_alarm_rate", 0.0)  # files from before the setting: the largest score
         model = cls(PatchCoreConfig.from_dict(config), device=device)
@@ -408,22 +413,6 @@ class PatchCore:
         model.train_names = metadata["train_names"]
         model.stats = metadata.get("stats", {})
         return model
-
-    def save(self, path) -> Path:
-        """Write the model as one safetensors file with JSON metadata (no pickle); returns the path."""
-        return write_state(path, *self.state_dict())
-
-    @classmethod
-    def load(cls, path, device: str = "auto") -> PatchCore:
-        """Read a model written by :meth:`save`; never unpickles anything."""
-        tensors, metadata = read_state(path)
-        try:
-            return cls.from_state_dict(tensors, metadata, device, source=path)
-        except ModelFileError:
-            raise  # already names the file and the field
-        except (KeyError, TypeError, ValueError) as exc:
-            detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise ModelFileError(f"{path}: inconsistent model file: {detail}") from None
 
     def __repr__(self) -> str:
         state = f"bank={len(self.bank)}x{self.bank.features.shape[1]}" if self.bank else "not fitted"

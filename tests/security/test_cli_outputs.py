@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import patchcore_core
 from patchcore_core.cli.main import main
 from patchcore_core.cli.outputs import OutputPathError, check_output_file, check_output_folder
 from patchcore_core.pipeline.config import PatchCoreConfig
@@ -108,7 +109,7 @@ def test_same_file_names_in_two_folders_get_two_heatmaps(builtin_root, brick, tm
     from patchcore_core import PatchCore
 
     model = tmp_path / "m.safetensors"
-    PatchCore(device="cpu", image_size=64).fit(brick.train[:4], progress=False).save(model)
+    patchcore_core.save(PatchCore(device="cpu", image_size=64).fit(brick.train[:4], progress=False), model)
     test = builtin_root / "brick" / "test"
     good, hole = test / "good" / "000.png", test / "hole" / "000.png"
     maps, out = tmp_path / "maps", tmp_path / "p.json"

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import patchcore_core
 from demo import explain, models
 from demo.training_images import TrainingImages
 
@@ -104,7 +105,8 @@ def test_cli_with_a_hostile_model_serves_none_of_its_paths(fitted, private, tmp_
     from servers import free_port, wait_until_answering
 
     path = tmp_path / "hostile.safetensors"
-    hostile(fitted, [str(private / "train.png"), "/etc/passwd", "../../../../../../../etc/passwd"]).save(path)
+    patchcore_core.save(hostile(fitted, [str(private / "train.png"), "/etc/passwd",
+                                         "../../../../../../../etc/passwd"]), path)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     env = {**os.environ, "PATCHCORE_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}

@@ -11,16 +11,17 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+import patchcore_core
 from patchcore_core import PatchCore, PatchCoreConfig
 from patchcore_core.cli.main import main as cli_main
-from patchcore_core.ext.ensemble import load_model, make_model
+from patchcore_core.ext.ensemble import make_model
 from patchcore_core.io.model_file import ModelFileError
 
 
 @pytest.fixture(scope="module")
 def saved(fitted, tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "good.safetensors"
-    fitted.save(path)
+    patchcore_core.save(fitted, path)
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["patchcore"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -147,7 +148,7 @@ def test_library_names_the_field(crafted):
     """Threat: a crafted file predicts wrongly or crashes: the library refuses it, naming the field."""
     path, field = crafted
     with pytest.raises(ModelFileError) as info:
-        PatchCore.load(path, device="cpu")
+        patchcore_core.load(path, device="cpu")
     assert str(path) in str(info.value) and f"'{field}'" in str(info.value)
 
 
@@ -171,7 +172,7 @@ def test_demo_refuses_the_model_at_start(crafted, capsys):
 def test_a_good_file_still_loads_and_predicts_the_same(saved, fitted, brick):
     """Threat (to availability): the checks refuse an honest model."""
     path, _, _ = saved
-    model = PatchCore.load(path, device="cpu")
+    model = patchcore_core.load(path, device="cpu")
     img = brick.test[-1].path
     assert model.predict([img])[0].score == pytest.approx(fitted.predict([img])[0].score, rel=1e-5)
 
@@ -182,7 +183,7 @@ def test_a_nan_threshold_no_longer_calls_a_defect_normal(saved, tmp_path, brick)
     meta = {**meta, "threshold": float("nan")}
     path = _write(tmp_path / "nan.safetensors", meta, tensors)
     with pytest.raises(ModelFileError, match="threshold"):
-        PatchCore.load(path, device="cpu")
+        patchcore_core.load(path, device="cpu")
 
 
 @pytest.mark.parametrize("size", [8, 16])
@@ -215,7 +216,7 @@ def test_a_huge_threshold_would_call_a_defect_normal_and_is_refused(saved, fitte
     assert fitted.predict([defect])[0].is_anomalous  # what the honest model says
     path = _write(tmp_path / "huge.safetensors", {**meta, "threshold": 1e308}, tensors)
     with pytest.raises(ModelFileError, match=r"'threshold'.*accepted range"):
-        PatchCore.load(path, device="cpu")
+        patchcore_core.load(path, device="cpu")
 
 
 # ------------------------------------------------------------------ ensembles
@@ -226,7 +227,7 @@ ENSEMBLE = {"backbone": "efficientnet_lite0+efficientnet_lite1", "image_size": 9
 @pytest.fixture(scope="module")
 def saved_ensemble(brick, tmp_path_factory):
     path = tmp_path_factory.mktemp("ensemble") / "good.safetensors"
-    make_model(**ENSEMBLE).fit(brick.train[:12], progress=False).save(path)
+    patchcore_core.save(make_model(**ENSEMBLE).fit(brick.train[:12], progress=False), path)
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["patchcore"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -276,7 +277,7 @@ def test_ensemble_statistics_are_checked_like_a_single_models(saved_ensemble, tm
     change(meta)
     path = _write(tmp_path / "crafted.safetensors", meta, tensors)
     with pytest.raises(ModelFileError) as info:
-        load_model(path, device="cpu")
+        patchcore_core.load(path, device="cpu")
     assert str(path) in str(info.value) and f"'{field}'" in str(info.value)
     assert cli_main(["predict", "--model", str(path), str(brick.test[0].path), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -286,8 +287,8 @@ def test_ensemble_statistics_are_checked_like_a_single_models(saved_ensemble, tm
 def test_a_good_ensemble_still_loads_and_predicts_the_same(saved_ensemble, brick):
     """Threat (to availability): the ensemble checks refuse an honest ensemble."""
     path, _, _ = saved_ensemble
-    again = load_model(path, device="cpu")
-    twice = load_model(again.save(path.with_name("again.safetensors")), device="cpu")
+    again = patchcore_core.load(path, device="cpu")
+    twice = patchcore_core.load(patchcore_core.save(again, path.with_name("again.safetensors")), device="cpu")
     img = brick.test[-1].path
     assert twice.predict([img])[0].score == pytest.approx(again.predict([img])[0].score, rel=1e-5)
     assert twice.threshold == again.threshold
@@ -311,7 +312,7 @@ def test_honest_models_of_every_kind_still_load(settings, images, brick, tmp_pat
     """Threat (to availability): the range checks refuse a model the project itself fitted."""
     train = [brick.train[0]] * 3 if images == "same" else brick.train[:images]
     model = PatchCore(device="cpu", image_size=64, **settings).fit(train, progress=False)
-    again = PatchCore.load(model.save(tmp_path / "m.safetensors"), device="cpu")
+    again = patchcore_core.load(patchcore_core.save(model, tmp_path / "m.safetensors"), device="cpu")
     img = brick.test[0].path
     assert again.threshold == model.threshold
     assert again.predict([img])[0].score == pytest.approx(model.predict([img])[0].score, rel=1e-5)
