@@ -29,6 +29,10 @@ from pathlib import Path, PurePosixPath
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
+from tqdm.auto import tqdm
+
+from patchcore_core._version import __version__
+
 __all__ = ["DownloadError", "ChecksumError", "UnpackLimitError", "fetch", "file_digest", "verify",
            "check_archive", "safe_extract", "ARCHIVE_SUFFIXES", "DEFAULT_MAX_UNPACKED_BYTES",
            "DEFAULT_MAX_RATIO"]
@@ -77,10 +81,6 @@ def fetch(url: str, dest, *, progress: bool = True, retries: int = 3, timeout: f
     from the bytes already kept (up to ``retries`` times, ``backoff`` seconds
     apart, doubling); a server that ignores ``Range`` is read from the start.
     """
-    from tqdm.auto import tqdm
-
-    from patchcore_core._version import __version__
-
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -134,8 +134,6 @@ def fetch(url: str, dest, *, progress: bool = True, retries: int = 3, timeout: f
 
 def file_digest(path, algorithm: str = "sha256", progress: bool = False) -> str:
     """Hex digest of a file, read in chunks (archives are gigabytes)."""
-    from tqdm.auto import tqdm
-
     path = Path(path)
     h = hashlib.new(algorithm)
     with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
@@ -310,8 +308,6 @@ def safe_extract(archive, dest, progress: bool = True, *, max_bytes: int = DEFAU
     archive. The bytes really written are counted too; on any error ``dest``
     is left as it was found (nothing half-written).
     """
-    from tqdm.auto import tqdm
-
     archive, dest = Path(archive), Path(dest)
     kind = _archive_kind(archive)
     if dest.exists() and any(dest.iterdir()):

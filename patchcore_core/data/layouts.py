@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from patchcore_core.util.images import IMAGE_EXTENSIONS, DataError, read_mask
 
@@ -75,8 +76,6 @@ def merge_region_masks(gt: Path, progress: bool = True) -> int:
     LOCO's region masks hold an id per region rather than 255, so any
     non-zero pixel counts as defect.
     """
-    from tqdm.auto import tqdm
-
     folders = sorted(p for p in gt.glob("*/*") if p.is_dir())
     for folder in tqdm(folders, desc=f"merge masks {gt.parent.name}", unit="image", disable=not progress):
         parts = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -117,8 +116,6 @@ def convert_visa(src: Path, out: Path, categories: list[str], progress: bool = T
     ground_truth/bad/<stem>_mask.png. VisA's masks hold small class ids; any
     non-zero pixel becomes 255.
     """
-    from tqdm.auto import tqdm
-
     base = find_dir(src, lambda p: (p / "split_csv" / "1cls.csv").is_file())
     if base is None:
         raise DataError("the archive has no split_csv/1cls.csv (VisA's split file); is it the right file?")

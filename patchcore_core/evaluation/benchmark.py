@@ -24,7 +24,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from patchcore_core._version import __version__
+from patchcore_core.data.mvtec import list_categories
+from patchcore_core.pipeline.config import PatchCoreConfig
 from patchcore_core.util.atomic import atomic_path
 
 from .category import evaluate_category
@@ -171,9 +175,6 @@ def _write(out_dir: Path, rows: list[dict], settings: dict) -> None:
 
 
 def _settings(root, config: dict, mask_protocol: str, dataset: str) -> dict:
-    from patchcore_core._version import __version__
-    from patchcore_core.pipeline.config import PatchCoreConfig
-
     full = PatchCoreConfig(**config).to_dict()
     full.pop("seed")  # the seed is part of each run, not of the benchmark
     return {"data": str(Path(root).resolve()), "dataset": dataset, "config": full,
@@ -204,10 +205,6 @@ def run_benchmark(root, out_dir, categories: list[str] | None = None, shots: lis
     all of them). ``seeds``: default ``[config seed or 0]``. Returns all rows,
     those read from an earlier call included.
     """
-    from tqdm.auto import tqdm
-
-    from patchcore_core.data.mvtec import list_categories
-
     log = log or (lambda msg: print(msg, file=sys.stderr))
     root, out_dir = Path(root), Path(out_dir)
     cats = category_order(categories or list_categories(root))

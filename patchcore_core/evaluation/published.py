@@ -15,6 +15,13 @@ import math
 from importlib.resources import files
 from pathlib import Path
 
+import numpy as np
+from matplotlib.figure import Figure
+
+from patchcore_core.util.atomic import atomic_path
+
+from .benchmark import category_order
+
 __all__ = ["load_published", "published_value", "comparison_figure", "figure_title", "PAPER_BACKBONE"]
 
 PAPER_BACKBONE = "wide_resnet50_2"
@@ -57,13 +64,6 @@ def comparison_figure(rows: list[dict], path, config: dict, dataset: str = "mvte
     pixel AUROC and PRO beside the published figures. ``rows`` are benchmark
     rows (full-data runs are used; several seeds are averaged). The title says
     when this run's backbone is not the paper's."""
-    import numpy as np
-    from matplotlib.figure import Figure  # not pyplot: a notebook's inline backend stays as it is
-
-    from patchcore_core.util.atomic import atomic_path
-
-    from .benchmark import category_order
-
     full = [r for r in rows if r.get("shots") is None]
     cats = category_order({r["category"] for r in full}) + ["mean"]
     entries = [e for e in load_published(dataset) if e["name"] in FIGURE_ENTRIES]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+import faiss
 import numpy as np
 import torch
 
@@ -35,8 +36,6 @@ def index_megabytes(bank: MemoryBank) -> float:
     """What the bank's search structure occupies: the serialised index for
     the approximate backends, the flat rows for the exact ones."""
     if bank.is_approximate:
-        import faiss
-
         return len(faiss.serialize_index(bank.build_index())) / 2**20
     return bank.nbytes / 2**20
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import sys
 
+import faiss
 import numpy as np
 import torch
 
@@ -112,8 +113,6 @@ def _train_sample(x: np.ndarray, nlist: int, seed: int = 0) -> np.ndarray:
 
 def build_index(features: torch.Tensor, params: dict):
     """Train and fill the index ``params`` (from :func:`scaled_params`) describes."""
-    import faiss
-
     x = np.ascontiguousarray(features.detach().float().cpu().numpy())
     n, d = x.shape
     backend = params["backend"]
@@ -141,8 +140,6 @@ def build_index(features: torch.Tensor, params: dict):
 
 def set_search_params(index, params: dict) -> None:
     """Apply ``nprobe`` / ``ef_search`` / ``k_factor`` (after building or loading)."""
-    import faiss
-
     backend = params["backend"]
     if backend == "ivf_pq":
         index.k_factor = params["k_factor"]
@@ -155,8 +152,6 @@ def set_search_params(index, params: dict) -> None:
 
 def index_to_tensor(index) -> torch.Tensor:
     """The index as bytes in a 1-D ``uint8`` tensor (``faiss.serialize_index``)."""
-    import faiss
-
     return torch.from_numpy(faiss.serialize_index(index).copy())
 
 
@@ -164,8 +159,6 @@ def index_from_tensor(data: torch.Tensor):
     """The index back from :func:`index_to_tensor`'s tensor (``faiss.deserialize_index``).
 
     Raises ``ValueError`` when the bytes are not a faiss index."""
-    import faiss
-
     if data.dtype != torch.uint8 or data.ndim != 1 or len(data) == 0:
         raise ValueError(f"must be a non-empty 1-D uint8 tensor; it is {data.dtype} {tuple(data.shape)}")
     try:
@@ -177,8 +170,6 @@ def index_from_tensor(data: torch.Tensor):
 
 def index_problem(index, backend: str, n: int, d: int) -> str | None:
     """Why a loaded ``index`` cannot serve a ``backend`` bank of ``n x d`` rows (None: it can)."""
-    import faiss
-
     want = _INDEX_TYPES.get(backend)
     if want is None:
         return f"belongs to no approximate backend ({backend!r} needs no index)"

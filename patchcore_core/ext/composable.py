@@ -32,7 +32,7 @@ import torch
 
 from patchcore_core.pipeline.coreset import coreset_size, greedy_coreset
 from patchcore_core.pipeline.memory_bank import exact_index, knn_search
-from patchcore_core.pipeline.patchcore import LocalWork
+from patchcore_core.pipeline.work import LocalWork
 
 __all__ = ["ComposableResult", "shard_rows", "shard_pick_count", "shard_greedy",
            "composable_greedy_coreset", "covering_radius_faiss", "MeasuredWork"]

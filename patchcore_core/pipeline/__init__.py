@@ -11,6 +11,7 @@
 ``scoring``        Sec. 3.3: patch scores, image score (max, Eq. 7), the
                    anomaly map (upsample, Gaussian sigma 4)
 ``calibration``    a threshold from held-out good images
+``work``           where fit's heavy steps run (the hooks a cluster implements)
 ``config``         every setting, declared and validated once
 ``patchcore``      ``PatchCore``: fit, predict, explain, state_dict
 =================  ==========================================================

@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 import random
 
+from scipy.stats import t
+
 __all__ = ["calibration_folds", "threshold_from_scores", "fitted_threshold", "LEAVE_ONE_OUT_BELOW",
            "MIN_SCORES_TO_FIT", "DEFAULT_FALSE_ALARM_RATE"]
 
@@ -80,8 +82,6 @@ def fitted_threshold(scores: list[float], false_alarm_rate: float) -> float:
     Rates measured on test images can still differ from the aim: a test set
     with 3 good images can only show 0%, 33%, 67% or 100%.
     """
-    from scipy.stats import t
-
     if not 0 < false_alarm_rate < 1:
         raise ValueError(f"false_alarm_rate must be in (0, 1), not {false_alarm_rate}")
     n = len(scores)

@@ -22,6 +22,7 @@ plugs itself in here (:func:`use_approximate_search`) when
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import torch
 
@@ -70,8 +71,6 @@ def _torch_knn(queries: torch.Tensor, bank: torch.Tensor, k: int, chunk_bytes: i
 
 def exact_index(bank: torch.Tensor):
     """A faiss flat (exact) L2 index over the rows of ``bank``."""
-    import faiss
-
     index = faiss.IndexFlatL2(bank.shape[1])
     if bank.device.type == "cuda" and hasattr(faiss, "StandardGpuResources"):
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), bank.device.index or 0, index)

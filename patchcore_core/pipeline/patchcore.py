@@ -27,11 +27,12 @@ from patchcore_core.util.images import image_size, read_image
 from .backbones import FeatureExtractor, get_spec, load_backbone
 from .calibration import calibration_folds, threshold_from_scores
 from .config import PatchCoreConfig
-from .coreset import greedy_coreset, random_coreset
+from .coreset import random_coreset
 from .features import PatchEmbedding, aggregate_layers
 from .memory_bank import MemoryBank, approximate_search
 from .preprocess import Preprocess
 from .scoring import anomaly_map, image_scores, reweighted_image_scores
+from .work import LocalWork
 
 __all__ = ["PatchCoreConfig", "PatchCore", "Prediction", "Explanation"]
 
@@ -65,34 +66,6 @@ class Explanation:
     train_col: int
     box: tuple[int, int, int, int]        # (x0, y0, x1, y1) of the test patch, model pixels
     train_box: tuple[int, int, int, int]  # the same for the training patch
-
-
-class LocalWork:
-    """Where :meth:`PatchCore.fit` runs its heavy steps: here, in this process.
-
-    These three methods are the only hooks: a cluster
-    (:class:`patchcore_core.cluster.RayCluster`) implements them to spread the
-    work over machines, :class:`patchcore_core.ext.composable.MeasuredWork`
-    to also measure the bank's covering radius.
-    """
-
-    def extract(self, model: PatchCore, images: list, progress: bool) -> tuple[torch.Tensor, list[int]]:
-        """Training images -> (``[N, h, w, D]`` compact features, channels per layer)."""
-        feats = model.extract(images, "features", progress)
-        return feats, model.embedding.channels
-
-    def greedy_coreset(self, features: torch.Tensor, ratio: float, projection_dim: int, seed: int,
-                       progress: bool) -> torch.Tensor:
-        """Indices of the rows of ``features`` that the greedy coreset keeps (Sec. 3.2)."""
-        return greedy_coreset(features, ratio, projection_dim=projection_dim, seed=seed,
-                              progress=progress).indices
-
-    def finish_bank(self, bank: MemoryBank, features: torch.Tensor, config: PatchCoreConfig):
-        """The final bank, ready to search, and figures for the model's stats.
-        ``features``: every training patch ``[N*h*w, D]``."""
-        t0 = time.perf_counter()
-        bank.build_index()  # an approximate index is trained now, so that it is saved with the model
-        return bank, {"index_seconds": round(time.perf_counter() - t0, 3)}
 
 
 class PatchCore:

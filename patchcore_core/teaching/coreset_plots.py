@@ -6,10 +6,15 @@ The 2-D toy of the same algorithm is :mod:`.toy`.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
+from sklearn.decomposition import PCA
 
+from patchcore_core.evaluation.metrics import image_auroc
 from patchcore_core.pipeline.coreset import covering_radius, greedy_coreset, random_coreset, random_projection
+from patchcore_core.pipeline.memory_bank import MemoryBank
 from patchcore_core.pipeline.scoring import image_scores
 
 __all__ = ["bank_footprint", "radius_curves", "coreset_trial", "defect_patches", "embed_2d",
@@ -53,11 +58,6 @@ def coreset_trial(train_features: torch.Tensor, test_features: torch.Tensor, lab
         feature space), ``image_auroc``, ``scores`` and ``seconds`` (coreset
         selection time).
     """
-    import time
-
-    from patchcore_core.evaluation.metrics import image_auroc
-    from patchcore_core.pipeline.memory_bank import MemoryBank
-
     flat = train_features.reshape(-1, train_features.shape[-1])
     t0 = time.perf_counter()
     if method == "greedy":
@@ -99,7 +99,6 @@ def embed_2d(features, method: str = "umap", seed: int = 0, n_neighbors: int = 1
             return umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, random_state=seed).fit_transform(x)
     if method != "pca":
         raise ValueError(f"method must be 'umap' or 'pca', not {method!r}")
-    from sklearn.decomposition import PCA
 
     return PCA(n_components=2, svd_solver="full").fit_transform(x)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import cm, colors
 
 from patchcore_core.util.viz import overlay_heatmap
 
@@ -50,9 +52,6 @@ def plot_predictions(model, images, predictions, titles=None, ncols: int = 4, vm
     its score and verdict. One shared colour scale (``vmax``: default the
     largest map value) with a colour bar. ``masks``: ground truth per image
     (``[crop, crop]`` bool, or None), drawn as lime contours."""
-    import matplotlib.pyplot as plt
-    from matplotlib import cm, colors
-
     n = len(images)
     nrows = math.ceil(n / ncols)
     vmax = vmax or max(float(p.anomaly_map.max()) for p in predictions)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 from skimage.draw import disk, line_aa, polygon
 
 from patchcore_core.data.builtin import default_cache_dir
@@ -117,8 +118,6 @@ def count_parts(image, min_pixels: int = 200) -> int:
     """A hand-written rule for these images: the number of coloured blobs
     (parts). The plate is grey, the parts are saturated, so a saturation
     threshold and connected components count them."""
-    from scipy import ndimage
-
     img = np.asarray(image).astype(int)
     coloured = img.max(axis=2) - img.min(axis=2) > 60
     labels, _ = ndimage.label(coloured)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from patchcore_core.data.builtin import builtin_root
+from patchcore_core.data.mvtec import MVTecCategory
+
 __all__ = ["sample_own_data"]
 
 
@@ -13,9 +16,6 @@ def sample_own_data(dst, root=None, category: str = "brick") -> dict[str, Path]:
     training images) and ``dst/test`` (its test images, named
     ``<defect>_<name>``), copied from an MVTec-layout ``root`` (default:
     the built-in data). Returns ``{"good": ..., "test": ...}``."""
-    from patchcore_core.data.builtin import builtin_root
-    from patchcore_core.data.mvtec import MVTecCategory
-
     cat = MVTecCategory(root or builtin_root(), category)
     dst = Path(dst)
     out = {"good": dst / "good", "test": dst / "test"}

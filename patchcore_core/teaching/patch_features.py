@@ -6,9 +6,12 @@ without a front end: call the function and get the same numbers.
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from sklearn.decomposition import PCA
 
+from patchcore_core.pipeline.backbones import FeatureExtractor, _efficientnet_lite, _stages, _torchvision
 from patchcore_core.pipeline.features import local_aggregate
 
 __all__ = ["feature_maps", "layer_geometry", "stage_strides", "layer_pairs", "receptive_field", "rf_extent",
@@ -36,8 +39,6 @@ def layer_geometry(model, image) -> list[dict]:
 def stage_strides(backbone: str = "efficientnet_lite0", size: int = 224) -> dict[str, int]:
     """Every stage of a backbone (stem left out) with its stride, measured by
     running a blank image through it."""
-    from patchcore_core.pipeline.backbones import FeatureExtractor, _efficientnet_lite, _stages, _torchvision
-
     net = _efficientnet_lite(backbone) if backbone.startswith("efficientnet_lite") else _torchvision(backbone)
     names = tuple(n for n, _ in _stages(net))[1:]
     out = FeatureExtractor(net, names)(torch.zeros(1, 3, size, size))
@@ -100,8 +101,6 @@ def pca_rgb(features, clip: float = 1.0) -> np.ndarray:
     scaled between its ``clip`` and ``100 - clip`` percentiles. scikit-learn's
     PCA fixes each component's sign, so the colours are deterministic.
     """
-    from sklearn.decomposition import PCA
-
     f = np.asarray(torch.as_tensor(features).float().cpu(), dtype=np.float64)
     lead = f.shape[:-1]
     proj = PCA(n_components=3, svd_solver="full").fit_transform(f.reshape(-1, f.shape[-1]))
@@ -142,8 +141,6 @@ def layer_view(model, image, layer: str, neighbourhood: int = 3, n_channels: int
 def plot_layer_view(model, image, layer: str, neighbourhood: int = 3, n_channels: int = 4):
     """Figure: the image, the ``n_channels`` liveliest channels (after
     aggregation) and the PCA colouring of all channels."""
-    import matplotlib.pyplot as plt
-
     v = layer_view(model, image, layer, neighbourhood, n_channels)
     fig, axes = plt.subplots(1, n_channels + 2, figsize=(3 * (n_channels + 2), 3.4))
     axes[0].imshow(model.display(image))

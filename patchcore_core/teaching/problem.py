@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from patchcore_core.util.images import read_image, read_mask
@@ -43,8 +44,6 @@ def overview_items(cat, per_defect: int = 2, max_good: int = 6, widths=(6, 5, 4)
 def plot_overview(items, ncols: int, size: float = 3.0, title: str | None = None):
     """Each item as it is on disk (no model, no resizing), its ground truth
     as a lime contour, titled with its type (good in blue, defects in red)."""
-    import matplotlib.pyplot as plt
-
     nrows = math.ceil(len(items) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.5) * nrows + 0.5), squeeze=False)
     for ax in axes.flat:

@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from patchcore_core.data.mvtec import MVTecCategory
 from patchcore_core.evaluation.search import detection_metrics, recall_at_1
 from patchcore_core.ext.ann import scaled_params
 from patchcore_core.pipeline.coreset import greedy_coreset
 from patchcore_core.pipeline.memory_bank import MemoryBank
+from patchcore_core.pipeline.patchcore import PatchCore
+from patchcore_core.pipeline.preprocess import Preprocess
+from patchcore_core.util.images import image_size
 
 __all__ = ["category_features", "growth_table", "plot_growth", "nprobe_table", "plot_nprobe"]
 
@@ -36,11 +41,6 @@ def category_features(root, category: str, device: str = "cpu", max_test: int | 
         ``image_size``; ``max_test`` keeps every defective kind represented by
         taking test images evenly spaced over the sorted list.
     """
-    from patchcore_core.data.mvtec import MVTecCategory
-    from patchcore_core.pipeline.patchcore import PatchCore
-    from patchcore_core.pipeline.preprocess import Preprocess
-    from patchcore_core.util.images import image_size
-
     cat = MVTecCategory(root, category)
     test = cat.test
     if max_test is not None and len(test) > max_test:
@@ -100,8 +100,6 @@ def growth_table(train: torch.Tensor, test: torch.Tensor, counts, ratio: float =
 
 def plot_growth(rows: list[dict]):
     """Three panels against training images: bank rows, coreset seconds, search ms per image."""
-    import matplotlib.pyplot as plt
-
     n = [r["n_train"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     axes[0].plot(n, [r["bank_rows"] for r in rows], "o-", label="full bank")
@@ -164,8 +162,6 @@ def nprobe_table(train: torch.Tensor, test: torch.Tensor, labels, nprobes, backe
 def plot_nprobe(rows: list[dict], highlight: int | None = None):
     """Recall@1, image AUROC and ms per image against ``nprobe`` (log scale),
     exact search as dashed lines; ``highlight`` marks one ``nprobe``."""
-    import matplotlib.pyplot as plt
-
     exact = next(r for r in rows if r["nprobe"] is None)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     keys = [("recall_at_1", "recall@1 vs exact"), ("image_auroc", "image AUROC"),

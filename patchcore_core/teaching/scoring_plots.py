@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -64,8 +65,6 @@ def plot_explanation(model, image, row: int | None = None, col: int | None = Non
     """Figure: the test image with its anomaly map and the chosen patch, and
     the training image holding the nearest normal patch (both boxed, and
     zoomed). ``row``/``col`` default to the most anomalous patch."""
-    import matplotlib.pyplot as plt
-
     ex = model.explain(image, row, col)
     pred = model.predict([image])[0]
     test = model.display(image)

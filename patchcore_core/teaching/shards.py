@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.patches import Circle
 
 from patchcore_core.cluster.bank import merge_shard_answers
 from patchcore_core.ext.composable import composable_greedy_coreset, shard_rows
@@ -77,9 +79,6 @@ def composable_toy(points: np.ndarray, n_shards: int, k: int,
 def plot_composable(run: ComposableToy):
     """Three panels: the shards and their picks; the union and the merged picks with their
     covering circles; the radii (shards, merge, final, single machine, bound)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle
-
     pts = run.points
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.6), gridspec_kw={"width_ratios": [1, 1, 0.8]})
     a, b, c = axes
@@ -134,8 +133,6 @@ def merged_nearest(answers: list[tuple[float, int]]) -> tuple[float, int]:
 
 def plot_sharded_search(points: np.ndarray, shard_of: np.ndarray, query: np.ndarray, ax=None):
     """The query, each shard's nearest point (thin lines) and the winner (thick line)."""
-    import matplotlib.pyplot as plt
-
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 6))
     answers = shard_nearest(points, shard_of, query)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from patchcore_core.cluster import connect, run_sweep
@@ -62,8 +63,6 @@ def plot_sweep(rows: list[dict], x: str, title: str, xlabel: str | None = None,
     ``by`` names a second setting (e.g. ``"sampling"``): one line per value
     of it, told apart by line style, in the metric's colour. Rows from
     :func:`mean_over_seeds` get error bars of one standard deviation."""
-    import matplotlib.pyplot as plt
-
     ok = [r for r in rows if "error" not in r]
     failed = [str(r.get(x)) for r in rows if "error" in r]
     groups = list(dict.fromkeys(r[by] for r in ok)) if by else [None]

@@ -16,9 +16,13 @@ early. Random subsampling leaves them out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
+from math import comb
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.patches import Circle
 
 from patchcore_core.pipeline.coreset import covering_radius, reference_greedy_coreset
 
@@ -111,9 +115,6 @@ def optimal_kcenter(points: np.ndarray, k: int, max_subsets: int = 200_000) -> t
     centres (``C(n, k)`` of them); ``max_subsets`` refuses sizes where that
     would take minutes. Centres are points of the set, as in the coreset.
     """
-    from itertools import combinations
-    from math import comb
-
     points = np.asarray(points, dtype=np.float64)
     n = len(points)
     if not 1 <= k <= n:
@@ -153,9 +154,6 @@ def approximation_ratios(n: int = 12, ks=(1, 2, 3, 4), n_sets: int = 10, seed: i
 def plot_kcenter_step(trace: KCenterTrace, t: int, ax=None):
     """Points coloured by their centre, the centres, their covering circles
     (radius = current covering radius) and the point that will be picked next."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle
-
     centres, owner, dist, radius, nxt = kcenter_state(trace, t)
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 6))

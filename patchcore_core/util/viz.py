@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib import colormaps
+from PIL import Image
 
 __all__ = ["colorize", "overlay_heatmap", "draw_box", "zoom_box"]
 
@@ -55,6 +56,5 @@ def zoom_box(image: np.ndarray, box: tuple[int, int, int, int], pad: int = 8,
     crop = np.asarray(image)[top:top + side, left:left + side]
     if size is None:
         return crop
-    from PIL import Image
 
     return np.asarray(Image.fromarray(crop).resize((size, size), Image.NEAREST))
