@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 import torch
@@ -23,10 +24,11 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ray = pytest.importorskip("ray")
 
 import patchcore_core  # noqa: E402
+import patchcore_core.cluster.core as cluster_core  # noqa: E402
 from patchcore_core import PatchCore  # noqa: E402
 from patchcore_core.cluster import RayCluster, ShardLostError, run_sweep  # noqa: E402
 from patchcore_core.cluster.bank import ShardedMemoryBank  # noqa: E402
-from patchcore_core.cluster.worker import CRASH_ENV  # noqa: E402
+from patchcore_core.cluster.worker import extract_chunk  # noqa: E402
 from patchcore_core.ext.ann import scaled_params  # noqa: E402
 from patchcore_core.pipeline.memory_bank import MemoryBank  # noqa: E402
 
@@ -148,9 +150,22 @@ def test_a_model_fitted_on_the_cluster_saves_and_loads(fitted_on_cluster, brick,
     assert torch.allclose(loaded.score(images)[0], model.score(images)[0], rtol=1e-5)
 
 
+def _dies_once(marker: str):
+    """extract_chunk, except that the first task to run it kills its worker process at once, as if
+    its node went down mid-task (deterministic, unlike killing a process from outside in time)."""
+    def extract_or_die(*args, **kwargs):
+        if not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write(str(os.getpid()))
+            os._exit(1)
+        return extract_chunk(*args, **kwargs)
+    return extract_or_die
+
+
 def test_a_worker_that_dies_mid_fit_has_its_images_retried(two_nodes, brick, tmp_path, monkeypatch):
     marker = tmp_path / "crashed"
-    monkeypatch.setenv(CRASH_ENV, str(marker))  # the first chunk's worker dies at once (os._exit)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests
+    monkeypatch.setattr(cluster_core, "extract_chunk", _dies_once(str(marker)))
     cluster = RayCluster(two_nodes.address, max_retries=2, timeout_s=300)
     model = PatchCore(device="cpu", work=cluster, **SMALL).fit(brick.train[:4], progress=False)
     assert marker.exists(), "the test hook did not fire: nothing was killed"

@@ -29,7 +29,7 @@ from patchcore_core.pipeline.coreset import greedy_coreset
 
 from .bank import ShardedMemoryBank
 from .connect import ClusterError, alive_nodes, as_completed, connect, require_ray
-from .worker import CRASH_ENV, extract_chunk, shard_greedy_task, shard_radius_task
+from .worker import extract_chunk, shard_greedy_task, shard_radius_task
 
 __all__ = ["RayCluster"]
 
@@ -109,10 +109,9 @@ class RayCluster:
         pre = {"resize": c.resize, "crop": c.crop, "mode": c.mode}
         config = model.config.to_dict()
         chunk = self.chunk_images or max(1, math.ceil(len(images) / (4 * self.n_cpus)))
-        crash = os.environ.get(CRASH_ENV)
         t0 = time.perf_counter()
         refs = []
-        for n, start in enumerate(range(0, len(images), chunk)):
+        for start in range(0, len(images), chunk):
             part = images[start:start + chunk]
             if self.ship_images:
                 part = [(str(p), Path(p).read_bytes()) for p in part]
@@ -122,7 +121,7 @@ class RayCluster:
                                    "paths, or use ship_images=True (--ship-images) for files")
             else:
                 part = [str(p) for p in part]
-            refs.append(self._remote["extract"].remote(config, pre, part, "auto", crash if n == 0 else None))
+            refs.append(self._remote["extract"].remote(config, pre, part, "auto"))
         results = self._gather(refs, "features (cluster)", progress)
         self.stats["extract_seconds"] = round(time.perf_counter() - t0, 3)
         self.stats["extract_pids"] = sorted({r["pid"] for r in results})

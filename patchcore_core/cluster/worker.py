@@ -21,12 +21,7 @@ from patchcore_core.pipeline.config import PatchCoreConfig
 from patchcore_core.pipeline.patchcore import PatchCore
 from patchcore_core.pipeline.preprocess import Preprocess
 
-__all__ = ["CRASH_ENV", "extract_chunk", "shard_greedy_task", "shard_radius_task", "process_info"]
-
-# Test hook: a path. The first extraction chunk's worker creates the file there and
-# dies at once (os._exit); the retry sees the file and does the work. Deterministic,
-# unlike killing a process from outside at the right moment.
-CRASH_ENV = "PATCHCORE_CLUSTER_CRASH_ONCE"
+__all__ = ["extract_chunk", "shard_greedy_task", "shard_radius_task", "process_info"]
 
 _MODELS: dict = {}  # this worker process's model, keyed by its settings
 
@@ -51,16 +46,11 @@ def _worker_model(config: dict, preprocess: dict, device: str):
     return _MODELS[key]
 
 
-def extract_chunk(config: dict, preprocess: dict, items: list, device: str = "auto",
-                  crash_marker: str | None = None) -> dict:
+def extract_chunk(config: dict, preprocess: dict, items: list, device: str = "auto") -> dict:
     """Compact patch features ``[n, h, w, D]`` (float32) of a chunk of images.
 
     ``items``: paths on a filesystem every node sees, or ``(name, bytes)`` pairs
     (``--ship-images``)."""
-    if crash_marker and not os.path.exists(crash_marker):
-        with open(crash_marker, "w") as f:
-            f.write(str(os.getpid()))
-        os._exit(1)  # as if the node went down mid-task
     t0 = time.perf_counter()
     model = _worker_model(config, preprocess, device)
     load_s = time.perf_counter() - t0
