@@ -92,7 +92,7 @@ display(Markdown((OUT / "full" / "results.md").read_text()))
 # ## Beside the published figures
 #
 # The package keeps the paper's figures and the reference code's `results.csv`, each with its source
-# (`patchcore_core/published/mvtec_ad.json`). The class means first:
+# (`patchcore_core/evaluation/paper_figures/mvtec_ad.json`). The class means first:
 
 # %%
 published = load_published()

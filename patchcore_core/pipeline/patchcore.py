@@ -341,7 +341,7 @@ class PatchCore:
         """Everything a fitted model is: (CPU tensors, JSON-able metadata).
 
         :meth:`from_state_dict` turns the pair back into a model;
-        :mod:`.serialization` turns it into bytes.
+        ``patchcore_core.save`` writes it to a file (:mod:`patchcore_core.io.save_load`).
         """
         self._require_fitted()
         tensors = {"bank.features": self.bank.features.detach().float().cpu().contiguous(),
