@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 # Keep Ray on the loopback: it otherwise swaps 127.0.0.1 for this machine's network address
-# (tests/test_cluster.py says more). Read when ray is imported.
+# (tests/integration/test_cluster.py says more). Read when ray is imported.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parents[1]

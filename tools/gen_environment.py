@@ -1,5 +1,5 @@
 """Print environment.yml for conda users, generated from pyproject.toml
-(so the two never drift; tests/test_packaging.py checks it)."""
+(so the two never drift; tests/integration/test_packaging.py checks it)."""
 
 from pathlib import Path
 

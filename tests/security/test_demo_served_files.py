@@ -19,13 +19,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 from PIL import Image
 
 import patchcore_core
 from demo import explain, models
 from demo.training_images import TrainingImages
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

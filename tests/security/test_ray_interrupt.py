@@ -21,14 +21,14 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 connect_module = importlib.import_module("patchcore_core.cluster.connect")  # not the function of that name
-ROOT = Path(__file__).resolve().parents[2]
+from paths import ROOT  # noqa: E402
+
 try:
     import psutil
     import ray  # noqa: F401

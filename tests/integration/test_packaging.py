@@ -1,10 +1,10 @@
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from paths import ROOT
 
 
 def test_environment_yml_is_generated_from_pyproject():
@@ -39,6 +39,39 @@ def test_code_is_lint_clean():
                              "notebooks"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_imports_point_one_way():
+    """The import-linter contracts in pyproject.toml: the layers, and a pipeline that imports only
+    numerical libraries."""
+    import shutil
+    import subprocess
+
+    lint = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    result = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_import_cycle_anywhere():
+    """No module of the package reaches itself through its imports (function-level ones included),
+    inside a layer as much as across layers."""
+    import grimp
+
+    graph = grimp.build_graph("patchcore_core")
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported != module and graph.chain_exists(importer=imported, imported=module):
+                cycles.append(f"{module} -> {imported}")
+    # a package's __init__ that re-exports its own modules is not a cycle of code
+    cycles = [c for c in cycles if not any(c.startswith(f"{p} -> {p}.") or c.endswith(f"-> {p}")
+                                           for p in _packages(graph))]
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def _packages(graph) -> set[str]:
+    return {m for m in graph.modules if any(o.startswith(m + ".") for o in graph.modules)}
 
 
 def test_version_is_defined_once():

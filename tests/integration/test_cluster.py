@@ -4,7 +4,7 @@ Both nodes are Ray's own ``cluster_utils.Cluster`` nodes (a head and a
 worker node, one CPU each: separate raylets and object stores, as on two
 machines), stopped in teardown. Skipped without the ``cluster`` extra.
 
-    pytest -m cluster tests/test_cluster.py
+    pytest -m cluster tests/integration/test_cluster.py
 """
 
 from __future__ import annotations

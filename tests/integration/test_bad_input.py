@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 from PIL import Image
 
 import patchcore_core
@@ -19,8 +20,6 @@ from patchcore_core import PatchCore
 from patchcore_core.cli.main import main
 from patchcore_core.data.mvtec import image_folder
 from patchcore_core.util.images import DataError, ImageTooLargeError, image_size, read_image
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

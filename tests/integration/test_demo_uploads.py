@@ -1,5 +1,5 @@
 """The demo opens only files Gradio stored for a request, or its own examples.
-(What a zip may hold once uploaded: tests/test_demo_classroom.py.)
+(What a zip may hold once uploaded: tests/integration/test_demo_classroom.py.)
 
 A hand-written payload ``{"path": ...}`` (no Gradio ``meta``) is posted to
 every endpoint that takes a file; whatever the path, the answer is the same

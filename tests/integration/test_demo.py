@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import ROOT
 from PIL import Image
 
 import patchcore_core
 from demo import explain, logic, models
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)

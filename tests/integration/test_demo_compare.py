@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import ROOT
 
 import patchcore_core
 from demo import compare, logic, models
@@ -86,7 +87,7 @@ def test_cli_examples_folder_must_exist(fitted, tmp_path):
     model = tmp_path / "m.safetensors"
     patchcore_core.save(fitted, model)
     cmd = [sys.executable, "-m", "demo", "--model", str(model), "--examples", str(tmp_path / "no")]
-    res = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                          timeout=180)
     assert res.returncode == 2 and "--examples" in res.stderr and "Traceback" not in res.stderr
 

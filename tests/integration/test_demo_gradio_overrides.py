@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-
-ROOT = Path(__file__).resolve().parents[1]
+from paths import ROOT
 
 # (what, fingerprint of its source under the tested gradio, who depends on it)
 PINNED = {

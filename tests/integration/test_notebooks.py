@@ -2,8 +2,8 @@
 JupyterLab, and rendered by a real browser. (Their execution times are
 figures printed by ``notebooks/run_notebooks.py``, not asserted here.)
 
-    pytest -m notebook tests/test_notebooks.py      # execute every notebook (minutes)
-    pytest -m browser tests/test_notebooks.py       # JupyterLab in headless chromium
+    pytest -m notebook tests/integration/test_notebooks.py      # execute every notebook (minutes)
+    pytest -m browser tests/integration/test_notebooks.py       # JupyterLab in headless chromium
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from paths import NOTEBOOKS, SHARED_DATA
 from servers import free_port, wait_until_answering
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 sys.path.insert(0, str(NOTEBOOKS))
 import course_editions  # noqa: E402
 import run_notebooks  # noqa: E402
@@ -174,7 +174,7 @@ def test_notebook_executes(name, tmp_path):
     assert len(results) >= 2 and all(r == "correct" for r in results), results
 
 
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REAL_DATA = SHARED_DATA
 # Every real set (its README): root, category, and how many images of each kind to keep (None: all;
 # magnetic_tile's 761 training images are too many for a FAST run of every notebook).
 REAL_SETS = [("mvtec_grid_mini", "grid", None), ("hazelnut_toy", "hazelnut_toy", None),
