@@ -71,7 +71,7 @@ def _cache_images_atomically() -> None:
         return str(path)
 
     save_pil_to_cache._atomic = True
-    save_pil_to_cache.__wrapped__ = pu.save_pil_to_cache  # Gradio's own (tests/integration/test_demo_gradio_overrides.py)
+    save_pil_to_cache.__wrapped__ = pu.save_pil_to_cache  # Gradio's (test_demo_gradio_overrides.py)
     pu.save_pil_to_cache = save_pil_to_cache
 
 

@@ -6,7 +6,6 @@ A plain function of a model and a file path, like :mod:`demo.logic`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,9 @@ class ExplainResult:
 
 
 def markdown_text(text: str) -> str:
-    """``text`` shown as it is in Markdown: a file name from a model file (untrusted) can
-    start no link, image, emphasis or HTML."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", text)
+    """``text`` as a Markdown code span: a file name from a model file (untrusted) shows as
+    it is and can start no link, image, emphasis or HTML."""
+    return "`" + text.replace("`", "'").replace("\n", " ") + "`"
 
 
 def explain(model, image, x: float | None = None, y: float | None = None,

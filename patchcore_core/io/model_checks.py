@@ -186,10 +186,10 @@ def check_model_state(meta, tensors: dict, source="model file") -> None:
     if grid != [side, side]:  # the patch boxes, explanations and map sizes follow from it
         c.fail("grid", f"is {grid}; layers {list(layers)} of {config.backbone} give a [{side}, {side}] "
                        f"grid at image_size {config.image_size}")
-    if config.neighbourhood > 2 * side - 1:
-        # wider than that, every patch averages the whole map: nothing local is left to compare
+    if config.neighbourhood > side:
+        # the config's own rule (PatchCoreConfig.patch_grid), here with the grid of the file's layers
         c.fail("config.neighbourhood", f"is {config.neighbourhood}; on a {side}x{side} grid it must be "
-                                       f"an odd number from 1 to {2 * side - 1}")
+                                       f"an odd number from 1 to {side - 1 + side % 2}")
 
     names = meta.get("train_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):

@@ -302,7 +302,7 @@ HONEST = {
     "fitted threshold (5% false alarms)": ({"false_alarm_rate": 0.05}, 12),
     "leave-one-out, Eq. 7": ({"reweight_neighbours": 3}, 4),
     "other layers, unfold": ({"layers": ["blocks.1", "blocks.2"], "aggregation": "unfold"}, 4),
-    "widest neighbourhood": ({"neighbourhood": 15}, 4),  # 64 px: an 8x8 grid, so at most 15
+    "widest neighbourhood": ({"neighbourhood": 7}, 4),  # 64 px: an 8x8 grid, so at most 7
     "random coreset of 0.1%": ({"coreset": "random", "coreset_ratio": 0.001}, 12),
 }
 
