@@ -113,7 +113,7 @@ def test_a_new_config_field_appears_in_the_parser():
     import dataclasses
 
     from patchcore_core import PatchCoreConfig
-    from patchcore_core.cli.main import add_config_options, config_from_args
+    from patchcore_core.cli.options import add_config_options, config_from_args
     from patchcore_core.pipeline.config import setting
 
     Extended = dataclasses.make_dataclass(
