@@ -1,23 +1,47 @@
-"""``patchcore data download NAME ...`` and ``patchcore data list``: the options and the two commands.
+"""``patchcore data``: write the built-in dataset and print its folder; ``patchcore data download
+NAME ...`` and ``patchcore data list``: public data sets.
 
-Plain ``patchcore data`` (the built-in dataset) stays as it was: these are
-optional actions added to its parser.
+Plain ``patchcore data`` (the built-in dataset) stays as it was: download and list
+are optional actions added to its parser.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from patchcore_core.data.builtin import builtin_root, default_cache_dir, write_builtin_dataset
 from patchcore_core.data.download import DEFAULT_MAX_RATIO, DEFAULT_MAX_UNPACKED_BYTES
+from patchcore_core.data.get import download_dataset
 from patchcore_core.data.registry import DATASETS
+from patchcore_core.util.tables import format_table
 
-__all__ = ["add_data_actions", "default_root"]
+from .options import note
+
+__all__ = ["add_parser", "run", "default_root"]
 
 
-def default_root():
-    from patchcore_core.data.builtin import default_cache_dir
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    d = subparsers.add_parser("data", help="write the built-in dataset and print its folder; "
+                                           "'data download NAME' fetches a public one (mvtec_ad, visa, ...)")
+    d.add_argument("--out", help="folder to write it to (default: the cache folder)")
+    d.add_argument("--seed", type=int, default=0)
+    _add_actions(d)  # 'data download', 'data list'; plain 'data' as before
+    return d
 
+
+def run(args) -> int:
+    if args.data_action == "download":
+        return _download(args)
+    if args.data_action == "list":
+        return _list(args)
+    root = write_builtin_dataset(Path(args.out), seed=args.seed) if args.out else builtin_root(args.seed)
+    print(root)
+    return 0
+
+
+def default_root() -> Path:
     return default_cache_dir() / "datasets"
 
 
@@ -28,26 +52,18 @@ def _positive(text: str) -> float:
     return value
 
 
-def _note(msg: str) -> None:
-    print(f"note: {msg}", file=sys.stderr)
-
-
-def cmd_data_download(args) -> int:
-    from patchcore_core.data.get import download_dataset
-
+def _download(args) -> int:
     # a licence is asked for on a terminal only; a script must say --accept-licence
     ask = input if sys.stdin.isatty() else None
     download_dataset(args.name, args.root or default_root(), args.category, mirror=args.mirror,
                      accept_licence=args.accept_licence, ask=ask, force=args.force,
                      keep_archives=args.keep_archives, trust_mirror_checksums=args.trust_mirror_checksums,
                      max_unpacked_bytes=int(args.max_unpacked_gb * 10**9), max_ratio=args.max_ratio,
-                     progress=not args.quiet, note=_note)
+                     progress=not args.quiet, note=note)
     return 0
 
 
-def cmd_data_list(args) -> int:
-    from patchcore_core.util.tables import format_table
-
+def _list(args) -> int:
     rows = [{"name": d.name, "title": d.title, "categories": len(d.categories), "licence": d.licence,
              "size": "manual download" if d.manual else
              ", ".join(sorted({a.size for a in d.archives if a.size})) or "direct"}
@@ -57,7 +73,7 @@ def cmd_data_list(args) -> int:
     return 0
 
 
-def add_data_actions(data_parser: argparse.ArgumentParser) -> None:
+def _add_actions(data_parser: argparse.ArgumentParser) -> None:
     """``download`` and ``list`` under ``patchcore data`` (which still works alone)."""
     actions = data_parser.add_subparsers(dest="data_action", metavar="ACTION", required=False,
                                          title="actions (optional)")
@@ -91,6 +107,4 @@ def add_data_actions(data_parser: argparse.ArgumentParser) -> None:
     dl.add_argument("--keep-archives", action="store_true",
                     help="keep the downloaded archives in ROOT/.downloads (default: deleted once unpacked)")
     dl.add_argument("--quiet", action="store_true", help="no progress bars")
-    dl.set_defaults(func=cmd_data_download)
-    ls = actions.add_parser("list", help="the data sets 'download' knows, with their licences")
-    ls.set_defaults(func=cmd_data_list)
+    actions.add_parser("list", help="the data sets 'download' knows, with their licences")

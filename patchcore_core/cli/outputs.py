@@ -7,19 +7,24 @@ checks try it: a file is created and removed again in the folder that will
 hold the result. Nothing else is created until the result is written
 (through :func:`~.atomic.atomic_path`). :func:`refuse_overwriting` keeps
 results off the inputs, and :func:`distinct_names` gives files that would
-share a name (``good/000.png``, ``hole/000.png``) names of their own.
+share a name (``good/000.png``, ``hole/000.png``) names of their own;
+:func:`write_json` writes a result file whole, in JSON that strict parsers read.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import stat
 import tempfile
 from collections import Counter
 from pathlib import Path
 
+from patchcore_core.util.atomic import atomic_path
+
 __all__ = ["OutputPathError", "check_output_file", "check_output_folder", "refuse_overwriting",
-           "distinct_names"]
+           "distinct_names", "write_json"]
 
 
 class OutputPathError(ValueError):
@@ -126,3 +131,20 @@ def distinct_names(paths: list, suffix: str) -> list[str]:
         used.add(name.casefold())
         names.append(name)
     return names
+
+
+def _strict(data):
+    """``data`` with every NaN or infinity as None: JSON has no NaN, and strict parsers refuse it."""
+    if isinstance(data, dict):
+        return {k: _strict(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_strict(v) for v in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
+def write_json(path, data) -> None:
+    """``data`` as JSON at ``path``, written whole or not at all (NaN and infinity as null)."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(_strict(data), indent=2, allow_nan=False))

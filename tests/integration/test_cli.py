@@ -113,7 +113,7 @@ def test_a_new_config_field_appears_in_the_parser():
     import dataclasses
 
     from patchcore_core import PatchCoreConfig
-    from patchcore_core.cli.main import add_config_options, config_from_args
+    from patchcore_core.cli.options import add_config_options, config_from_args
     from patchcore_core.pipeline.config import setting
 
     Extended = dataclasses.make_dataclass(
@@ -154,3 +154,42 @@ def test_ray_starts_only_after_the_data_and_settings_are_checked(builtin_root, t
     assert main(["fit", "--category", "brick", *ensemble, *out, *data]) == 2
     assert "is an ensemble, which runs on one machine" in capsys.readouterr().err
     assert not (tmp_path / "m.safetensors").exists()
+
+
+# Every command that takes or makes a model, with an ensemble: tiny images, few shots.
+ENSEMBLE = ["--backbone", "efficientnet_lite0+efficientnet_lite1", "--image-size", "96",
+            "--coreset-ratio", "0.05", "--device", "cpu", "--quiet"]
+
+
+def test_fit_and_predict_with_an_ensemble(builtin_root, tmp_path, capsys):
+    model = tmp_path / "ens.safetensors"
+    assert main(["fit", "--data", str(builtin_root), "--category", "brick", "--shots", "6",
+                 "--out", str(model), *ENSEMBLE]) == 0
+    assert "saved" in capsys.readouterr().out
+    loaded = patchcore_core.load(model, device="cpu")
+    assert isinstance(loaded, patchcore_core.PatchCoreEnsemble)
+    assert [m.config.backbone for m in loaded.members] == ["efficientnet_lite0", "efficientnet_lite1"]
+    assert loaded.summary()["n_train"] == 6 and loaded.threshold > 0
+    test = builtin_root / "brick" / "test"
+    assert main(["predict", "--model", str(model), str(test / "hole"), str(test / "good"), "--device", "cpu",
+                 "--heatmaps", str(tmp_path / "maps"), "--json", str(tmp_path / "p.json"), "--quiet"]) == 0
+    rows = json.loads((tmp_path / "p.json").read_text())
+    holes = [r for r in rows if "/hole/" in r["image"]]
+    goods = [r for r in rows if "/good/" in r["image"]]
+    assert len(holes) == N_PER_DEFECT and len(goods) == N_TEST_GOOD
+    assert all(r["verdict"] == "anomalous" for r in holes)
+    assert min(r["score"] for r in holes) > max(r["score"] for r in goods)
+    assert len(list((tmp_path / "maps").glob("*_heatmap.png"))) == len(rows)
+
+
+def test_evaluate_with_an_ensemble(builtin_root, tmp_path, capsys):
+    """Once ended in AttributeError: 'PatchCoreEnsemble' object has no attribute 'stats'."""
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--data", str(builtin_root), "--category", "brick", "--shots", "6",
+                 "--json", str(out), *ENSEMBLE]) == 0
+    assert "brick" in capsys.readouterr().out
+    res = json.loads(out.read_text())["brick"]
+    assert all(k in res for k in REQUIRED)
+    assert res["backbone"] == "efficientnet_lite0+efficientnet_lite1" and res["image_size"] == 96
+    assert res["n_train"] == 6 and res["n_test"] == N_TEST_GOOD + N_PER_DEFECT * len(DEFECTS)
+    assert res["image_auroc"] > 0.7 and res["memory_bank_size"] > 0

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from patchcore_core.cli import data as data_command
 from patchcore_core.cli.main import build_parser, main
 from patchcore_core.data.download import ChecksumError, DownloadError, fetch, safe_extract
 from patchcore_core.data.get import LicenceError, download_dataset, plan_archives
@@ -428,6 +429,6 @@ def test_every_dataset_has_licence_citation_and_a_source():
 
 def test_plain_data_command_still_writes_the_builtin_set():
     args = build_parser().parse_args(["data", "--out", "x"])
-    assert args.func.__name__ == "cmd_data" and args.data_action is None
+    assert args.func is data_command.run and args.data_action is None
     args = build_parser().parse_args(["data", "download", "visa", "--category", "pcb1", "pcb2"])
-    assert args.func.__name__ == "cmd_data_download" and args.category == ["pcb1", "pcb2"]
+    assert args.data_action == "download" and args.category == ["pcb1", "pcb2"]

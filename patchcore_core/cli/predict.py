@@ -1,0 +1,107 @@
+"""``patchcore predict``: score images with a saved model (one backbone or an ensemble)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from PIL import Image
+from tqdm.auto import tqdm
+
+from patchcore_core.data.mvtec import image_folder
+from patchcore_core.io.save_load import load
+from patchcore_core.util.atomic import atomic_path
+from patchcore_core.util.images import DataError
+from patchcore_core.util.tables import format_table
+from patchcore_core.util.viz import overlay_heatmap
+
+from .options import add_device_option, add_quiet_option, note
+from .outputs import check_output_file, check_output_folder, distinct_names, refuse_overwriting, write_json
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    r = subparsers.add_parser("predict", help="score images with a saved model")
+    r.add_argument("--model", required=True, help="a .safetensors file written by 'patchcore fit'")
+    r.add_argument("images", nargs="+", help="image files or folders")
+    r.add_argument("--heatmaps", metavar="DIR", help="write heatmap overlays here")
+    r.add_argument("--json", help="also write the scores to this JSON file")
+    add_device_option(r)
+    add_quiet_option(r)
+    return r
+
+
+def run(args) -> int:
+    if args.heatmaps:
+        check_output_folder(args.heatmaps, "--heatmaps")
+    if args.json:
+        check_output_file(args.json, "--json")
+    paths = []
+    for item in map(Path, args.images):
+        paths += image_folder(item, on_skip=note) if item.is_dir() else [item]
+    # one heatmap per image, even where two images share a file name (good/000.png, hole/000.png)
+    heatmaps = ([Path(args.heatmaps) / n for n in distinct_names(paths, "_heatmap.png")]
+                if args.heatmaps else [None] * len(paths))
+    refuse_overwriting({"--json": [args.json] if args.json else [],
+                        "--heatmaps": heatmaps if args.heatmaps else []},
+                       inputs=[args.model, *paths])  # before the model is loaded, not after
+    model = load(args.model, device=args.device)  # one backbone or an ensemble
+    results = _predict_each(model, paths, progress=not args.quiet)
+    good = [(p, r, h) for p, r, h in zip(paths, results, heatmaps) if not isinstance(r, str)]
+    failed = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
+    rows = [{"image": str(p), "score": r.score, "normalised": r.normalised_score, "verdict": r.verdict,
+             **({"heatmap": str(h)} if h else {})}
+            if not isinstance(r, str) else
+            {"image": str(p), "score": None, "normalised": None, "verdict": "error", "error": r}
+            for p, r, h in zip(paths, results, heatmaps)]
+    print(format_table(rows, ["image", "score", "normalised", "verdict"]))
+    if args.heatmaps and good:
+        _write_heatmaps(model, good, Path(args.heatmaps))
+    if args.json:
+        write_json(args.json, rows)
+    if failed:  # the others were scored; the command still says something went wrong
+        for _, msg in failed:
+            print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {len(failed)} of {len(paths)} images could not be read (verdict 'error' above)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _predict_each(model, paths: list, progress: bool, chunk: int = 32) -> list:
+    """A prediction per path, or the message of a file that cannot be read:
+    one bad file does not cost the others their scores."""
+    out = []
+    with tqdm(total=len(paths), desc="predict", disable=not progress) as bar:
+        for start in range(0, len(paths), chunk):
+            part = paths[start:start + chunk]
+            try:
+                out += model.predict(part)
+            except DataError:
+                for p in part:  # find the bad one(s)
+                    try:
+                        out += model.predict([p])
+                    except DataError as exc:
+                        out.append(str(exc))
+            bar.update(len(part))
+    return out
+
+
+def _write_heatmaps(model, good: list, out: Path) -> None:
+    """Each (image, result, heatmap path) of ``good`` as an overlay, on one colour scale;
+    heatmaps not named ``<image name>_heatmap.png`` are listed."""
+    out.mkdir(parents=True, exist_ok=True)
+    vmax = max(model.threshold or 0, *(r.anomaly_map.max() for _, r, _ in good))
+    for p, r, heatmap in good:
+        img = overlay_heatmap(model.display(p), r.anomaly_map, vmin=0, vmax=vmax)
+        with atomic_path(heatmap) as tmp:
+            Image.fromarray(img).save(tmp, format="PNG")
+    print(f"wrote {len(good)} heatmaps to {out}", file=sys.stderr)
+    renamed = [(p, h) for p, _, h in good if h.name != f"{p.stem}_heatmap.png"]
+    if renamed:
+        print(f"note: {len(renamed)} images share their file name with another image; each has its "
+              "own heatmap, named after its folder:", file=sys.stderr)
+        for p, h in renamed:
+            print(f"  {p} -> {h.name}", file=sys.stderr)
