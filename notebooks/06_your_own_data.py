@@ -26,8 +26,9 @@
 #
 #
 # Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
-# written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
-# the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+# written once to a cache folder). To use MVTec AD instead, give its folder and a category to
+# `teaching.notebook_setup` in the setup cell, or set the environment variables
+# `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
 
 # %% slideshow={"slide_type": "skip"}
 import os
@@ -43,24 +44,19 @@ from IPython.display import Markdown, display
 
 import patchcore_core
 from patchcore_core import PatchCore, teaching
-from patchcore_core.data.builtin import builtin_root, default_cache_dir
-from patchcore_core.data.mvtec import MVTecCategory, image_folder
+from patchcore_core.data.builtin import default_cache_dir
+from patchcore_core.data.mvtec import image_folder
 from patchcore_core.teaching import exercises
 from patchcore_core.util.tables import markdown_table
 
-SEED = 0
-torch.manual_seed(SEED)
-np.random.seed(SEED)
-DEVICE = os.environ.get("PATCHCORE_DEVICE", "auto")  # "auto": a GPU when there is one, else the CPU
-FAST = bool(os.environ.get("CI"))                    # smaller sweeps when run by CI
-# Built-in data by default. For MVTec AD: DATA_ROOT = Path("~/mvtec_anomaly_detection").expanduser()
-DATA_ROOT = Path(os.environ.get("PATCHCORE_DATA_ROOT") or builtin_root())
-CATEGORY = os.environ.get("PATCHCORE_CATEGORY", "brick")  # MVTec AD: "bottle", "screw", "carpet", ...
-
-plt.rcParams.update({"figure.dpi": 80, "font.size": 12, "axes.titlesize": 13})
-cat = MVTecCategory(DATA_ROOT, CATEGORY)
-print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test images "
-      f"(defects: {', '.join(cat.defects)}); FAST={FAST}")
+# Built-in data unless PATCHCORE_DATA_ROOT and PATCHCORE_CATEGORY say otherwise. For MVTec AD:
+# teaching.notebook_setup("~/mvtec_anomaly_detection", "bottle")  ("screw", "carpet", ...)
+setup = teaching.notebook_setup(default_category="brick")  # also seeds torch and numpy, styles the plots
+SEED = setup.seed
+DEVICE = setup.device  # PATCHCORE_DEVICE, else "auto": a GPU when there is one, else the CPU
+FAST = setup.fast      # smaller sweeps when run by CI
+DATA_ROOT, CATEGORY, cat = setup.data_root, setup.category, setup.cat
+print(setup)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Your images

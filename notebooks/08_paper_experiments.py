@@ -26,38 +26,36 @@
 # - what the calibrated threshold does in practice: false alarms and misses
 #
 # Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
-# written once to a cache folder). To use MVTec AD instead, set `DATA_ROOT` and `CATEGORY` in
-# the setup cell, or the environment variables `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`;
+# written once to a cache folder). To use MVTec AD instead, give its folder and a category to
+# `teaching.notebook_setup` in the setup cell, or set the environment variables
+# `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`;
 # the same calls then give the figures of the README's "Reproduce the paper" section.
 
 # %% slideshow={"slide_type": "skip"}
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from IPython.display import Image, Markdown, display
 
-from patchcore_core.data.builtin import builtin_root
+from patchcore_core import teaching
 from patchcore_core.data.mvtec import list_categories
 from patchcore_core.evaluation.benchmark import markdown_report, mean_rows, run_benchmark
 from patchcore_core.evaluation.published import comparison_figure, load_published
 from patchcore_core.teaching import exercises
 from patchcore_core.util.tables import markdown_table
 
-SEED = 0
-torch.manual_seed(SEED)
-np.random.seed(SEED)
-DEVICE = os.environ.get("PATCHCORE_DEVICE", "auto")  # "auto": a GPU when there is one, else the CPU
-FAST = bool(os.environ.get("CI"))                    # fewer categories, shots and seeds when run by CI
-# Built-in data by default. For MVTec AD: DATA_ROOT = Path("~/mvtec_anomaly_detection").expanduser()
-DATA_ROOT = Path(os.environ.get("PATCHCORE_DATA_ROOT") or builtin_root())
-CATEGORY = os.environ.get("PATCHCORE_CATEGORY", "gravel")  # the few-shot curve's category
-OUT = Path(tempfile.mkdtemp(prefix="patchcore-08-"))       # where the benchmark writes its files
+# Built-in data unless PATCHCORE_DATA_ROOT and PATCHCORE_CATEGORY say otherwise. For MVTec AD:
+# teaching.notebook_setup("~/mvtec_anomaly_detection", "bottle")  (the few-shot curve's category)
+setup = teaching.notebook_setup(default_category="gravel")  # also seeds torch and numpy, styles the plots
+SEED = setup.seed
+DEVICE = setup.device  # PATCHCORE_DEVICE, else "auto": a GPU when there is one, else the CPU
+FAST = setup.fast      # fewer categories, shots and seeds when run by CI
+DATA_ROOT, CATEGORY = setup.data_root, setup.category
+OUT = Path(tempfile.mkdtemp(prefix="patchcore-08-"))  # where the benchmark writes its files
 
 CATEGORIES = list_categories(DATA_ROOT)
 if FAST:
@@ -65,7 +63,6 @@ if FAST:
 n_train = len(list((DATA_ROOT / CATEGORY / "train" / "good").iterdir()))
 SHOTS = [s for s in ([1, 5, 10] if FAST else [1, 2, 5, 10, 16, 20, 50]) if s < n_train]
 SEEDS = [0, 1] if FAST else [0, 1, 2]
-plt.rcParams.update({"figure.dpi": 80, "font.size": 12, "axes.titlesize": 13})
 print(f"{len(CATEGORIES)} categories: {', '.join(CATEGORIES)}; few-shot on {CATEGORY} with {SHOTS} "
       f"images, seeds {SEEDS}; FAST={FAST}; results in {OUT}")
 

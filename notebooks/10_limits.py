@@ -30,9 +30,6 @@
 # `PATCHCORE_CATEGORY` point the first part of the notebook at other data; the text is about the kit.
 
 # %% slideshow={"slide_type": "skip"}
-import os
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -47,21 +44,16 @@ from patchcore_core.util.images import read_image
 from patchcore_core.util.tables import markdown_table
 from patchcore_core.util.viz import overlay_heatmap
 
-SEED = 0
-torch.manual_seed(SEED)
-np.random.seed(SEED)
-DEVICE = os.environ.get("PATCHCORE_DEVICE", "auto")  # "auto": a GPU when there is one, else the CPU
-FAST = bool(os.environ.get("CI"))                    # smaller sweeps when run by CI
-# The built-in kit by default. For other data: DATA_ROOT = Path("~/mvtec_loco_anomaly_detection").expanduser()
-DATA_ROOT = Path(os.environ.get("PATCHCORE_DATA_ROOT") or logical_root())
-CATEGORY = os.environ.get("PATCHCORE_CATEGORY", "kit")
+# The built-in kit unless PATCHCORE_DATA_ROOT and PATCHCORE_CATEGORY say otherwise. For other data:
+# teaching.notebook_setup("~/mvtec_loco_anomaly_detection", "breakfast_box")
+setup = teaching.notebook_setup(default_category="kit", default_root=logical_root)  # also seeds, styles plots
+SEED = setup.seed
+DEVICE = setup.device  # PATCHCORE_DEVICE, else "auto": a GPU when there is one, else the CPU
+FAST = setup.fast      # smaller sweeps when run by CI
+DATA_ROOT, CATEGORY, cat = setup.data_root, setup.category, setup.cat
 KIT = DATA_ROOT == logical_root() and CATEGORY == "kit"  # the text below is about this data
 LOGICAL = ("missing", "swapped", "extra")
-
-plt.rcParams.update({"figure.dpi": 80, "font.size": 12, "axes.titlesize": 13})
-cat = MVTecCategory(DATA_ROOT, CATEGORY)
-print(f"{CATEGORY}: {len(cat.train)} good training images, {len(cat.test)} test images "
-      f"(defects: {', '.join(cat.defects)}); FAST={FAST}")
+print(setup)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Structural and logical anomalies

@@ -16,7 +16,9 @@ one module per topic:
 * :mod:`.logical`: built-in images of parts with logical anomalies (09, 10);
 * :mod:`.scale`: bank, coreset and search against the number of images; approximate search's trade-off (07);
 * :mod:`.shards`: composable coresets and sharded search on the 2-D toy (07);
-* :mod:`.exercises`: the exercise checks (every notebook): correct, or a specific hint.
+* :mod:`.exercises`: the exercise checks (every notebook): correct, or a specific hint;
+* :mod:`.setup`: every notebook's setup cell (seeds, device, FAST, data, category), as
+  ``teaching.notebook_setup()``.
 
 Imports: every library layer (never the demo); plotting libraries lazily.
 """
@@ -32,7 +34,9 @@ from . import (  # noqa: F401  (light: plots import lazily)
     problem,
     scale,
     scoring_plots,
+    setup,
     shards,
     sweeps,
     toy,
 )
+from .setup import NotebookSetup, notebook_setup  # noqa: F401  (the setup cell's one call)

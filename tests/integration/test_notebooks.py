@@ -199,10 +199,6 @@ def test_sample_category_keeps_n_images_per_kind_with_their_masks(tmp_path):
         run_notebooks.sample_category(tmp_path / "src", "nothing", tmp_path / "out2", 1)
 
 
-@pytest.mark.realdata
-@pytest.mark.notebook
-@pytest.mark.slow
-@pytest.mark.timeout(NOTEBOOK_HANG_GUARD_S)
 def _real_cases():
     """Each notebook on one real set, the sets taken in turn, so one run covers every notebook and every
     set; PATCHCORE_ALL_REAL_SETS=1 runs every notebook on every set (three times as long)."""
@@ -211,6 +207,10 @@ def _real_cases():
     return [(n, *REAL_SETS[i % len(REAL_SETS)]) for i, n in enumerate(NAMES)]
 
 
+@pytest.mark.realdata
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.timeout(NOTEBOOK_HANG_GUARD_S)
 @pytest.mark.parametrize("name,root,category,sample", _real_cases())
 def test_notebook_runs_on_real_data(name, root, category, sample, tmp_path):
     if not (REAL_DATA / root / category).is_dir():
@@ -223,6 +223,17 @@ def test_notebook_runs_on_real_data(name, root, category, sample, tmp_path):
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors, "\n".join(e["evalue"] for e in errors)
     assert all(r == "correct" for r in run_notebooks.check_results(nb))
+
+
+def test_every_notebook_run_is_marked_notebook_and_slow():
+    # `-m "not notebook"` (the quick suite) must leave out every test that executes a notebook; marks put
+    # on a helper instead of the test are silently lost.
+    runs = [test_notebook_executes, test_notebook_runs_on_real_data,
+            test_student_edition_runs_headless_with_every_check_unanswered]
+    for test in runs:
+        marks = {m.name for m in getattr(test, "pytestmark", [])}
+        assert {"notebook", "slow", "timeout"} <= marks, f"{test.__name__} has only the marks {sorted(marks)}"
+    assert "realdata" in {m.name for m in test_notebook_runs_on_real_data.pytestmark}
 
 
 @pytest.mark.notebook
