@@ -19,7 +19,6 @@ import sys
 import typing
 from pathlib import Path
 
-from patchcore_core.io.save_load import load, save
 from patchcore_core.util.atomic import atomic_path
 from patchcore_core.util.tables import format_table, format_value
 
@@ -257,6 +256,7 @@ def _evaluate_sweep(args, root: Path, cats: list[str]) -> int:
 def cmd_fit(args) -> int:
     from patchcore_core.data.mvtec import MVTecCategory, few_shot, image_folder
     from patchcore_core.ext.ensemble import make_model
+    from patchcore_core.io.save_load import save
     from patchcore_core.pipeline.config import PatchCoreConfig
 
     from .outputs import check_output_file
@@ -318,7 +318,7 @@ def cmd_predict(args) -> int:
     refuse_overwriting({"--json": [args.json] if args.json else [],
                         "--heatmaps": heatmaps if args.heatmaps else []},
                        inputs=[args.model, *paths])  # before the model is loaded, not after
-    model = load(args.model, device=args.device)  # one backbone or an ensemble
+    model = _load_for_predict(args.model, args.device)
     results = _predict_each(model, paths, progress=not args.quiet)
     good = [(p, r, h) for p, r, h in zip(paths, results, heatmaps) if not isinstance(r, str)]
     failed = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
@@ -339,6 +339,18 @@ def cmd_predict(args) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _load_for_predict(path, device: str):
+    """A model file (one backbone or an ensemble), or a folder written by ``patchcore export``:
+    that one runs with onnxruntime, and needs no torch."""
+    from patchcore_core.deploy.runtime import Runtime, is_export
+
+    if is_export(path):
+        return Runtime(path)
+    from patchcore_core.io.save_load import load
+
+    return load(path, device=device)
 
 
 def _write_heatmaps(model, good: list, out: Path) -> None:
@@ -398,9 +410,20 @@ def _predict_each(model, paths: list, progress: bool, chunk: int = 32) -> list:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from patchcore_core.pipeline.preprocess import MASK_PROTOCOLS
+def add_predict_parser(sub) -> None:
+    r = sub.add_parser("predict", help="score images with a saved model")
+    r.add_argument("--model", required=True,
+                   help="a .safetensors file written by 'patchcore fit', or a folder written by "
+                        "'patchcore export' (runs without torch)")
+    r.add_argument("images", nargs="+", help="image files or folders")
+    r.add_argument("--heatmaps", metavar="DIR", help="write heatmap overlays here")
+    r.add_argument("--json", help="also write the scores to this JSON file")
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_predict)
 
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="patchcore",
         description="PatchCore anomaly detection (Roth et al., CVPR 2022): learn 'normal' from "
@@ -408,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Without --data, the built-in dataset (scikit-image textures with generated defects) "
                "is used. Run 'patchcore COMMAND --help' for a command's options.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    try:
+        import torch  # noqa: F401
+    except ImportError:  # the runtime extra: predict with an exported folder is all that runs
+        add_predict_parser(sub)
+        return p
+    from patchcore_core.pipeline.preprocess import MASK_PROTOCOLS
 
     d = sub.add_parser("data", help="write the built-in dataset and print its folder; "
                                     "'data download NAME' fetches a public one (mvtec_ad, visa, ...)")
@@ -464,14 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_options(f)
     f.set_defaults(func=cmd_fit)
 
-    r = sub.add_parser("predict", help="score images with a saved model")
-    r.add_argument("--model", required=True, help="a .safetensors file written by 'patchcore fit'")
-    r.add_argument("images", nargs="+", help="image files or folders")
-    r.add_argument("--heatmaps", metavar="DIR", help="write heatmap overlays here")
-    r.add_argument("--json", help="also write the scores to this JSON file")
-    r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
-    r.set_defaults(func=cmd_predict)
+    add_predict_parser(sub)
+
+    from .export import add_parser as add_export_parser
+
+    add_export_parser(sub)
 
     # The demo parses its own options (python -m demo --help lists them).
     m = sub.add_parser("demo", help="serve the Gradio demo (same options as python -m demo)",
@@ -480,12 +506,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from patchcore_core.cluster.connect import ClusterError
-    from patchcore_core.io.model_file import ModelFileError
-    from patchcore_core.pipeline.backbones import BackboneError
+def _user_errors() -> tuple[type, ...]:
+    """The errors bad input causes, reported in one line. Taken from the modules already
+    loaded: an error whose module was never imported cannot have been raised, and without
+    torch (the runtime extra) those modules cannot be imported."""
     from patchcore_core.util.images import DataError
 
+    defined_in = {"patchcore_core.cluster.connect": "ClusterError",
+                  "patchcore_core.io.model_file": "ModelFileError",
+                  "patchcore_core.pipeline.backbones": "BackboneError"}
+    loaded = [getattr(sys.modules[m], name) for m, name in defined_in.items() if m in sys.modules]
+    return (DataError, ValueError, *loaded)
+
+
+def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         # a file name the terminal cannot encode is printed escaped, not turned into an
         # encoding error that hides which file it was
@@ -500,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_settings(args)
         return args.func(args)
-    except (DataError, ModelFileError, BackboneError, ClusterError, ValueError) as exc:
+    except _user_errors() as exc:  # evaluated only when an exception is raised
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
