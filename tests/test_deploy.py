@@ -33,7 +33,8 @@ def exported(model_file):
 
 
 def test_export_writes_onnx_bank_and_json(exported, fitted):
-    assert {p.name for p in exported.iterdir()} == {"model.onnx", "bank.npy", "settings.json", "provenance.json"}
+    names = {p.name for p in exported.iterdir()}
+    assert names == {"model.onnx", "bank.npy", "settings.json", "provenance.json"}
     bank = np.load(exported / "bank.npy", allow_pickle=False)
     np.testing.assert_array_equal(bank, fitted.bank.features.numpy())
     settings = json.loads((exported / "settings.json").read_text())
