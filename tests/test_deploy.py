@@ -142,6 +142,9 @@ def test_int8_export_reports_flips_and_score_changes(model_file, capsys):
     assert json.loads((out / "settings.json").read_text())["precision"] == "int8"
     int8 = json.loads((out / "provenance.json").read_text())["int8"]
     assert int8["calibration_images"] > 0 and int8["max_absolute"] > 0
+    # quantisation shifts every distance: the int8 run has its own threshold, recalibrated as fit does
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["int8_threshold"] == int8["threshold"] != settings["threshold"]
     from patchcore_core.deploy.runtime import Runtime
 
     assert Runtime(out).precision == "int8"

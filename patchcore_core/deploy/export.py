@@ -35,7 +35,7 @@ from torch import nn
 from patchcore_core._version import __version__
 from patchcore_core.data.mvtec import image_folder
 from patchcore_core.io.save_load import load
-from patchcore_core.pipeline.calibration import calibration_folds
+from patchcore_core.pipeline.calibration import calibration_folds, threshold_from_scores
 from patchcore_core.pipeline.features import aggregate_layers
 from patchcore_core.pipeline.patchcore import PatchCore
 from patchcore_core.util.atomic import _umask, move_into_place, scratch_dir
@@ -114,12 +114,15 @@ def default_check_images(model: PatchCore) -> list[Path]:
     return found[:MAX_DEFAULT_CHECK_IMAGES]
 
 
-def compare(reference: np.ndarray, other: np.ndarray, threshold: float | None) -> dict:
-    """Largest relative and absolute score differences, and how many verdicts differ."""
+def compare(reference: np.ndarray, other: np.ndarray, threshold: float | None,
+            other_threshold: float | None = None) -> dict:
+    """Largest relative and absolute score differences, and how many verdicts differ
+    (``other`` judged by ``other_threshold`` when given)."""
     reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
     absolute = np.abs(other - reference)
     relative = absolute / np.maximum(np.abs(reference), 1e-12)
-    flips = 0 if threshold is None else int(((reference > threshold) != (other > threshold)).sum())
+    other_threshold = threshold if other_threshold is None else other_threshold
+    flips = 0 if threshold is None else int(((reference > threshold) != (other > other_threshold)).sum())
     return {"max_relative": float(relative.max()), "max_absolute": float(absolute.max()),
             "verdicts_flipped": flips}
 
@@ -181,6 +184,27 @@ def _quantise(fp32: Path, int8: Path, runtime: Runtime, images: list[Path]) -> N
     prepared.unlink()
 
 
+def _int8_threshold(model: PatchCore, runtime: Runtime) -> float | None:
+    """The threshold the fit's own procedure gives with int8 features: each held-out training
+    image scored against the bank rows of the images kept beside it. Quantisation shifts every
+    distance a little, so the fp32 threshold would call good images anomalous. None where the
+    training images are gone or the score is reweighted (the fp32 threshold is kept)."""
+    import faiss
+
+    names, c = model.train_names, model.config
+    if c.reweight_neighbours or not all(Path(n).is_file() for n in names):
+        return None
+    origin = model.bank.origin[:, 0].numpy()
+    scores = []
+    for kept, held in calibration_folds(len(names), c.calibration_fraction, c.seed):
+        index = faiss.IndexFlatL2(runtime.bank.shape[1])
+        index.add(np.ascontiguousarray(runtime.bank[np.isin(origin, kept)]))
+        feats = runtime.features(np.stack([runtime.preprocess(names[i]) for i in held]))
+        d2, _ = index.search(feats.reshape(-1, feats.shape[-1]), 1)
+        scores += np.sqrt(np.maximum(d2, 0)).reshape(len(held), -1).max(axis=1).tolist()
+    return threshold_from_scores(scores, c.false_alarm_rate or None)
+
+
 def export_model(model_path, out, check_images=None, int8: bool = False, log=print) -> ExportReport:
     """Export the model file ``model_path`` to the folder ``out`` (written whole or not at all).
 
@@ -234,8 +258,15 @@ def export_model(model_path, out, check_images=None, int8: bool = False, log=pri
                                   "on this machine")
             log(f"quantising to int8, calibrated on {len(calibration)} training image(s)")
             _quantise(tmp / rt.MODEL_FILES["fp32"], tmp / rt.MODEL_FILES["int8"], runtime, calibration)
-            q_scores, q_maps, _ = Runtime(tmp, precision="int8").score(checks)
-            report.int8 = {**compare(torch_scores, q_scores, model.threshold),
+            quantised = Runtime(tmp, precision="int8")
+            threshold = _int8_threshold(model, quantised)
+            if threshold is not None:
+                settings["int8_threshold"] = threshold
+                log(f"int8 threshold, recalibrated on the held-out training images: {threshold:.4g} "
+                    f"(fp32: {model.threshold:.4g})")
+            q_scores, q_maps, _ = quantised.score(checks)
+            report.int8 = {**compare(torch_scores, q_scores, model.threshold, threshold or model.threshold),
+                           "threshold": threshold,
                            "max_map_difference": float(np.abs(q_maps - torch_maps).max()),
                            "calibration_images": len(calibration)}
             log(report.lines()[-1])

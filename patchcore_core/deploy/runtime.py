@@ -156,6 +156,8 @@ class Runtime:
         threshold = s.get("threshold")
         self.threshold = None if threshold is None else _field(s, "threshold", float, where, positive)
         precision = precision or _field(s, "precision", str, where, lambda v: v in MODEL_FILES)
+        if precision == "int8" and "int8_threshold" in s:  # recalibrated with int8 features at export
+            self.threshold = _field(s, "int8_threshold", float, where, positive)
         if precision not in MODEL_FILES:
             raise ExportError(f"precision must be one of {', '.join(MODEL_FILES)}, not {precision!r}")
         self.precision = precision
