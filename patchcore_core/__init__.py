@@ -13,11 +13,17 @@ other folders are layers around it (see the README's map).
 """
 
 from patchcore_core._version import __version__
-from patchcore_core.ext import ann as _ann  # noqa: F401  (plugs approximate search into the memory bank)
-from patchcore_core.ext.ensemble import AnomalyModel, PatchCoreEnsemble, make_model
-from patchcore_core.io.save_load import load, save
-from patchcore_core.pipeline.config import PatchCoreConfig
-from patchcore_core.pipeline.patchcore import Explanation, PatchCore, Prediction
 
-__all__ = ["PatchCore", "PatchCoreEnsemble", "AnomalyModel", "PatchCoreConfig", "Prediction", "Explanation",
-           "make_model", "save", "load", "__version__"]
+try:
+    import torch  # noqa: F401
+except ImportError:  # the runtime extra: only patchcore_core.deploy.runtime (and util) work without torch
+    __all__ = ["__version__"]
+else:
+    from patchcore_core.ext import ann as _ann  # noqa: F401  (plugs approximate search into the memory bank)
+    from patchcore_core.ext.ensemble import AnomalyModel, PatchCoreEnsemble, make_model
+    from patchcore_core.io.save_load import load, save
+    from patchcore_core.pipeline.config import PatchCoreConfig
+    from patchcore_core.pipeline.patchcore import Explanation, PatchCore, Prediction
+
+    __all__ = ["PatchCore", "PatchCoreEnsemble", "AnomalyModel", "PatchCoreConfig", "Prediction",
+               "Explanation", "make_model", "save", "load", "__version__"]

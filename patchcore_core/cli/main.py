@@ -1,4 +1,4 @@
-"""The ``patchcore`` command: fit, predict, evaluate, benchmark, data, demo.
+"""The ``patchcore`` command: fit, predict, evaluate, benchmark, data, export, demo.
 
     patchcore data                                   # write the built-in dataset
     patchcore data download mvtec_ad --category bottle --root ~/data   # a public data set
@@ -22,13 +22,13 @@ from patchcore_core.io.model_file import ModelFileError
 from patchcore_core.pipeline.backbones import BackboneError
 from patchcore_core.util.images import DataError
 
-from . import benchmark, data, demo, evaluate, fit, predict
+from . import benchmark, data, demo, evaluate, export, fit, predict
 from .options import check_settings
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # The commands in the order ``patchcore --help`` lists them; each has add_parser(subparsers) and run(args).
-COMMANDS = [data, evaluate, benchmark, fit, predict, demo]
+COMMANDS = [data, evaluate, benchmark, fit, predict, export, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

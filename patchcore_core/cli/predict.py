@@ -10,6 +10,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from patchcore_core.data.mvtec import image_folder
+from patchcore_core.deploy.runtime import Runtime, is_export
 from patchcore_core.io.save_load import load
 from patchcore_core.util.atomic import atomic_path
 from patchcore_core.util.images import DataError
@@ -24,7 +25,9 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     r = subparsers.add_parser("predict", help="score images with a saved model")
-    r.add_argument("--model", required=True, help="a .safetensors file written by 'patchcore fit'")
+    r.add_argument("--model", required=True,
+                   help="a .safetensors file written by 'patchcore fit', or a folder written by "
+                        "'patchcore export' (run with onnxruntime)")
     r.add_argument("images", nargs="+", help="image files or folders")
     r.add_argument("--heatmaps", metavar="DIR", help="write heatmap overlays here")
     r.add_argument("--json", help="also write the scores to this JSON file")
@@ -47,7 +50,8 @@ def run(args) -> int:
     refuse_overwriting({"--json": [args.json] if args.json else [],
                         "--heatmaps": heatmaps if args.heatmaps else []},
                        inputs=[args.model, *paths])  # before the model is loaded, not after
-    model = load(args.model, device=args.device)  # one backbone or an ensemble
+    # a model file (one backbone or an ensemble), or an export folder run by onnxruntime
+    model = Runtime(args.model) if is_export(args.model) else load(args.model, device=args.device)
     results = _predict_each(model, paths, progress=not args.quiet)
     good = [(p, r, h) for p, r, h in zip(paths, results, heatmaps) if not isinstance(r, str)]
     failed = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]

@@ -11,11 +11,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..pipeline.preprocess import Preprocess
 from ..util.images import IMAGE_EXTENSIONS, DataError, image_size, read_mask
+
+if TYPE_CHECKING:  # a hint only: listing images needs no torch (the deploy runtime lists folders)
+    from ..pipeline.preprocess import Preprocess
 
 __all__ = ["MVTecCategory", "TestItem", "few_shot", "image_folder", "list_categories"]
 

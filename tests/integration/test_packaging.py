@@ -22,6 +22,16 @@ def test_ci_runs_the_readme_test_command():
     assert ci.strip().splitlines()[-1] == "make test"
 
 
+def test_every_package_folder_is_in_the_wheel():
+    """pyproject.toml lists packages by name: a new folder left out would be missing from a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "patchcore_core").rglob("__init__.py")}
+    assert folders <= listed, f"not in [tool.setuptools] packages: {sorted(folders - listed)}"
+    assert "patchcore_demo" in listed and "demo" not in listed
+
+
 def test_console_script_is_declared():
     import tomllib
 

@@ -1,0 +1,150 @@
+"""patchcore export (ONNX + bank + JSON, parity checked) and the torch-free runtime (issue 25)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from paths import ROOT
+
+
+@pytest.fixture(scope="module")
+def model_file(fitted, tmp_path_factory):
+    from patchcore_core import save
+
+    return save(fitted, tmp_path_factory.mktemp("deploy") / "brick.safetensors")
+
+
+@pytest.fixture(scope="module")
+def exported(model_file):
+    from patchcore_core.cli.main import main
+
+    out = model_file.parent / "brick_export"
+    assert main(["export", "--model", str(model_file), "--out", str(out)]) == 0
+    return out
+
+
+def test_export_writes_onnx_bank_and_json(exported, fitted):
+    names = {p.name for p in exported.iterdir()}
+    assert names == {"model.onnx", "bank.npy", "settings.json", "provenance.json"}
+    bank = np.load(exported / "bank.npy", allow_pickle=False)
+    np.testing.assert_array_equal(bank, fitted.bank.features.numpy())
+    settings = json.loads((exported / "settings.json").read_text())
+    assert settings["threshold"] == pytest.approx(fitted.threshold)
+    assert settings["grid"] == list(fitted.grid) and settings["precision"] == "fp32"
+    provenance = json.loads((exported / "provenance.json").read_text())
+    parity = provenance["parity"]
+    assert parity["n_check"] >= 3 and parity["max_relative"] <= 1e-4 and parity["verdicts_differ"] == 0
+    # the default check images are the model's own held-out training images
+    assert set(parity["check_images"]) <= set(fitted.train_names)
+
+
+def test_runtime_matches_pytorch_on_test_images(exported, fitted, brick):
+    from patchcore_core.deploy.runtime import Runtime
+
+    images = [item.path for item in brick.test][::3]
+    ref = fitted.predict(images)
+    got = Runtime(exported).predict(images)
+    ref_scores = np.array([p.score for p in ref])
+    scores = np.array([p.score for p in got])
+    assert np.abs(scores - ref_scores).max() / ref_scores.min() < 1e-4
+    assert [p.verdict for p in got] == [p.verdict for p in ref]
+    assert got[0].anomaly_map.shape == ref[0].anomaly_map.shape
+
+
+def test_numpy_anomaly_map_matches_torch():
+    import torch
+
+    from patchcore_core.deploy.runtime import anomaly_maps
+    from patchcore_core.pipeline.scoring import anomaly_map
+
+    patch = torch.rand(2, 28, 28, generator=torch.Generator().manual_seed(0)) * 50
+    for upsample in ("bilinear", "nearest"):
+        ref = anomaly_map(patch, 224, 4.0, upsample).numpy()
+        got = anomaly_maps(patch.numpy(), (224, 224), 4.0, upsample)
+        assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_export_refuses_when_scores_differ(model_file, monkeypatch, capsys):
+    """A graph whose features are off by a little: refused, nothing written."""
+    from patchcore_core.cli.main import main
+    from patchcore_core.deploy.runtime import Runtime
+
+    features = Runtime.features
+    monkeypatch.setattr(Runtime, "features", lambda self, batch: features(self, batch) * 1.001)
+    out = model_file.parent / "refused"
+    assert main(["export", "--model", str(model_file), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "refused" in err and "largest score difference" in err
+    assert not out.exists() and not list(model_file.parent.glob(".refused*"))
+
+
+def test_export_refuses_a_folder_of_other_things(model_file, tmp_path, capsys):
+    from patchcore_core.cli.main import main
+
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["export", "--model", str(model_file), "--out", str(tmp_path)]) == 1
+    assert "not an exported model folder" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_an_export_scores_images_without_torch(exported, fitted, brick, tmp_path):
+    """The runtime in a process where importing torch fails (the runtime extra)."""
+    images = [str(item.path) for item in brick.test][:4]
+    out = tmp_path / "scores.json"
+    code = ("import json, sys; sys.modules['torch'] = None\n"
+            "from patchcore_core.deploy.runtime import Runtime\n"
+            "preds = Runtime(sys.argv[1]).predict(sys.argv[3:])\n"
+            "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules if sys.modules[m])\n"
+            "rows = [{'score': p.score, 'verdict': p.verdict} for p in preds]\n"
+            "open(sys.argv[2], 'w').write(json.dumps(rows))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code, str(exported), str(out), *images], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())
+    ref = fitted.predict(images)
+    assert [r["verdict"] for r in rows] == [p.verdict for p in ref]
+    np.testing.assert_allclose([r["score"] for r in rows], [p.score for p in ref], rtol=1e-4)
+
+
+def test_runtime_refuses_bad_settings_and_pickled_banks(exported, tmp_path):
+    import shutil
+
+    from patchcore_core.deploy.runtime import ExportError, Runtime
+
+    bad = tmp_path / "bad"
+    shutil.copytree(exported, bad)
+    settings = json.loads((bad / "settings.json").read_text())
+    (bad / "settings.json").write_text(json.dumps({**settings, "threshold": "high"}))
+    with pytest.raises(ExportError, match="'threshold'"):
+        Runtime(bad)
+    (bad / "settings.json").write_text(json.dumps(settings))
+    np.save(bad / "bank.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ExportError, match="bank.npy"):
+        Runtime(bad)
+
+
+@pytest.mark.slow
+def test_int8_export_reports_flips_and_score_changes(model_file, capsys):
+    from patchcore_core.cli.main import main
+
+    out = model_file.parent / "int8"
+    assert main(["export", "--model", str(model_file), "--out", str(out), "--int8"]) == 0
+    assert "verdicts flip; largest score change" in capsys.readouterr().err
+    assert json.loads((out / "settings.json").read_text())["precision"] == "int8"
+    int8 = json.loads((out / "provenance.json").read_text())["int8"]
+    assert int8["calibration_images"] > 0 and int8["max_absolute"] > 0
+    # quantisation shifts every distance: the int8 run has its own threshold, recalibrated as fit does
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["int8_threshold"] == int8["threshold"] != settings["threshold"]
+    from patchcore_core.deploy.runtime import Runtime
+
+    assert Runtime(out).precision == "int8"
