@@ -27,7 +27,8 @@ def test_every_package_folder_is_in_the_wheel():
     import tomllib
 
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    folders = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "patchcore_core").rglob("__init__.py")}
+    inits = (ROOT / "patchcore_core").rglob("__init__.py")
+    folders = {".".join(p.parent.relative_to(ROOT).parts) for p in inits}
     assert folders <= listed, f"not in [tool.setuptools] packages: {sorted(folders - listed)}"
     assert "patchcore_demo" in listed and "demo" not in listed
 
