@@ -14,7 +14,6 @@ share a name (``good/000.png``, ``hole/000.png``) names of their own;
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
 import tempfile
@@ -22,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from patchcore_core.util.atomic import atomic_path
+from patchcore_core.util.numbers import json_safe
 
 __all__ = ["OutputPathError", "check_output_file", "check_output_folder", "refuse_overwriting",
            "distinct_names", "write_json"]
@@ -133,18 +133,7 @@ def distinct_names(paths: list, suffix: str) -> list[str]:
     return names
 
 
-def _strict(data):
-    """``data`` with every NaN or infinity as None: JSON has no NaN, and strict parsers refuse it."""
-    if isinstance(data, dict):
-        return {k: _strict(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_strict(v) for v in data]
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    return data
-
-
 def write_json(path, data) -> None:
     """``data`` as JSON at ``path``, written whole or not at all (NaN and infinity as null)."""
     with atomic_path(Path(path)) as tmp:
-        tmp.write_text(json.dumps(_strict(data), indent=2, allow_nan=False))
+        tmp.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False))

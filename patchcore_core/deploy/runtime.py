@@ -16,7 +16,6 @@ before it writes a folder. Needs: ``pip install 'patchcore-core[runtime]'``.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from patchcore_core.util.images import read_image
+from patchcore_core.util.numbers import is_number
 
 __all__ = ["EXPORT_FORMAT", "ExportError", "Runtime", "RuntimePrediction", "is_export", "SETTINGS_FILE",
            "PROVENANCE_FILE", "BANK_FILE", "MODEL_FILES", "bilinear_matrix", "anomaly_maps"]
@@ -95,18 +95,14 @@ def anomaly_maps(patch_scores: np.ndarray, size: tuple[int, int], sigma: float =
     return maps.astype(np.float32)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _field(settings: dict, name: str, kind, where: Path, check=None):
     """``settings[name]`` when it is a ``kind`` (numbers finite, lists of numbers) passing ``check``;
     else an :class:`ExportError` naming the file and the field."""
     value = settings.get(name)
     if kind is float:
-        ok = _is_number(value)
+        ok = is_number(value)
     elif kind is list:
-        ok = isinstance(value, list) and all(_is_number(v) for v in value)
+        ok = isinstance(value, list) and all(is_number(v) for v in value)
     else:
         ok = isinstance(value, kind) and not isinstance(value, bool)
     if not (ok and (check is None or check(value))):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from patchcore_core._version import __version__
 from patchcore_core.data.mvtec import list_categories
 from patchcore_core.pipeline.config import PatchCoreConfig
 from patchcore_core.util.atomic import atomic_path
+from patchcore_core.util.numbers import is_number, json_safe
 
 from .category import evaluate_category
 
@@ -77,10 +77,6 @@ def read_results(out_dir) -> list[dict]:
     return rows
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def mean_rows(rows: list[dict]) -> list[dict]:
     """Per shot count: each metric averaged over categories for every seed, then
     the mean over seeds and (``<key>_std``) its sample standard deviation across
@@ -98,7 +94,7 @@ def mean_rows(rows: list[dict]) -> list[dict]:
         for key in keys:
             per_seed = []
             for seed in seeds:
-                vals = [r[key] for r in group if r["seed"] == seed and _number(r.get(key))]
+                vals = [r[key] for r in group if r["seed"] == seed and is_number(r.get(key))]
                 if vals:
                     per_seed.append(float(np.mean(vals)))
             row[key] = float(np.mean(per_seed)) if per_seed else None
@@ -108,7 +104,7 @@ def mean_rows(rows: list[dict]) -> list[dict]:
 
 
 def _pct(v, std=None) -> str:
-    if not _number(v):
+    if not is_number(v):
         return "n/a"
     return f"{100 * v:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
 
@@ -130,8 +126,8 @@ def markdown_report(rows: list[dict], settings: dict) -> str:
                   "|---|" + "---:|" * len(cols)]
         for cat in category_order({r["category"] for r in full}):
             mine = [r for r in full if r["category"] == cat]
-            vals = [np.mean([r[k] for r in mine if _number(r.get(k))]) if any(_number(r.get(k)) for r in mine)
-                    else None for k, _ in cols]
+            found = [[r[k] for r in mine if is_number(r.get(k))] for k, _ in cols]
+            vals = [np.mean(v) if v else None for v in found]
             lines.append(f"| {cat} | " + " | ".join(_pct(v) for v in vals) + " |")
         mean = next(m for m in mean_rows(full))
         lines.append("| **Mean** | " + " | ".join(f"**{_pct(mean.get(k))}**" for k, _ in cols) + " |")
@@ -149,12 +145,6 @@ def markdown_report(rows: list[dict], settings: dict) -> str:
     return "\n".join(lines)
 
 
-def _clean(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def _write(out_dir: Path, rows: list[dict], settings: dict) -> None:
     keys = list(RUN_KEYS) + [k for k in rows[0] if k not in RUN_KEYS]
     for r in rows[1:]:
@@ -164,10 +154,10 @@ def _write(out_dir: Path, rows: list[dict], settings: dict) -> None:
             w = csv.DictWriter(f, keys)
             w.writeheader()
             for r in rows:
-                w.writerow({k: ("all" if k == "shots" and r.get(k) is None else _clean(r.get(k)))
+                w.writerow({k: ("all" if k == "shots" and r.get(k) is None else json_safe(r.get(k)))
                             for k in keys})
-    data = {"settings": settings, "rows": [{k: _clean(v) for k, v in r.items()} for r in rows],
-            "mean": [{k: _clean(v) for k, v in m.items()} for m in mean_rows(rows)]}
+    data = {"settings": settings, "rows": [{k: json_safe(v) for k, v in r.items()} for r in rows],
+            "mean": [{k: json_safe(v) for k, v in m.items()} for m in mean_rows(rows)]}
     with atomic_path(out_dir / "results.json") as tmp:
         tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
     with atomic_path(out_dir / "results.md") as tmp:

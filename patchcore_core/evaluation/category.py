@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import resource
 import sys
 import time
@@ -27,6 +26,7 @@ from patchcore_core.ext.ensemble import make_model
 from patchcore_core.pipeline.patchcore import PatchCore
 from patchcore_core.pipeline.preprocess import check_mask_protocol
 from patchcore_core.util.atomic import atomic_path
+from patchcore_core.util.numbers import json_safe
 
 from .metrics import aupro, f1_max, image_auroc, pixel_auroc
 
@@ -159,7 +159,7 @@ def cache_entry(root, category: str, shots: int | None, device: str, config: dic
 
 def json_metrics(metrics: dict) -> dict:
     """Metrics as JSON can hold them: NaN (a metric that is undefined here) as None."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+    return json_safe(metrics)
 
 
 def store_metrics(key: dict, path: Path, metrics: dict) -> dict:

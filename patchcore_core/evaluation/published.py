@@ -11,7 +11,6 @@ commit). Values are fractions; ``None`` where a figure is not transcribed.
 from __future__ import annotations
 
 import json
-import math
 from importlib.resources import files
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from patchcore_core.util.atomic import atomic_path
+from patchcore_core.util.numbers import is_number
 
 from .benchmark import category_order
 
@@ -47,10 +47,6 @@ def published_value(entry: dict, category: str, metric: str):
     return ((entry.get("per_category") or {}).get(category) or {}).get(metric)
 
 
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def figure_title(backbone: str) -> str:
     """The comparison figure's title; it says when the backbone is not the paper's."""
     title = "PatchCore: this run beside the published MVTec AD figures ('–': no published figure)"
@@ -70,7 +66,8 @@ def comparison_figure(rows: list[dict], path, config: dict, dataset: str = "mvte
     backbone = config.get("backbone", "?")
 
     def ours(cat, metric):
-        vals = [r[metric] for r in full if (cat == "mean" or r["category"] == cat) and _finite(r.get(metric))]
+        vals = [r[metric] for r in full
+                if (cat == "mean" or r["category"] == cat) and is_number(r.get(metric))]
         if cat == "mean":  # class mean: average of the per-category averages
             per = [ours(c, metric) for c in cats[:-1]]
             per = [v for v in per if v is not None]
@@ -84,7 +81,7 @@ def comparison_figure(rows: list[dict], path, config: dict, dataset: str = "mvte
         if set(cats[:-1]) >= set(entry.get("per_category") or {}) and entry.get("per_category"):
             return published_value(entry, "mean", metric)
         vals = [published_value(entry, c, metric) for c in cats[:-1]]
-        return float(np.mean(vals)) if vals and all(_finite(v) for v in vals) else None
+        return float(np.mean(vals)) if vals and all(is_number(v) for v in vals) else None
 
     series = [(f"this run ({backbone}, coreset {config.get('coreset_ratio')})", ours)]
     series += [(e["name"], lambda c, m, e=e: theirs(e, c, m)) for e in entries]
@@ -97,12 +94,12 @@ def comparison_figure(rows: list[dict], path, config: dict, dataset: str = "mvte
         lows = []
         for i, (name, get) in enumerate(series):
             vals = [get(c, metric) for c in cats]
-            have = [j for j, v in enumerate(vals) if _finite(v)]
+            have = [j for j, v in enumerate(vals) if is_number(v)]
             lows += [vals[j] for j in have]
             ax.bar(x[have] + (i - (len(series) - 1) / 2) * width, [vals[j] for j in have], width,
                    color=colours[i % len(colours)], label=name)
             for j, v in enumerate(vals):
-                if not _finite(v):  # say so rather than leave a gap that reads as zero
+                if not is_number(v):  # say so rather than leave a gap that reads as zero
                     ax.text(x[j] + (i - (len(series) - 1) / 2) * width, 0.02, "–", ha="center",
                             va="bottom", fontsize=14, color=colours[i % len(colours)],
                             transform=ax.get_xaxis_transform())

@@ -37,6 +37,7 @@ from patchcore_core.ext.ensemble import MIN_STD, combined_scores, image_stats
 from patchcore_core.pipeline.backbones import BACKBONES, BackboneError, get_spec, stage_strides
 from patchcore_core.pipeline.calibration import threshold_from_scores
 from patchcore_core.pipeline.config import MAX_IMAGE_SIDE, PatchCoreConfig, SettingError, min_image_size
+from patchcore_core.util.numbers import is_number
 
 from .model_file import ModelFileError
 
@@ -65,11 +66,6 @@ def embedding_bytes(channels: list[int], pretrain_dim: int, target_dim: int) -> 
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def is_number(v) -> bool:
-    """A finite int or float from JSON (``true`` is no number here)."""
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
 
