@@ -92,6 +92,9 @@ display(Markdown(markdown_table(rows)))
 # busy production line or Real-IAD, make a bank of about 90 GB before the coreset and need about 10^5 times magnetic tile's
 # coreset updates: several machines, and a coreset that does not need all the points in one place.
 
+# %% [markdown] tags=["notes"]
+# *Teacher's notes.* Ask: *at 200,000 images, what breaks first: memory, fit time or search time?* Then show the growth table measured below.
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Composable coresets on the 2-D toy
 #
@@ -172,7 +175,7 @@ assert best == int(np.linalg.norm(pts - query, axis=1).argmin())
 # %% [markdown]
 # On the real bank: shard the coreset, search each shard, merge, and compare with one index over all of it.
 
-# %%
+# %% tags=["show-code"]
 bank = flat[single]
 queries = model.extract([t.path for t in cat.test[:2]]).reshape(-1, flat.shape[1])
 d_one, i_one = knn_search(queries, bank, k=1)
