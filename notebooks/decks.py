@@ -214,11 +214,9 @@ def write_pdf(deck: Path, pdf: Path, browser) -> None:
 
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     try:
-        page.goto(deck.as_uri() + "?print-pdf")
+        page.goto(deck.resolve().as_uri() + "?print-pdf")
         page.wait_for_selector("body[data-fitted='1']", timeout=60_000)
-        size = page.evaluate("() => { const p = document.querySelector('.pdf-page');"
-                             " return p ? [p.offsetWidth, p.offsetHeight] : [1280, 720]; }")
-        with atomic_path(pdf) as tmp:
-            page.pdf(path=str(tmp), width=f"{size[0]}px", height=f"{size[1]}px", print_background=True)
+        with atomic_path(pdf) as tmp:  # the page size is the one reveal.js sets with @page
+            page.pdf(path=str(tmp), prefer_css_page_size=True, print_background=True)
     finally:
         page.close()
