@@ -110,7 +110,7 @@ plt.tight_layout(); plt.show()
 #
 # The same with made-up distances, then worked through with real numbers (`teaching.scoring_plots.eq7_breakdown`, b = 3):
 
-# %% tags=["show-code"]
+# %% slideshow={"slide_type": "subslide"} tags=["show-code"]
 b = 3
 weights = {}
 for kind, d in [("dense", [10.0, 10.5, 11.0]), ("isolated", [10.0, 30.0, 40.0])]:
