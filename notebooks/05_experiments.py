@@ -221,7 +221,7 @@ assert [r["n_train"] for r in shot_rows] == [s or len(cat.train) for s in shots]
 # `PATCHCORE_RAY=auto` in the environment, each sweep's runs go to a Ray cluster at once as tasks; their
 # results land in this cache under the same keys, so a later run without Ray reads them. See the README, *A Ray cluster*.)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 again = run()
 print(f"second baseline run: cached={again['cached']}, {again['wall_seconds']:.3f} s")
 assert again["cached"] and again["image_auroc"] == baseline["image_auroc"]
