@@ -205,13 +205,18 @@ def write_slides(names: list[str], out: Path = BUILD / "slides", fast: bool = Tr
 
     cache = cache or out / ".work" / "cache"
     local = has_local_reveal(out)
-    written, to_print = [], []
+    written, to_print, failed = [], [], []
     t_all = time.perf_counter()
     for k, name in enumerate(names, 1):
         deck = out / name.replace(".ipynb", ".slides.html")
         stamp_path = deck.with_suffix(".stamp.json")
         print(f"[{k}/{len(names)}] {name}", flush=True)
-        nb, seconds, ran_with = executed_notebook(name, out, cache, fast, force)
+        try:
+            nb, seconds, ran_with = executed_notebook(name, out, cache, fast, force)
+        except Exception as exc:  # build the other decks, then fail
+            failed.append(name)
+            print(f"      FAILED: {str(exc).strip().splitlines()[-1][:300]}", flush=True)
+            continue
         stamp = deck_stamp(name, run_stamp(name, fast), local)
         ran = "kept from the last build" if seconds is None else f"ran in {seconds:.0f} s"
         if not force and deck.exists() and _read_stamp(stamp_path) == stamp:
@@ -228,6 +233,8 @@ def write_slides(names: list[str], out: Path = BUILD / "slides", fast: bool = Tr
     if to_print:
         write_pdfs(to_print, local)
     print(f"{len(written)} decks in {out} ({time.perf_counter() - t_all:.0f} s)", flush=True)
+    if failed:
+        raise SystemExit(f"no deck for {', '.join(failed)}: the notebook failed (above)")
     if not local:
         print(f"note: the decks load reveal.js from {REVEAL_CDN}; offline they show as one long page. "
               f"`make reveal` puts a local copy in {out / LOCAL_REVEAL}.")

@@ -186,3 +186,20 @@ def test_a_new_package_version_reruns_the_notebooks(tiny_course, tmp_path, monke
     monkeypatch.setattr(patchcore_core, "__version__", patchcore_core.__version__ + ".post1")
     course_editions.write_slides(["00_a.ipynb"], tmp_path / "slides", pdf=False)
     assert runs == ["00_a.ipynb"] * 2
+
+
+def test_a_failing_notebook_does_not_stop_the_other_decks(tiny_course, tmp_path, monkeypatch, capsys):
+    folder, runs = tiny_course
+    ok = run_notebooks.execute
+
+    def execute(name, cache, fast=True):
+        if name == "00_a.ipynb":
+            raise RuntimeError("a cell raised\nValueError: broken notebook")
+        return ok(name, cache, fast)
+
+    monkeypatch.setattr(run_notebooks, "execute", execute)
+    with pytest.raises(SystemExit, match="no deck for 00_a.ipynb"):
+        course_editions.write_slides(["00_a.ipynb", "01_b.ipynb"], tmp_path / "slides", pdf=False)
+    assert "FAILED: ValueError: broken notebook" in capsys.readouterr().out
+    assert (tmp_path / "slides" / "01_b.slides.html").exists()
+    assert not (tmp_path / "slides" / "00_a.slides.html").exists()
