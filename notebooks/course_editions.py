@@ -218,7 +218,7 @@ def write_slides(names: list[str], out: Path = BUILD / "slides", fast: bool = Tr
             print(f"      FAILED: {str(exc).strip().splitlines()[-1][:300]}", flush=True)
             continue
         stamp = deck_stamp(name, run_stamp(name, fast), local)
-        ran = "kept from the last build" if seconds is None else f"ran in {seconds:.0f} s"
+        ran = "from the run kept in .work/" if seconds is None else f"ran in {seconds:.0f} s"
         if not force and deck.exists() and _read_stamp(stamp_path) == stamp:
             print(f"      {deck}: up to date ({ran})", flush=True)
         else:

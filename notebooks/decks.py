@@ -6,6 +6,7 @@ What a deck shows, from the notebook's cells (``course_editions.py slides`` buil
   its long lines wrapped below their own indentation;
 - nothing of the exercises' code cells (tags ``exercise``, ``solution``, ``check``), of stderr
   (warnings, progress bars), of prompts (``In [3]:``), or of the build machine's paths;
+- a one-row table of many columns (a model card) as rows of (setting, value);
 - a widget as the figure and text it drew when the notebook ran (a static picture of its first state);
 - a slide for each section (``## `` heading), also where a heading sits inside a cell;
 - the title slide: the title, the one-line summary and the objectives ("You will learn"); the rest of
@@ -66,6 +67,32 @@ def _clean_text(text: str, paths: dict[str, str]) -> str:
     return text
 
 
+WIDE_TABLE = 6  # a one-row Markdown table with more columns is shown as rows of (setting, value)
+
+
+def one_row_table_as_rows(markdown: str) -> str:
+    """A Markdown table of one row and many columns (a model card, say) as a two-column table of its
+    (column, value) pairs, which fits a slide's width; any other text as it is."""
+    lines = markdown.strip().splitlines()
+    if len(lines) != 3 or not all(line.strip().startswith("|") for line in lines):
+        return markdown
+
+    def cells(line):
+        return [c.strip() for c in line.strip().strip("|").split("|")]
+
+    header, row = cells(lines[0]), cells(lines[2])
+    if len(header) <= WIDE_TABLE or len(header) != len(row):
+        return markdown
+    pairs = list(zip(header, row))
+    groups = min(3, -(-len(pairs) // 10))  # side by side, so that about ten rows remain
+    n_rows = -(-len(pairs) // groups)
+    columns = [pairs[g * n_rows:(g + 1) * n_rows] for g in range(groups)]
+    lines = ["| setting | value " * groups + "|", "|---|---" * groups + "|"]
+    for i in range(n_rows):
+        lines.append("".join(f"| {c[i][0]} | {c[i][1]} " if i < len(c) else "| | " for c in columns) + "|")
+    return "\n".join(lines)
+
+
 def _clean_outputs(nb, outputs: list, paths: dict[str, str]) -> list:
     """The outputs a deck shows: no stderr, a widget replaced by what it drew, no machine paths."""
     import nbformat
@@ -87,6 +114,8 @@ def _clean_outputs(nb, outputs: list, paths: dict[str, str]) -> list:
             if mime in out.get("data", {}):
                 value = out["data"][mime]
                 out["data"][mime] = _clean_text("".join(value) if isinstance(value, list) else value, paths)
+        if "text/markdown" in out.get("data", {}):
+            out["data"]["text/markdown"] = one_row_table_as_rows(out["data"]["text/markdown"])
         kept.append(out)
     return kept
 

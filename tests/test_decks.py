@@ -203,3 +203,16 @@ def test_a_failing_notebook_does_not_stop_the_other_decks(tiny_course, tmp_path,
     assert "FAILED: ValueError: broken notebook" in capsys.readouterr().out
     assert (tmp_path / "slides" / "01_b.slides.html").exists()
     assert not (tmp_path / "slides" / "00_a.slides.html").exists()
+
+
+def test_a_wide_one_row_table_is_shown_as_rows_of_settings():
+    keys = [f"k{i}" for i in range(25)]
+    values = [str(i) for i in range(25)]
+    wide = "| " + " | ".join(keys) + " |\n|" + "---|" * 25 + "\n| " + " | ".join(values) + " |"
+    rows = decks.one_row_table_as_rows(wide).splitlines()
+    assert rows[0] == "| setting | value | setting | value | setting | value |"
+    assert len(rows) == 2 + 9 and rows[2].startswith("| k0 | 0 | k9 | 9 | k18 | 18 |")
+    narrow = "| a | b |\n|---|---|\n| 1 | 2 |"
+    assert decks.one_row_table_as_rows(narrow) == narrow
+    two_rows = "| " + " | ".join(keys) + " |\n|" + "---|" * 25 + "\n| x |\n| y |"
+    assert decks.one_row_table_as_rows(two_rows) == two_rows

@@ -98,10 +98,7 @@ def test_every_notebook_has_a_deck_and_a_pdf(built_decks):
         for path in {str(ROOT), str(Path.home()), sys.prefix, "/tmp/"}:
             assert path not in html, f"{deck.name} shows a path of the build machine: {path}"
         assert "UserWarning" not in html and "application/vnd.jupyter.stderr" not in html
-        pdf = deck.with_suffix(".pdf")
-        n_pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
-        n_slides = html.count("<section") - html.count("<section><section")  # leaf slides
-        assert n_pages == n_slides, f"{pdf.name}: {n_pages} pages for {n_slides} slides"
+        assert deck.with_suffix(".pdf").stat().st_size > 10_000
 
 
 @pytest.mark.timeout(900)
@@ -132,5 +129,8 @@ def test_every_slide_fits_1280x720(name, built_decks, browser):
             problems += [f"slide {k} ({ix['h']}/{ix.get('v') or 0}): {p}"
                          for p in page.evaluate(PROBE, [MIN_FONT_PX, MIN_FIGURE_PX])]
         assert not problems, f"{name}:\n" + "\n".join(problems)
+        pdf = deck.with_suffix(".pdf").read_bytes()
+        n_pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+        assert n_pages == len(indices), f"the handout has {n_pages} pages for {len(indices)} slides"
     finally:
         page.close()
