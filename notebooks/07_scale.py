@@ -172,7 +172,7 @@ print("each shard's answer (distance, row):", [(round(d, 3), i) for d, i in answ
 best_d, best = merged_nearest(answers)
 assert best == int(np.linalg.norm(pts - query, axis=1).argmin())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # On the real bank: shard the coreset, search each shard, merge, and compare with one index over all of it.
 
 # %% tags=["show-code"]
