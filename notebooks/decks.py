@@ -189,6 +189,10 @@ def deck_notebook(executed_nb, paths: dict[str, str] | None = None):
             else:
                 cell.source = _clean_text(cell.source, paths)
         cells.append(cell)
+    # The title slide holds the title and the objectives only: what follows starts a slide of its own.
+    after_title = next((c for c in cells[1:] if _slide_type(c) not in ("notes", "skip")), None)
+    if after_title is not None and _slide_type(after_title) in ("-", "fragment"):
+        _set_slide_type(after_title, "slide")
     nb.cells = cells
     nb.metadata.pop("widgets", None)  # its pictures are in the outputs now; no widget manager needed
     return nb

@@ -216,3 +216,16 @@ def test_a_wide_one_row_table_is_shown_as_rows_of_settings():
     assert decks.one_row_table_as_rows(narrow) == narrow
     two_rows = "| " + " | ".join(keys) + " |\n|" + "---|" * 25 + "\n| x |\n| y |"
     assert decks.one_row_table_as_rows(two_rows) == two_rows
+
+
+def test_the_title_slide_holds_the_title_and_the_objectives_only():
+    nb = v4.new_notebook(cells=[
+        v4.new_markdown_cell("# 04 Evaluation\n\n> One line.\n\n**You will learn**\n\n- a\n- b"),
+        code("import os", slide_type="skip"),
+        v4.new_markdown_cell("`evaluate_category` fits and scores."),
+        code("res = evaluate()", [v4.new_output("stream", name="stdout", text="AUROC 1.0\n")])])
+    deck = decks.deck_notebook(nb)
+    assert deck.cells[2].metadata["slideshow"]["slide_type"] == "slide"
+    html = decks.slides_html(nb)
+    first = html[html.index("<section"):html.index("</section>")]
+    assert "You will learn" in first and "evaluate_category" not in first
