@@ -43,8 +43,8 @@ notebooks: setup  ## sync each notebook pair (notebooks/NN_name.py <-> .ipynb) a
 student: setup  ## build/student/: the notebooks without solutions, to hand out
 	$(PY) notebooks/course_editions.py student
 
-slides: setup  ## build/slides/: a reveal.js deck per notebook with its outputs (runs them, FAST mode)
-	$(PY) notebooks/course_editions.py slides
+slides: setup  ## build/slides/: a reveal.js deck and a PDF per notebook (runs those whose code changed, FAST mode; FORCE=1: all)
+	$(PY) notebooks/course_editions.py slides $(if $(FORCE),--force)
 
 slides-runtime:  ## reveal.js for the slide-deck test when npm is here (the test skips without it)
 	@[ -f build/slides/reveal.js/require.js ] || { command -v npm >/dev/null 2>&1 && $(MAKE) --no-print-directory reveal; } \

@@ -97,7 +97,7 @@ assert sum(t.is_anomalous for t in shown) <= 2 * len(cat.defects), "at most two 
 #
 # These are the ten lines. `fit` learns from good images only; `predict` returns one `Prediction` per image.
 
-# %%
+# %% tags=["show-code"]
 model = PatchCore(device=DEVICE).fit(cat.train, progress=False)   # good images only
 test_paths = [t.path for t in cat.test]
 preds = model.predict(test_paths)
@@ -120,6 +120,9 @@ plt.show()
 
 # %% [markdown]
 # The heatmap lights up where the defects are, although the model never saw one. Look at the good images too: some may sit just above 1.0x the threshold. The threshold is the highest score of a few held-out good training images (the next cell prints how many), so it can be tight; notebook 04 shows how it is set and what it costs. A notebook that runs is also a test: the cells below check the key results.
+
+# %% [markdown] tags=["notes"]
+# *Teacher's notes.* Say it twice: the model never saw a defect. **Demo moment (5 min):** `make demo`, Inspect tab, a defective example; click the defect, then normal texture, and show the nearest normal patch. Ask: *where does the threshold come from, if no defect was ever seen?* (Held-out good images: notebook 04.)
 
 # %%
 labels = np.array([t.is_anomalous for t in cat.test])

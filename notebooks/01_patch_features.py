@@ -79,6 +79,9 @@ fig = teaching.patch_features.plot_layer_view(model, cat.train[0], model.layers[
 plt.show()
 assert [g["stride"] for g in geometry] == [8, 16]
 
+# %% [markdown] tags=["notes"]
+# *Teacher's notes.* Before the receptive-field figure, ask the class which layer they would take, and why not the last one. Collect guesses, then let the measured layer pairs answer.
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Receptive field: what one feature vector sees
 #
@@ -222,7 +225,7 @@ assert torch.allclose(d_full, d_compact, rtol=1e-6, atol=1e-6)
 # averages 4-5 neighbours at a time; for EfficientNet-Lite0's narrow layers (40 x 9 = 360 values) it
 # keeps all nine. `aggregation="unfold"` builds the code's features, to compare like with like:
 
-# %%
+# %% tags=["show-code"]
 unfolded, _ = aggregate_layers(maps, neighbourhood=3, mode="unfold")
 emb_u = PatchEmbedding([l.shape[1] for l in unfolded])
 print("mean:  ", [l.shape[1] for l in layers], "values per layer ->", emb.compact_dim, "compact dims")

@@ -70,7 +70,7 @@ print(setup)
 #
 # Every patch of every training image is a candidate:
 
-# %%
+# %% tags=["show-code"]
 model = PatchCore(device=DEVICE).fit(cat.train, progress=False)
 ours = teaching.coreset_plots.bank_footprint(len(cat.train), model.grid, model.bank.features.shape[1])
 paper = teaching.coreset_plots.bank_footprint(280, (28, 28), 1024)  # ~MVTec category, WideResNet-50, 1024-d
@@ -148,6 +148,9 @@ assert (trace.radii[4:40] <= rand[4:]).all()
 #
 # On sets small enough to try every subset (`optimal_kcenter`: brute force), we can check it. For each
 # `k`: 10 random sets of 12 toy points, greedy started from each of the 12 points in turn:
+
+# %% [markdown] tags=["notes"]
+# *Teacher's notes.* Draw the 2-D toy on the board: greedy picks the outliers first. Ask: *which 1% of the patches would you keep, and why is 'the most typical ones' wrong?*
 
 # %%
 approx = approximation_ratios(n=12, ks=(1, 2, 3, 4), n_sets=10, seed=SEED)

@@ -101,7 +101,7 @@ plt.tight_layout(); plt.show()
 #
 # The same with made-up distances, then worked through with real numbers (`teaching.scoring_plots.eq7_breakdown`, b = 3):
 
-# %%
+# %% slideshow={"slide_type": "subslide"} tags=["show-code"]
 b = 3
 weights = {}
 for kind, d in [("dense", [10.0, 10.5, 11.0]), ("isolated", [10.0, 30.0, 40.0])]:
@@ -125,6 +125,9 @@ assert abs(eq["weight"] * eq["s_star"] - eq["score"]) < 1e-3 * eq["score"]  # th
 # Eq. 7 only changes scores noticeably when `m*`'s neighbours are almost equally close (a gap of a unit or
 # less). Over the test images (all of them but in `FAST` mode on large sets; the range of the weights is
 # printed under the plot):
+
+# %% [markdown] tags=["notes"]
+# *Teacher's notes.* Work Eq. 7 on the board with the two printed cases (a dense and an isolated neighbourhood): the weight is near 1 for an isolated nearest patch, near 1 - 1/b for a dense one.
 
 # %% slideshow={"slide_type": "subslide"}
 eq7_items = cat.test[::max(1, len(cat.test) // 40)] if FAST else cat.test  # FAST: about 40 images on large sets

@@ -98,7 +98,7 @@ display(Markdown(markdown_table([{k: baseline[k] for k in
 # texture; 1% of an MVTec category's 200-400 images is thousands. Fit time includes the greedy
 # selection, which grows with the number of picks.
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} tags=["show-code"]
 ratios = [0.01, 0.1] if FAST else [0.001, 0.01, 0.05, 0.1, 0.25]
 coreset_rows = sweep([{"ratio": r} for r in ratios], [{"coreset_ratio": r} for r in ratios])
 teaching.sweeps.plot_sweep(coreset_rows, "ratio", f"coreset ratio ({CATEGORY})", "coreset ratio (log)", logx=True)
@@ -213,7 +213,7 @@ assert [r["n_train"] for r in shot_rows] == [s or len(cat.train) for s in shots]
 # `PATCHCORE_RAY=auto` in the environment, each sweep's runs go to a Ray cluster at once as tasks; their
 # results land in this cache under the same keys, so a later run without Ray reads them. See the README, *A Ray cluster*.)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 again = run()
 print(f"second baseline run: cached={again['cached']}, {again['wall_seconds']:.3f} s")
 assert again["cached"] and again["image_auroc"] == baseline["image_auroc"]
@@ -233,6 +233,9 @@ assert all(0 <= r["image_auroc"] <= 1 for r in everything)
 # steadier guide here. Without `FAST`, the error bars (three seeds) show which differences are larger
 # than the noise. Run this notebook with
 # `PATCHCORE_DATA_ROOT` pointing at MVTec AD for the real picture (expect minutes per run on a CPU).
+
+# %% [markdown] tags=["notes"]
+# *Teacher's notes.* Run this notebook before the class: its results are cached and the deck shows them. Discuss what a difference smaller than the error bars means.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

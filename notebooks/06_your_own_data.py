@@ -83,7 +83,7 @@ print(f"{len(good_images)} good images in {MY_GOOD}; {len(test_images)} test ima
 #
 # The model card tells you what was learned, how big it is and how long it took.
 
-# %%
+# %% tags=["show-code"]
 model = PatchCore(device=DEVICE).fit(good_images)
 card = model.summary()
 display(Markdown(markdown_table([{k: v for k, v in card.items() if not isinstance(v, list)}])))
@@ -98,6 +98,9 @@ plt.show()
 
 # %% [markdown]
 # Our test file names say which images are defective, so we can check; with your own data, look at the gallery instead.
+
+# %% [markdown] tags=["notes"]
+# *Teacher's notes.* **Demo moment:** the demo's *Build your own* tab with 10-20 photos the class takes of a desk or a fabric; then a photo under other light. The model flags anything unlike its training images.
 
 # %%
 is_bad = np.array([not p.name.startswith("good_") for p in test_images])
@@ -114,7 +117,7 @@ assert norm[is_bad].mean() > norm[~is_bad].mean(), (
 # No pickle, so loading a model file cannot run code. The backbone weights are not in it; they come from
 # the backbone's package when the model is loaded.
 
-# %%
+# %% tags=["show-code"]
 model_file = WORK / "model.safetensors"
 patchcore_core.save(model, model_file)
 loaded = patchcore_core.load(model_file, device=DEVICE)

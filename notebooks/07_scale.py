@@ -86,6 +86,9 @@ display(Markdown(markdown_table(rows)))
 # busy production line or Real-IAD, make a bank of about 90 GB before the coreset and need about 10^5 times magnetic tile's
 # coreset updates: several machines, and a coreset that does not need all the points in one place.
 
+# %% [markdown] tags=["notes"]
+# *Teacher's notes.* Ask: *at 200,000 images, what breaks first: memory, fit time or search time?* Then show the growth table measured below.
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Composable coresets on the 2-D toy
 #
@@ -163,10 +166,10 @@ print("each shard's answer (distance, row):", [(round(d, 3), i) for d, i in answ
 best_d, best = merged_nearest(answers)
 assert best == int(np.linalg.norm(pts - query, axis=1).argmin())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # On the real bank: shard the coreset, search each shard, merge, and compare with one index over all of it.
 
-# %%
+# %% tags=["show-code"]
 bank = flat[single]
 queries = model.extract([t.path for t in cat.test[:2]]).reshape(-1, flat.shape[1])
 d_one, i_one = knn_search(queries, bank, k=1)

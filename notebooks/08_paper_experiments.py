@@ -73,7 +73,7 @@ print(f"{len(CATEGORIES)} categories: {', '.join(CATEGORIES)}; few-shot on {CATE
 # rewrites `results.csv`, `results.json` and `results.md` in its folder. A second call skips what is
 # already there, so an interrupted run over MVTec AD's 15 categories picks up where it stopped.
 
-# %%
+# %% tags=["show-code"]
 t0 = time.perf_counter()
 rows = run_benchmark(DATA_ROOT, OUT / "full", categories=CATEGORIES, device=DEVICE, progress=False,
                      log=lambda msg: None, seed=SEED)
@@ -105,6 +105,9 @@ print(f"this run's mean over {ours['categories']} categories: image AUROC {ours[
 # only this run's bars appear; on MVTec AD each category gets three bars. The title says when the
 # backbone differs from the paper's WideResNet-50: EfficientNet-Lite0 is about 14x smaller, so a gap
 # of a point or two of AUROC is the backbone, not a bug.
+
+# %% [markdown] tags=["notes"]
+# *Teacher's notes.* Point at the categories where this run and the paper differ, and ask why (data, backbone, image size, seeds).
 
 # %% slideshow={"slide_type": "subslide"}
 settings = json.loads((OUT / "full" / "settings.json").read_text())

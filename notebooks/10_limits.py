@@ -146,6 +146,9 @@ plt.show()
 print(f"{example.defect}: patch ({row}, {col}), inside the ground truth, is {ex.distance:.1f} from its nearest normal patch; "
       f"the threshold on the image score is {model.threshold:.1f}")
 
+# %% [markdown] tags=["notes"]
+# *Teacher's notes.* Ask before the fixture section: *can any method that scores patches one by one see a missing part?* Let the class propose a counting rule before the exercise.
+
 # %% [markdown]
 # ## In a rigid fixture, context and position give some of it back
 #
