@@ -133,10 +133,13 @@ def test_wheel_installed_outside_the_checkout_serves_the_demo(tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     code = "import patchcore_demo, patchcore_core; print(patchcore_demo.__file__, patchcore_core.__file__)"
-    where = subprocess.run([py, "-c", code], cwd=outside, capture_output=True, text=True, check=True).stdout
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of the checkout
+    where = subprocess.run([py, "-c", code], cwd=outside, env=clean, capture_output=True, text=True,
+                           check=True).stdout
     assert str(ROOT) not in where and purelib in where
-    assert subprocess.run([py, "-c", "import demo"], cwd=outside, capture_output=True).returncode != 0
+    refused = subprocess.run([py, "-c", "import demo"], cwd=outside, env=clean, capture_output=True)
+    assert refused.returncode != 0  # no top-level "demo" installed
     for cmd in ([py, "-m", "patchcore_demo", "--help"], [env_dir / "bin" / "patchcore", "demo", "--help"]):
-        result = subprocess.run(cmd, cwd=outside, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(cmd, cwd=outside, env=clean, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         assert "--model FILE" in result.stdout
