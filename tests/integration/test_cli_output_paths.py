@@ -25,11 +25,7 @@ def never_read(monkeypatch):
     monkeypatch.setattr(images, "read_image", boom)
     monkeypatch.setattr(model, "read_image", boom)
     monkeypatch.setattr(model.PatchCore, "fit", boom)
-<<<<<<< HEAD:tests/integration/test_cli_output_paths.py
     monkeypatch.setattr(save_load, "read_state", boom)  # where loading any model file starts
-=======
-    monkeypatch.setattr(save_load, "read_state", boom)  # patchcore_core.load, either kind of model
->>>>>>> cli-split:tests/test_output_paths.py
 
 
 @pytest.fixture
