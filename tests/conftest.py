@@ -32,3 +32,20 @@ def fitted(brick):
     from patchcore_core import PatchCore
 
     return PatchCore(device="cpu").fit(brick.train, progress=False)
+
+
+@pytest.fixture
+def never_work(monkeypatch):
+    """Fail the test if any image is read, any model file loaded or any model fitted: for
+    commands that must refuse bad outputs or settings before any work."""
+    import patchcore_core.io.save_load as save_load
+    import patchcore_core.pipeline.patchcore as model
+    import patchcore_core.util.images as images
+
+    def boom(*a, **k):
+        raise AssertionError("work started before the outputs and settings were checked")
+
+    monkeypatch.setattr(images, "read_image", boom)
+    monkeypatch.setattr(model, "read_image", boom)
+    monkeypatch.setattr(model.PatchCore, "fit", boom)
+    monkeypatch.setattr(save_load, "read_state", boom)  # where loading any model file starts

@@ -34,7 +34,7 @@ from .preprocess import Preprocess
 from .scoring import anomaly_map, image_scores, reweighted_image_scores
 from .work import LocalWork
 
-__all__ = ["PatchCoreConfig", "PatchCore", "Prediction", "Explanation"]
+__all__ = ["PatchCoreConfig", "PatchCore", "Prediction", "Explanation", "predictions"]
 
 
 @dataclass
@@ -66,6 +66,22 @@ class Explanation:
     train_col: int
     box: tuple[int, int, int, int]        # (x0, y0, x1, y1) of the test patch, model pixels
     train_box: tuple[int, int, int, int]  # the same for the training patch
+
+
+def predictions(model, images, progress: bool = False) -> list[Prediction]:
+    """One :class:`Prediction` per image (a path, or a list of them) from ``model.score``:
+    any model, one backbone or an ensemble; above the threshold is anomalous."""
+    if isinstance(images, (str, bytes)) or hasattr(images, "__fspath__") or hasattr(images, "size"):
+        images = [images]
+    t0 = time.perf_counter()
+    scores, maps, patch, _ = model.score(images, progress)
+    model.stats["predict_seconds_per_image"] = round((time.perf_counter() - t0) / max(1, len(scores)), 4)
+    out = []
+    for s, m, p in zip(scores.tolist(), maps.numpy(), patch.numpy()):
+        norm = s / model.threshold if model.threshold else None
+        out.append(Prediction(s, norm, None if norm is None else norm > 1.0,
+                              m.astype(np.float32), p.astype(np.float32)))
+    return out
 
 
 class PatchCore:
@@ -282,17 +298,7 @@ class PatchCore:
 
     def predict(self, images, progress: bool = False) -> list[Prediction]:
         """Score images: one :class:`Prediction` each."""
-        if isinstance(images, (str, bytes)) or hasattr(images, "__fspath__") or hasattr(images, "size"):
-            images = [images]
-        t0 = time.perf_counter()
-        scores, maps, patch, _ = self.score(images, progress)
-        self.stats["predict_seconds_per_image"] = round((time.perf_counter() - t0) / max(1, len(scores)), 4)
-        preds = []
-        for s, m, p in zip(scores.tolist(), maps.numpy(), patch.numpy()):
-            norm = s / self.threshold if self.threshold else None
-            preds.append(Prediction(s, norm, None if norm is None else norm > 1.0,
-                                    m.astype(np.float32), p.astype(np.float32)))
-        return preds
+        return predictions(self, images, progress)
 
     def patch_box(self, row: int, col: int) -> tuple[int, int, int, int]:
         """Pixel box ``(x0, y0, x1, y1)`` of grid cell (row, col) in the model's input."""

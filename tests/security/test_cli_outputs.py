@@ -17,22 +17,6 @@ from patchcore_core.pipeline.config import PatchCoreConfig
 
 
 @pytest.fixture
-def never_work(monkeypatch):
-    """Fail the test if any image is read, any model loaded or fitted."""
-    import patchcore_core.io.save_load as save_load
-    import patchcore_core.pipeline.patchcore as model
-    import patchcore_core.util.images as images
-
-    def boom(*a, **k):
-        raise AssertionError("work started before the outputs and settings were checked")
-
-    monkeypatch.setattr(images, "read_image", boom)
-    monkeypatch.setattr(model, "read_image", boom)
-    monkeypatch.setattr(model.PatchCore, "fit", boom)
-    monkeypatch.setattr(save_load, "read_state", boom)  # where loading any model file starts
-
-
-@pytest.fixture
 def inputs(brick, tmp_path):
     """A model file and two images in a folder, copied so the test may lose nothing real."""
     folder = tmp_path / "images"
