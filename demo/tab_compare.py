@@ -70,7 +70,7 @@ def build(ctx: PageContext, session: gr.State) -> None:
                 b = gr.Dropdown(names, value=names[1], label="Setting B", elem_id="cmp-b")
                 image = image_input(ctx.uploads, label="Image to compare on", height=200,
                                     sources=["upload", "clipboard"], elem_id="cmp-image")
-                good = files_input(ctx.uploads, file_types=["image"], height=110, elem_id="cmp-good",
+                good = files_input(ctx.uploads, file_types=["image"], height=150, elem_id="cmp-good",
                                    label=f"Good images to fit on (up to {compare.MAX_COMPARE_IMAGES})")
                 gr.Markdown("Optional: without them both are fitted on the good images of the model in "
                             "use (the built-in ones, or those of the model you fitted).",
