@@ -8,6 +8,7 @@ the Threshold tab and moves its slider three times; one fits a model. Prints
 p50 / p95 latency per endpoint, the errors, and the server's memory.
 
     python benchmarks/bench_demo_load.py [--visitors 30] [--concurrency 2] [--max-seconds 600]
+    python benchmarks/bench_demo_load.py --large-mp 79    # visitors upload 79-megapixel PNGs
 
 Bounded: at most 60 visitors, and the run stops (exit 1) after --max-seconds.
 """
@@ -119,6 +120,23 @@ def visitor(i: int, seed: int, url: str, images: list[str], good: list[str], rec
         time.sleep(rng.uniform(0.2, 1.5))  # reading the page
 
 
+def large_images(sources: list[str], megapixels: float, count: int, folder: Path) -> list[str]:
+    """``count`` different PNGs of about ``megapixels`` each (a built-in image blown up, one
+    pixel changed per file so that Gradio caches each upload apart), under 40 MB each."""
+    from PIL import Image
+
+    side = int((megapixels * 1e6) ** 0.5)
+    out = []
+    for i in range(count):
+        img = Image.open(sources[i % len(sources)]).convert("RGB")
+        img = img.resize((side, side), Image.Resampling.NEAREST)
+        img.putpixel((i, 0), (i % 256, 0, 0))
+        path = folder / f"large-{i}.png"
+        img.save(path, compress_level=6)
+        out.append(str(path))
+    return out
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
@@ -130,6 +148,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-seconds", type=float, default=600)
     ap.add_argument("--arrival-seconds", type=float, default=6.0, help="all visitors arrive within this")
     ap.add_argument("--waves", type=int, default=1, help="visitor waves, one after another (memory check)")
+    ap.add_argument("--large-mp", type=float, default=0, metavar="MP",
+                    help="visitors inspect PNGs of this many megapixels (8 different ones; 0: the built-in "
+                         "test images)")
     ap.add_argument("--session-ttl", type=float, default=20.0,
                     help="seconds a session keeps its models (the demo's default is 30 min)")
     args = ap.parse_args(argv)
@@ -147,6 +168,10 @@ def main(argv=None) -> int:
     os.environ["PATCHCORE_CACHE"] = cache
     cat = MVTecCategory(builtin_root(), "brick")
     images = [str(t.path) for t in cat.test]
+    if args.large_mp:
+        if not 1 <= args.large_mp <= 80:
+            ap.error("--large-mp must be between 1 and 80 (the demo refuses more than 80 megapixels)")
+        images = large_images(images, args.large_mp, min(8, args.visitors), Path(cache))
     good = [str(p) for p in cat.train]
     port = free_port()
     url = f"http://{HOST}:{port}/"
@@ -190,7 +215,8 @@ def main(argv=None) -> int:
 
         rows = [{"endpoint": name, "calls": len(v), "p50 s": percentile(v, 50), "p95 s": percentile(v, 95),
                  "max s": max(v)} for name, v in sorted(rec.times.items())]
-        print(f"\n{args.waves} x {args.visitors} visitors, concurrency {args.concurrency}, "
+        large = f", {args.large_mp:g}-megapixel PNGs" if args.large_mp else ""
+        print(f"\n{args.waves} x {args.visitors} visitors{large}, concurrency {args.concurrency}, "
               f"{os.cpu_count()} CPU cores, wall {wall:.1f} s "
               f"(with {args.session_ttl + 5:.0f} s after each wave)"
               f"{' (STOPPED at --max-seconds)' if timed_out else ''}")

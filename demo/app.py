@@ -18,7 +18,7 @@ import gradio as gr
 from . import explain, logic, models, tab_batch, tab_compare, tab_threshold
 from .numbers import finite_input
 from .training_images import TrainingImages
-from .ui import PageContext, session_state
+from .ui import PageContext, session_state, starting
 from .ui import failure as _failure
 from .ui import warn as _warn
 from .uploads import UploadPolicy, files_input, image_input
@@ -33,11 +33,36 @@ scores each one by its distance to the nearest normal patch it remembers: far fr
 """
 
 CSS = """
-.gradio-container {max-width: 1280px !important; margin: auto;}
+.gradio-container {max-width: min(1280px, 100vw) !important; margin: auto;}
 #intro h1 {margin-bottom: 0.2em;}
 #verdict textarea, #verdict input {font-weight: 700; font-size: 1.1em;}
+/* a verdict never breaks inside the word ("anomal ous") */
+#verdict textarea, #verdict input {overflow-wrap: normal; word-break: keep-all; white-space: nowrap;}
 #model-line {font-size: 0.92em; opacity: 0.9;}
 #zoom img {image-rendering: pixelated;}
+/* labels of images and file drops sit above them, not over the image's corner or "Drop File Here" */
+.gradio-container label.float[data-testid="block-label"] {position: static; margin-bottom: 4px;}
+.gradio-container label.float[data-testid="block-label"] ~ .image-container {height: calc(100% - 34px);}
+/* plots shrink with their column instead of widening the page (phones) */
+.gradio-container .js-plotly-plot, .gradio-container [id$="-plot"] img, #heatmap img, #set-dist img,
+#set-roc img, #set-confusion img {max-width: 100%; height: auto;}
+/* table headers break between words only ("thresh old"); a long cell (an error) wraps inside the
+   table; the table scrolls sideways inside its box on a phone */
+#batch-table th, #batch-table th * {word-break: normal !important; overflow-wrap: normal !important;
+  hyphens: none;}
+#batch-table td:nth-child(1), #batch-table td:nth-child(1) *, #batch-table td:nth-child(4),
+#batch-table td:nth-child(4) * {overflow-wrap: anywhere; white-space: normal;}
+@media (max-width: 480px) {#batch-table th, #batch-table td {font-size: 0.8em;}}
+/* the table sizes itself from its box: cap the box by the screen, or it widens the page */
+#batch-table {min-width: 0 !important; width: 100%; max-width: calc(100vw - 40px); overflow-x: auto;}
+/* the gallery of mistakes: as many thumbnails a row as fit (a phone too), captions wrapped, not "..." */
+#set-mistakes .grid-container {grid-template-columns: repeat(auto-fill, minmax(110px, 1fr)) !important;}
+#set-mistakes .caption-label {white-space: normal; overflow: visible; text-overflow: clip;
+  overflow-wrap: anywhere; max-width: 100%;}
+.gradio-container label[data-testid="block-label"] {white-space: normal; max-width: 100%;}
+/* the page's box is a flex item: without min-width 0 the Batch table's own width measure
+   stretches it past a phone's screen */
+.gradio-container {min-width: 0 !important;}
 footer {display: none !important;}
 """
 
@@ -123,6 +148,24 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
             line += f" It knows **{obj}** images: judge those with it."
         return line
     active = ctx.active
+    no_examples_note = f"No examples for this model: upload images of {obj or 'the object it was fitted on'}."
+
+    def examples_update(session_value):
+        """The Inspect examples of the model in use (the visitor's own training images after a
+        fit) and the note under them."""
+        m, _ = active(session_value)
+        if m is model:
+            return (gr.Dataset(samples=[[p] for p, _ in examples],
+                               sample_labels=[lbl for _, lbl in examples] or None,
+                               label=examples_label, visible=bool(examples)),
+                    "" if examples else no_examples_note)
+        names = getattr(m, "train_names", [])
+        own = [p for p in map(ctx.training_image_finder(m), names) if p][:12]
+        label = (f"Examples: your model's own training images ({len(own)} of {len(names)}, all good; "
+                 "upload other images of the same object to test it)")
+        return (gr.Dataset(samples=[[p] for p in own], sample_labels=[Path(p).name for p in own] or None,
+                           label=label, visible=bool(own)),
+                "" if own else "Upload images of the object your model was fitted on.")
 
     # ---------------------------------------------------------- handlers
     def do_predict(image, factor, session, colour_scale=FIXED):
@@ -185,6 +228,24 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         m, _ = active(session)
         return (x, y) + run_explain(m, last.path, x, y)
 
+    def do_pick_example(sample):
+        """An example's path, as a plain value for the image input (checked like an upload)."""
+        try:
+            return uploads.check((sample or [None])[0])
+        except logic.UserError:
+            return gr.skip()
+
+    def show_numbers(*values):
+        """The score fields' text: blank until something is scored."""
+        return ["" if v is None else f"{v:.3f}" for v in values]
+
+    def do_mark(last, details):
+        """The heatmap with the explained patch boxed: the click (or the default patch) shows."""
+        box = (details or {}).get("box") if isinstance(details, dict) else None
+        if last is None or not box:
+            return gr.skip()
+        return logic.mark_patch(logic.overlay(last), box)
+
     def do_card(session):
         m, label = active(session)
         card = models.model_card(m)
@@ -233,14 +294,25 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
         model_line = gr.Markdown(describe(model, model_label), elem_id="model-line",
                                  label="model in use")
 
-        with gr.Tabs():
+        # wrap: on a phone every tab stays in sight (Gradio's default hides the last ones behind "...")
+        with gr.Tabs(overflow_behavior="wrap"):
             with gr.Tab("Inspect", id="inspect"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=4, min_width=280):
                         image_in = image_input(uploads, label="Image to inspect",
-                                               sources=["upload", "webcam", "clipboard"], height=250,
+                                               sources=["upload", "webcam", "clipboard"], height=230,
                                                elem_id="image-in")
                         run_btn = gr.Button("Inspect", variant="primary", elem_id="run")
+                        # a Dataset, not gr.Examples: an example click must set the image as a
+                        # plain value; gr.Examples sends a component update, and Gradio then
+                        # rebuilds the session's image input without the upload check (demo/uploads.py)
+                        examples_ds = gr.Dataset(components=[image_in], samples=[[p] for p, _ in examples],
+                                                 sample_labels=[lbl for _, lbl in examples] or None,
+                                                 label=examples_label, samples_per_page=12, type="values",
+                                                 visible=bool(examples), elem_id="examples")
+                        examples_note = gr.Markdown(
+                            "" if examples else "No examples for this model: upload images of "
+                            f"{obj or 'the object it was fitted on'}.", elem_id="examples-note")
                         factor = finite_input(gr.Slider(
                             0.5, 3.0, value=1.0, step=0.05, elem_id="factor",
                             label="Region threshold (x the model's threshold)",
@@ -248,53 +320,53 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                             "the region threshold")
                         colour_scale = gr.Radio([FIXED, PER_IMAGE], value=FIXED, label="Colour scale",
                                                 elem_id="colour-scale", info=SCALE_HELP)
-                        if examples:
-                            gr.Examples([[p] for p, _ in examples], inputs=[image_in],
-                                        example_labels=[lbl for _, lbl in examples],
-                                        label=examples_label, examples_per_page=12)
-                        else:
-                            gr.Markdown("No examples for this model: upload images of "
-                                        f"{obj or 'the object it was fitted on'}.")
                     with gr.Column(scale=8):
                         with gr.Row():
-                            score = gr.Number(label="Image score", precision=3, interactive=False,
-                                              elem_id="score", min_width=100)
-                            norm = gr.Number(label="Score / threshold", precision=3,
-                                             interactive=False, elem_id="norm", min_width=100)
+                            # shown as text: Gradio's number field shows 0 before anything is scored.
+                            # The numbers themselves (hidden) are what /predict returns.
+                            score_text = gr.Textbox(label="Image score", interactive=False, elem_id="score",
+                                                    min_width=100, placeholder="-")
+                            norm_text = gr.Textbox(label="Score / threshold", interactive=False,
+                                                   elem_id="norm", min_width=100, placeholder="-")
                             verdict = gr.Textbox(label="Verdict", interactive=False, elem_id="verdict",
-                                                 min_width=100)
+                                                 min_width=130, placeholder="-")
+                            score = gr.Number(precision=3, visible=False, elem_id="score-value")
+                            norm = gr.Number(precision=3, visible=False, elem_id="norm-value")
                         message = gr.Markdown("Upload an image or pick an example, then press **Inspect**.",
                                               elem_id="message", label="message")
                         with gr.Row():
                             overlay = gr.Image(label="Heatmap: click to explain",
-                                               type="numpy", format="png", interactive=False, height=260,
+                                               type="numpy", format="png", interactive=False, height=230,
                                                elem_id="overlay", buttons=["fullscreen"])
                             region = gr.Image(label="Defect region", type="numpy",
-                                              format="png", interactive=False, height=260, elem_id="region",
+                                              format="png", interactive=False, height=230, elem_id="region",
                                               buttons=["fullscreen"])
                             plot = gr.Plot(label="Anomaly map and colour bar", elem_id="heatmap",
                                            show_label=False)
-
-                gr.Markdown("### Why? The nearest normal patch\nEach patch's score is its distance to the "
-                            "closest patch in the memory bank of normal patches. Click the heatmap to pick a "
-                            "patch (by default: the most anomalous one).")
-                with gr.Row(equal_height=False):
-                    ex_test = gr.Image(label="Your image: the patch (cyan)", format="png", interactive=False,
-                                       height=230, elem_id="explain-test", buttons=["download", "fullscreen"])
-                    ex_train = gr.Image(label="Its nearest normal patch (green)", format="png",
-                                        interactive=False, height=230, elem_id="explain-train",
-                                        buttons=["download", "fullscreen"])
-                    with gr.Column(min_width=240):
-                        ex_zoom = gr.Image(label="Zoom: yours | nearest normal", format="png",
-                                           interactive=False, height=120, elem_id="zoom",
-                                           buttons=["fullscreen"])
-                        ex_text = gr.Markdown(elem_id="explain-text", label="explanation text")
-                        with gr.Row():
+                        # the answer to "why?" sits right under the heatmap: in sight at 1280 x 900
+                        gr.Markdown("**Why? The nearest normal patch.** A patch's score is its distance to "
+                                    "the closest patch in the memory bank of normal patches. Click the "
+                                    "heatmap to pick a patch (by default: the most anomalous one).",
+                                    elem_id="why")
+                        with gr.Row(equal_height=False):
+                            with gr.Column(min_width=240):
+                                ex_text = gr.Markdown(elem_id="explain-text", label="explanation text")
+                                ex_zoom = gr.Image(label="Zoom: yours | nearest normal", format="png",
+                                                   interactive=False, height=110, elem_id="zoom",
+                                                   buttons=["fullscreen"])
+                            ex_test = gr.Image(label="Your image: the patch (cyan)", format="png",
+                                               interactive=False, height=200, elem_id="explain-test",
+                                               buttons=["download", "fullscreen"])
+                            ex_train = gr.Image(label="Its nearest normal patch (green)", format="png",
+                                                interactive=False, height=200, elem_id="explain-train",
+                                                buttons=["download", "fullscreen"])
+                        with gr.Row(equal_height=False):
                             x_num = finite_input(gr.Number(None, label="x (px, 224 view)", precision=0,
-                                                           min_width=80, elem_id="x-num"), "x")
+                                                           min_width=80, elem_id="x-num", placeholder="-"),
+                                                 "x")
                             y_num = finite_input(gr.Number(None, label="y", precision=0, min_width=80,
-                                                           elem_id="y-num"), "y")
-                        explain_btn = gr.Button("Explain this point", size="sm")
+                                                           elem_id="y-num", placeholder="-"), "y")
+                            explain_btn = gr.Button("Explain this point", size="sm", min_width=120)
                 with gr.Accordion("Explanation details (JSON)", open=False):
                     ex_json = gr.JSON(label="explanation")
 
@@ -320,7 +392,7 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
 
             tab_threshold.build(ctx, session, list(CATEGORIES))
             tab_batch.build(ctx, session)
-            tab_compare.build(ctx)
+            tab_compare.build(ctx, session)
 
             with gr.Tab("Model card", id="card"):
                 card_md = gr.Markdown(models.card_markdown(models.model_card(model), model_label),
@@ -329,26 +401,45 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
                     card_json = gr.JSON(models.model_card(model), label="model card (JSON)")
 
         # ------------------------------------------------------------ events
+        card_outputs = [model_line, card_md, card_json]
         predict_outputs = [overlay, region, plot, score, norm, verdict, message, last_state]
         explain_outputs = [ex_test, ex_train, ex_zoom, ex_text, ex_json]
         gr.on([run_btn.click, image_in.change], do_predict, [image_in, factor, session, scale_state],
               predict_outputs, api_name="predict", trigger_mode="always_last",
+              ).then(show_numbers, [score, norm], [score_text, norm_text], api_visibility="undocumented",
+                     show_progress="hidden", queue=False,
               ).then(do_explain_top, [last_state, session], [x_num, y_num] + explain_outputs,
-                     api_name="explain_most_anomalous", show_progress="minimal")
+                     api_name="explain_most_anomalous", show_progress="minimal",
+                     ).then(do_mark, [last_state, ex_json], overlay, api_visibility="undocumented",
+                            show_progress="hidden",
+                            # the model card's predict time, now measured
+                            ).then(do_card, session, card_outputs, api_visibility="undocumented",
+                                   show_progress="hidden")
         colour_scale.change(do_colour_scale, [colour_scale, factor, last_state],
                             [overlay, plot, last_state, scale_state],
                             api_name="set_colour_scale", show_progress="hidden")
         factor.change(do_region, [factor, last_state], [region, plot, message], api_name="update_region",
                       trigger_mode="always_last", show_progress="hidden")
         overlay.select(do_explain_click, [last_state, session], [x_num, y_num] + explain_outputs,
-                       api_name="explain_click")
+                       api_name="explain_click",
+                       ).then(do_mark, [last_state, ex_json], overlay, api_visibility="undocumented",
+                              show_progress="hidden")
         explain_btn.click(do_explain, [image_in, x_num, y_num, session], explain_outputs,
-                          api_name="explain")
-        card_outputs = [model_line, card_md, card_json]
-        fit_btn.click(do_fit, [fit_files, session], [session, fit_msg, download] + card_outputs,
-                      api_name="fit", concurrency_limit=1, concurrency_id="fit", show_progress_on=[fit_msg])
+                          api_name="explain",
+                          ).then(do_mark, [last_state, ex_json], overlay, api_visibility="undocumented",
+                                 show_progress="hidden")
+        # the examples follow the model in use (a step of its own: /fit's outputs stay as documented)
+        examples_outputs = [examples_ds, examples_note]
+        fit_btn.click(starting("Fitting..."), None, fit_msg, queue=False, api_visibility="undocumented",
+                      ).then(do_fit, [fit_files, session], [session, fit_msg, download] + card_outputs,
+                             api_name="fit", concurrency_limit=1, concurrency_id="fit",
+                             show_progress_on=[fit_msg],
+                             ).then(examples_update, session, examples_outputs, api_visibility="undocumented")
         reset_btn.click(do_reset, None, [session, fit_msg, download] + card_outputs,
-                        api_name="use_default_model")
+                        api_name="use_default_model",
+                        ).then(examples_update, session, examples_outputs, api_visibility="undocumented")
+        examples_ds.click(do_pick_example, examples_ds, image_in, api_visibility="undocumented",
+                          show_progress="hidden", queue=False)
         if fit_examples:
             sample_btn.click(do_load_fit_examples, None, fit_files, api_name="load_sample_images")
         demo.load(do_card, session, card_outputs, api_name="model_card")

@@ -82,9 +82,16 @@ def compare_figure(a: Inspection, b: Inspection, scale, names: tuple[str, str]):
         ax.set_yticks([])
     bar = fig.colorbar(im, ax=list(axes), fraction=0.046, pad=0.02)
     bar.set_label("score, one scale for both", fontsize=7)
-    for insp, style in ((a, "-"), (b, "--")):
+    from matplotlib.lines import Line2D
+
+    marks = []
+    for insp, style, name in ((a, "-", names[0]), (b, "--", names[1])):
         if insp.threshold:
             bar.ax.axhline(insp.threshold, color="#00e6ff", lw=2, ls=style)
+            marks.append(Line2D([], [], color="#00e6ff", lw=2, ls=style,
+                                label=f"threshold of {name}: {insp.threshold:.1f}"))
+    if marks:  # which tick on the colour bar is whose
+        fig.legend(handles=marks, loc="outside lower center", ncols=len(marks), fontsize=7, frameon=False)
     return fig
 
 

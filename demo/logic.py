@@ -28,6 +28,13 @@ MAX_FIT_IMAGES = 64
 # colour means the same score on every image, and the threshold sits low
 # enough that normal texture stays dark.
 VMIN_FACTOR, VMAX_FACTOR = 0.5, 2.0
+# "Unlike the training images": when more than this share of an image's patches score above
+# the threshold (calibrated on held-out good images: almost no good patch reaches it), the image
+# as a whole is unlike what the model knows, not a part of it (demo/README.md, "Unfamiliar
+# images", for how often it fires on real sets; benchmarks/bench_unfamiliar.py measures it).
+UNLIKE_SHARE = 0.5
+UNLIKE_WARNING = ("most of this image ({share:.0%} of its patches) is unlike anything in the training "
+                  "images: is this the right model?")
 REGION_COLOUR = np.array([0, 230, 255], np.uint8)   # cyan: stands out of brick and grass
 BOX_TEST, BOX_TRAIN = (0, 230, 255), (80, 255, 80)
 
@@ -95,20 +102,32 @@ class Inspection:
     verdict: str
     threshold: float | None      # the model's calibrated threshold
     per_image: bool = False      # colour scale: this map's own min..max instead of the fixed one
+    unlike_share: float | None = None  # share of patches above the threshold (see is_unlike)
 
     @property
     def scale(self) -> tuple[float, float]:
         """(vmin, vmax) of the colour scale: fixed (multiples of the threshold,
         the same for every image) unless ``per_image`` or uncalibrated."""
-        if self.threshold and not self.per_image:
-            top = max(VMAX_FACTOR * self.threshold, float(self.anomaly_map.max()))
-            return VMIN_FACTOR * self.threshold, top
+        if self.threshold and not self.per_image:  # fixed: higher scores take the top colour
+            return VMIN_FACTOR * self.threshold, VMAX_FACTOR * self.threshold
         return float(self.anomaly_map.min()), float(self.anomaly_map.max())
 
     @property
     def reference(self) -> float:
         """What the slider's factor multiplies: the threshold, or (uncalibrated) the map's maximum."""
         return self.threshold if self.threshold else float(self.anomaly_map.max())
+
+
+def unlike_share(patch_scores, threshold: float | None) -> float | None:
+    """The share of patches (0..1) scoring above ``threshold``; None without a threshold."""
+    if not threshold or patch_scores is None or np.size(patch_scores) == 0:
+        return None
+    return float((np.asarray(patch_scores) > threshold).mean())
+
+
+def is_unlike(share: float | None) -> bool:
+    """Does the image as a whole look unlike the training images? (:data:`UNLIKE_SHARE`)"""
+    return share is not None and share > UNLIKE_SHARE
 
 
 def predict(model, image) -> Inspection:
@@ -119,7 +138,8 @@ def predict(model, image) -> Inspection:
     norm = None if pred.normalised_score is None else float(pred.normalised_score)
     return Inspection(path=path, display=model.display(pil), anomaly_map=pred.anomaly_map,
                       score=float(pred.score), normalised_score=norm,
-                      verdict=pred.verdict, threshold=model.threshold)
+                      verdict=pred.verdict, threshold=model.threshold,
+                      unlike_share=unlike_share(pred.patch_scores, model.threshold))
 
 
 def overlay(insp: Inspection, alpha: float = 0.55) -> np.ndarray:
@@ -128,6 +148,13 @@ def overlay(insp: Inspection, alpha: float = 0.55) -> np.ndarray:
 
     vmin, vmax = insp.scale
     return overlay_heatmap(insp.display, insp.anomaly_map, alpha=alpha, vmin=vmin, vmax=vmax)
+
+
+def mark_patch(image: np.ndarray, box) -> np.ndarray:
+    """``image`` with the patch ``box`` (x0, y0, x1, y1) outlined: where the visitor clicked."""
+    from patchcore_core.util.viz import draw_box
+
+    return draw_box(image, tuple(int(v) for v in box), BOX_TEST)
 
 
 def region_mask(insp: Inspection, factor: float = 1.0) -> np.ndarray:
@@ -167,7 +194,9 @@ def heatmap_figure(insp: Inspection, factor: float = 1.0):
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title("Anomaly map alone", fontsize=9)
-    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    # the fixed scale stops at 2x the threshold: scores above it share the top colour (the arrow)
+    over = insp.threshold and not insp.per_image and insp.anomaly_map.max() > vmax
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, extend="max" if over else "neither")
     bar.set_label("score (distance to normal)", fontsize=7)
     bar.ax.tick_params(labelsize=7)
     if insp.threshold:
@@ -184,8 +213,11 @@ def score_text(insp: Inspection) -> str:
         return (f"Image score {insp.score:.1f}. The model has no threshold (it was fit on a single "
                 "image), so there is no verdict.")
     side = "above" if insp.normalised_score > 1 else "below"
-    return (f"Image score {insp.score:.1f} is {insp.normalised_score:.2f} x the threshold "
+    text = (f"Image score {insp.score:.1f} is {insp.normalised_score:.2f} x the threshold "
             f"({insp.threshold:.1f}), {side} it: **{insp.verdict}**.")
+    if is_unlike(insp.unlike_share):
+        text += "  \n**Careful:** " + UNLIKE_WARNING.format(share=insp.unlike_share)
+    return text
 
 
 # ---------------------------------------------------------------------- fit

@@ -11,7 +11,7 @@ import gradio as gr
 
 from . import archives, batch
 from .logic import downloads_folder
-from .ui import PageContext, failure
+from .ui import PageContext, failure, starting
 from .uploads import files_input
 
 
@@ -67,7 +67,8 @@ def build(ctx: PageContext, session: gr.State) -> None:
             with gr.Column(scale=7):
                 table = gr.Dataframe(headers=batch.COLUMNS, datatype=["str", "number", "number", "str"],
                                      interactive=False, wrap=True, elem_id="batch-table", label="Scores",
-                                     max_height=420)
-    run.click(do_batch, [files, session], [table, csv_out, zip_out, summary], api_name="batch",
-              concurrency_id="batch", concurrency_limit=1)
+                                     max_height=420, column_widths=["30%", "19%", "23%", "28%"])
+    run.click(starting("Scoring..."), None, summary, queue=False, api_visibility="undocumented",
+              ).then(do_batch, [files, session], [table, csv_out, zip_out, summary], api_name="batch",
+                     concurrency_id="batch", concurrency_limit=1)
 

@@ -15,7 +15,7 @@ import gradio as gr
 from . import logic, thresholds
 from .archives import extract_zip, images_in
 from .numbers import check_number, finite_input
-from .ui import PageContext, failure, session_state
+from .ui import PageContext, failure, session_state, starting
 from .uploads import file_input
 
 INTRO = """### Where should the threshold go?
@@ -43,10 +43,11 @@ def _zip_set(ctx: PageContext, path: str, session, progress):
             train = train[:logic.MAX_FIT_IMAGES]
             progress(0.05, desc=f"fitting on the zip's {len(train)} good training images")
             model, _ = logic.fit([str(p) for p in train], device=ctx.fit_device)
-            what = f"{Path(path).name}, with a model fitted on its {len(model.train_names)} training images"
+            what = (f"{Path(path).name}: its test images, scored with a model fitted on its "
+                    f"{len(model.train_names)} training images")
         else:
             model, label = ctx.active(session)
-            what = f"{Path(path).name}, with {label}"
+            what = f"{Path(path).name}: its test images, scored with {label} (the model in use)"
         return thresholds.score_set(model, items, what,
                                     progress=lambda f, t: progress(0.3 + 0.7 * f, desc=t))
     finally:
@@ -68,19 +69,25 @@ def build(ctx: PageContext, session: gr.State, categories: list[str]) -> None:
                 if category not in categories:
                     raise logic.UserError(f"unknown built-in set {category!r}; choose one of "
                                           f"{', '.join(categories)}")
-                if category == ctx.category:
-                    model, label = ctx.active(session_value)
-                else:  # another object: its own built-in model (a brick model cannot judge grass)
+                model, label = ctx.active(session_value)
+                knows = ctx.object_of(session_value)
+                note = ""
+                if knows != category:
+                    # another object: its own built-in model (a brick model cannot judge grass; a
+                    # model fitted on the visitor's own images knows neither)
+                    note = (f" (the model in use, {label}, was not fitted on {category}: to see its own "
+                            "threshold, upload a zip of labelled images of its object)")
                     progress(0.05, desc=f"loading the built-in {category} model")
-                    model, label = ctx.builtin_model(category), f"built-in {category}"
+                    model, label = ctx.builtin_model(category), f"the built-in {category} model"
                 cat = MVTecCategory(builtin_root(), category)
                 s = thresholds.score_set(model, [(t.path, t.defect) for t in cat.test],
-                                         f"built-in {category} test set, with {label}",
+                                         f"the built-in {category} test set ({len(cat.test)} images), "
+                                         f"scored with {label}{note}",
                                          progress=lambda f, t: progress(0.1 + 0.9 * f, desc=t))
             thr = thresholds.default_threshold(s)
             lo, hi = thresholds.slider_range(s)
             slider = gr.Slider(minimum=lo, maximum=hi, value=round(thr, 3), step=round((hi - lo) / 1000, 5),
-                               interactive=True)
+                               interactive=True, visible=True)
             return (ctx.sessions.hold(request, set=s), slider) + _outputs_at(s, thr)
         except Exception as exc:
             return (None, gr.skip(), None, None, None, [], failure(exc), {})
@@ -102,13 +109,16 @@ def build(ctx: PageContext, session: gr.State, categories: list[str]) -> None:
                 first = ctx.category if ctx.category in categories else categories[0]
                 category = gr.Dropdown(categories, value=first, label="Built-in labelled set",
                                        elem_id="set-category")
-                zip_in = file_input(ctx.uploads, label="... or your own: a zip in the MVTec layout "
-                                    "(test/good, test/<defect>; train/good to fit on it)",
+                zip_in = file_input(ctx.uploads, label="... or your own labelled set: a zip",
                                     file_types=[".zip"], elem_id="set-zip", height=120)
+                gr.Markdown("The zip in the MVTec layout: `test/good/`, `test/<defect>/`; with "
+                            "`train/good/` a model is fitted on it, else the model in use scores it.",
+                            elem_id="set-zip-note")
                 run = gr.Button("Score the set", variant="primary", elem_id="evaluate")
+                # hidden until a set is scored: a 0-1 slider would mean nothing yet
                 slider = finite_input(gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold (image score)",
                                                 info="Above it: called anomalous. Redraws without the model.",
-                                                elem_id="set-threshold"), "the threshold")
+                                                elem_id="set-threshold", visible=False), "the threshold")
                 summary = gr.Markdown("Pick a set and press **Score the set**.", elem_id="set-summary",
                                       label="summary")
             with gr.Column(scale=8):
@@ -123,7 +133,9 @@ def build(ctx: PageContext, session: gr.State, categories: list[str]) -> None:
             numbers = gr.JSON(label="set numbers")
 
     views = [dist, roc, conf, gallery, summary, numbers]
-    run.click(do_evaluate, [category, zip_in, session], [scored, slider] + views, api_name="evaluate_set",
-              concurrency_id="fit", concurrency_limit=1)
+    # a new set starts with a clean page: no old "Problem:" while this one is scored
+    run.click(starting("Scoring the set..."), None, summary, queue=False, api_visibility="undocumented",
+              ).then(do_evaluate, [category, zip_in, session], [scored, slider] + views,
+                     api_name="evaluate_set", concurrency_id="fit", concurrency_limit=1)
     slider.input(do_set_threshold, [slider, scored], views, api_name="set_threshold",
                  trigger_mode="always_last", show_progress="hidden")

@@ -213,7 +213,8 @@ def summary_markdown(s: LabelledSet, stats: dict) -> str:
     c = stats["confusion"]
     cal = (f"the model's calibrated threshold is **{s.calibrated:.2f}** (set from good images only)"
            if s.calibrated else "the model has no calibrated threshold")
-    text = (f"**{s.source}**: {stats['n_good']} good and {stats['n_defective']} defective images; image "
+    source = s.source[:1].upper() + s.source[1:]
+    text = (f"**{source}**: {stats['n_good']} good and {stats['n_defective']} defective images; image "
             f"AUROC **{stats['image_auroc']:.3f}**; {cal}. At **{stats['threshold']:.2f}**: "
             f"{c['true_positive']} defects found, {c['false_negative']} missed, {c['false_positive']} "
             f"false alarms; precision {stats['precision']:.2f}, recall {stats['recall']:.2f}, "

@@ -38,6 +38,12 @@ def failure(exc: Exception) -> str:
                 "Try another image; the app keeps running.")
 
 
+def starting(text: str):
+    """A handler that shows ``text`` at once (``queue=False``), so an old "Problem:" or an old
+    result's summary does not stay on the page while new work runs."""
+    return lambda: text
+
+
 def session_state() -> gr.State:
     """A ``gr.State`` for something big (a fitted model, a scored set): freed
     when the session ends or after :data:`SESSION_TTL_S`, whichever comes first."""
@@ -102,6 +108,18 @@ class PageContext:
         if session and "model" in session:  # an emptied Held: the page closed; back to the default
             return session["model"], session["label"]
         return self.model, self.model_label
+
+    def object_of(self, session):
+        """The built-in category the model in use was fitted on, if any: the shared model's
+        ``category``, or a session's model fitted on the page's built-in good images only."""
+        model, _ = self.active(session)
+        if model is self.model:
+            return self.category
+        builtin = {os.path.realpath(p) for p in self.fit_examples}
+        names = getattr(model, "train_names", [])
+        if builtin and names and all(os.path.realpath(n) in builtin for n in names):
+            return self.category
+        return None
 
     def training_image_finder(self, model):
         """Where Explain may read ``model``'s training images from: for the shared model

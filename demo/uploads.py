@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 
+from .downscale import shrink
 from .logic import UserError
 
 REFUSAL = ("This file was not uploaded to the demo, so it cannot be opened. Upload the image itself "
@@ -84,7 +85,8 @@ def _raise_for_visitor(exc: UploadRefused):
 
 def image_input(policy: UploadPolicy, **kwargs):
     """A ``gr.Image`` (type filepath) that hands over the uploaded file's path,
-    checked by ``policy``, without opening it: :func:`patchcore_core.util.images.read_image`
+    checked by ``policy`` (a big image: the path of a small copy, :mod:`demo.downscale`),
+    without decoding it otherwise: :func:`patchcore_core.util.images.read_image`
     (corrupt, non-image and oversized files; greyscale, RGBA, 16-bit) is the one
     that judges the file, so the visitor gets its clear message instead of a
     Gradio error.
@@ -104,9 +106,11 @@ def image_input(policy: UploadPolicy, **kwargs):
         # a pasted image arrives as a data: URL; Gradio writes it into its cache
         path = parent(payload) if url.startswith("data:") else getattr(payload, "path", None)
         try:
-            return policy.check(path)
+            real = policy.check(path)
         except UploadRefused as exc:
             _raise_for_visitor(exc)
+        # a big image is made small once, here: every later step reads the small copy
+        return shrink(real, os.path.join(policy.cache_dir, "downscaled"))
 
     image.preprocess = preprocess
     return image

@@ -57,7 +57,8 @@ def test_upload_inspect_and_explain_in_the_browser(page, app_url, brick, fitted,
     # uploading runs the model; the score and verdict appear on the page
     page.wait_for_function(
         "() => { const v = document.querySelector('#verdict textarea, #verdict input');"
-        " return v && v.value.length > 0; }", timeout=60_000)
+        " const s = document.querySelector('#score textarea, #score input');"
+        " return v && v.value.length > 0 && s && s.value.length > 0; }", timeout=60_000)
     score = float(_field(page, "score"))
     verdict = _field(page, "verdict")
     assert verdict == "anomalous"
