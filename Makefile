@@ -47,15 +47,17 @@ slides: setup  ## build/slides/: a reveal.js deck and a PDF per notebook (runs t
 	$(PY) notebooks/course_editions.py slides $(if $(FORCE),--force)
 
 slides-runtime:  ## reveal.js for the slide-deck test when npm is here (the test skips without it)
-	@[ -f build/slides/reveal.js/require.js ] || { command -v npm >/dev/null 2>&1 && $(MAKE) --no-print-directory reveal; } \
+	@[ -f build/slides/reveal.js/mathjax/MathJax.js ] || { command -v npm >/dev/null 2>&1 && $(MAKE) --no-print-directory reveal; } \
 	  || echo "note: no npm; the slide-deck test will be skipped (make reveal)"
 
-reveal:  ## reveal.js 4.0.2 and require.js from npm into build/slides/reveal.js: decks that work offline
+reveal:  ## reveal.js 4.0.2, require.js and MathJax 2.7 from npm into build/slides/reveal.js: decks that work offline
 	mkdir -p build/slides
-	cd build/slides && rm -rf reveal.js && mkdir reveal.js && \
-	  npm pack --silent reveal.js@4.0.2 requirejs@2.3 >/dev/null && \
+	cd build/slides && rm -rf reveal.js && mkdir -p reveal.js/mathjax && \
+	  npm pack --silent reveal.js@4.0.2 requirejs@2.3 mathjax@2.7.7 >/dev/null && \
 	  tar xzf reveal.js-4.0.2.tgz -C reveal.js --strip-components 1 && \
-	  tar xzf requirejs-2.3.*.tgz -O package/require.js > reveal.js/require.js && rm -f *.tgz
+	  tar xzf requirejs-2.3.*.tgz -O package/require.js > reveal.js/require.js && \
+	  tar xzf mathjax-2.7.7.tgz -C reveal.js/mathjax --strip-components 1 --exclude=package/unpacked && \
+	  rm -f *.tgz
 
 evaluate: setup  ## evaluate on the built-in data (DATA=root CATEGORY=name for real data)
 	$(VENV)/bin/patchcore evaluate $(if $(DATA),--data $(DATA)) --category $(or $(CATEGORY),all)

@@ -14,8 +14,7 @@ nbconvert's preprocessors and exporters.
 reveal.js is not bundled: a deck loads it, and the require.js that loads it,
 from CDNs (unpkg.com, cdnjs.cloudflare.com), so offline it shows as one long
 page. When ``build/slides/reveal.js`` holds local copies (``make reveal``
-fetches both with npm), the decks use those and work offline; only MathJax
-still comes from its CDN, so offline any TeX shows as written.
+fetches them and MathJax with npm), the decks use those and work offline.
 """
 
 from __future__ import annotations
@@ -79,7 +78,8 @@ def write_student(names: list[str], out: Path = BUILD / "student") -> list[Path]
 
 
 def has_local_reveal(out: Path) -> bool:
-    return all((out / LOCAL_REVEAL / f).exists() for f in ("dist/reveal.js", "require.js"))
+    needed = ("dist/reveal.js", "require.js", "mathjax/MathJax.js")
+    return all((out / LOCAL_REVEAL / f).exists() for f in needed)
 
 
 def slides_html(executed_nb, local_reveal: bool = False, paths: dict[str, str] | None = None) -> str:

@@ -232,7 +232,9 @@ def slides_html(executed_nb, local_reveal: bool = False, paths: dict[str, str] |
     """The reveal.js deck (HTML) of an executed notebook."""
     from nbconvert import SlidesExporter
 
-    urls = {"reveal_url_prefix": LOCAL_REVEAL, "require_js_url": f"{LOCAL_REVEAL}/require.js"} \
+    # local copies (make reveal) work offline: MathJax too, else Eq. 7 shows as raw TeX
+    urls = {"reveal_url_prefix": LOCAL_REVEAL, "require_js_url": f"{LOCAL_REVEAL}/require.js",
+            "mathjax_url": f"{LOCAL_REVEAL}/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"} \
         if local_reveal else {"reveal_url_prefix": REVEAL_CDN}
     exporter = SlidesExporter(extra_template_basedirs=[str(NOTEBOOKS)], template_name=TEMPLATE,
                               exclude_input_prompt=True, exclude_output_prompt=True, **urls)

@@ -61,6 +61,9 @@ PROBE = """([minFont, minFigure]) => {
     if (!out.innerText.trim() && !out.querySelector('img, svg, table')) problems.push('an empty output');
   if (slide.scrollHeight > Reveal.getConfig().height + 2)
     problems.push('the slide scrolls: ' + slide.scrollHeight);
+  const backslash = String.fromCharCode(92);  // TeX left as text: MathJax did not typeset it
+  if (slide.innerText.includes('$$') || slide.innerText.includes(backslash + 'frac'))
+    problems.push('a formula shows as raw TeX (is MathJax loaded?)');
   return problems;
 }"""
 
