@@ -42,6 +42,9 @@ class SettingError(ValueError):
         super().__init__(message)
         self.field = field
 
+    def __reduce__(self):  # whole again after pickling (a Ray task's error travels pickled)
+        return type(self), (self.field, str(self))
+
 
 def setting(default, help: str, choices=None, cli: str | None = None):
     """A config field with its help text, choices and (optionally) its CLI flag."""

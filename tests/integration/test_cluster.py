@@ -72,8 +72,8 @@ def test_fit_runs_on_both_nodes(fitted_on_cluster, brick):
     expected = local.extract(brick.train[:8])
     # ... and the same when the images travel as bytes (--ship-images: no shared filesystem)
     shipping = RayCluster(cluster.address, ship_images=True, timeout_s=300)
-    again = shipping.extract(model, brick.train[:8])
-    assert torch.allclose(again, expected, rtol=1e-4, atol=1e-3)
+    again, channels = shipping.extract(model, brick.train[:8])
+    assert torch.allclose(again, expected, rtol=1e-4, atol=1e-3) and channels == local.embedding.channels
     assert shipping.stats["bytes_between_nodes"] > sum(p.stat().st_size for p in brick.train[:8])
 
 

@@ -247,3 +247,15 @@ def test_resize_is_decided_by_the_config():
 def test_every_choice_is_checked_by_the_config(field, value):
     with pytest.raises(ValueError, match=f"{field} must be one of"):
         PatchCoreConfig(**{field: value})
+
+
+def test_a_setting_error_names_its_field_and_survives_pickling():
+    """A Ray task's error travels pickled: SettingError must come back whole (it did not)."""
+    import pickle
+
+    from patchcore_core.pipeline.config import SettingError
+
+    with pytest.raises(SettingError) as info:
+        PatchCoreConfig(image_size=16)
+    again = pickle.loads(pickle.dumps(info.value))
+    assert again.field == info.value.field == "image_size" and str(again) == str(info.value)
