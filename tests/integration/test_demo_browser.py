@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+from browser import ARGS, CHROMIUM, NEEDS_CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"{CHROMIUM} is absent (apt-get install chromium, or `make browser`)"),
+    NEEDS_CHROMIUM,
 ]
 
 
-@pytest.fixture(scope="module")
-def app_url(fitted, brick, tmp_path_factory):
-    from servers import serve
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PATCHCORE_CACHE", str(tmp_path_factory.mktemp("demo_cache")))
-    examples = [(str(t.path), t.defect) for t in brick.test[::3]]
-    try:
-        with serve(fitted, examples=examples, fit_examples=[str(p) for p in brick.train[:4]]) as url:
-            yield url
-    finally:
-        mp.undo()
 
 
 @pytest.fixture

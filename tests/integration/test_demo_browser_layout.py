@@ -11,12 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
-from test_demo_browser import ARGS, CHROMIUM
+from browser import ARGS, CHROMIUM, NEEDS_CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"{CHROMIUM} is absent (apt-get install chromium, or `make browser`)"),
+    NEEDS_CHROMIUM,
 ]
 
 SIZES = {"laptop": (1280, 900), "phone": (390, 844)}
@@ -41,19 +40,6 @@ OVERFLOW_JS = """() => {
 ERROR_TEXT = re.compile(r"\bError\b|Traceback|UnidentifiedImageError|/tmp/gradio")
 
 
-@pytest.fixture(scope="module")
-def app_url(fitted, brick, tmp_path_factory):
-    from servers import serve
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PATCHCORE_CACHE", str(tmp_path_factory.mktemp("demo_cache")))
-    examples = [(str(t.path), t.defect) for t in brick.test[::3]]
-    try:
-        with serve(fitted, examples=examples, fit_examples=[str(p) for p in brick.train[:4]],
-                   category="brick") as url:
-            yield url
-    finally:
-        mp.undo()
 
 
 @pytest.fixture(scope="module")
