@@ -20,7 +20,6 @@ AUROC is that of ``z``. Maps are ``exp`` of their combined pixel ``z``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from typing import Protocol, runtime_checkable
 
@@ -54,10 +53,7 @@ class AnomalyModel(Protocol):
     def memory_bank_size(self) -> int: ...
     def fit(self, images, names=None, progress: bool = True): ...
     def score(self, images, progress: bool = False): ...  # tensors: scores, maps, patch scores, ...
-    def predict(self, images, progress: bool = False) -> list[Prediction]:
-        """Score images: one :class:`~patchcore_core.Prediction` each (combined over members)."""
-        return predictions(self, images, progress)
-
+    def predict(self, images, progress: bool = False) -> list[Prediction]: ...
     def explain(self, image, row: int | None = None, col: int | None = None) -> Explanation: ...
     def pixel_to_patch(self, x: float, y: float) -> tuple[int, int]: ...
     def display(self, image) -> np.ndarray: ...
@@ -185,16 +181,8 @@ class PatchCoreEnsemble:
                 torch.exp(patch).float(), None)
 
     def predict(self, images, progress: bool = False) -> list[Prediction]:
-        if isinstance(images, (str, bytes)) or hasattr(images, "__fspath__") or hasattr(images, "size"):
-            images = [images]
-        t0 = time.perf_counter()
-        scores, maps, patch, _ = self.score(images, progress)
-        self.stats["predict_seconds_per_image"] = round((time.perf_counter() - t0) / max(1, len(scores)), 4)
-        out = []
-        for s, mp, p in zip(scores.tolist(), maps.numpy(), patch.numpy()):
-            norm = s / self.threshold if self.threshold else None
-            out.append(Prediction(s, norm, None if norm is None else norm > 1.0, mp, p))
-        return out
+        """Score images: one :class:`~patchcore_core.Prediction` each (combined over members)."""
+        return predictions(self, images, progress)
 
     def explain(self, image, row: int | None = None, col: int | None = None) -> Explanation:
         """The nearest normal patch of the member for which the test patch is most unusual
