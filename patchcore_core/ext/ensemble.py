@@ -20,6 +20,7 @@ AUROC is that of ``z``. Maps are ``exp`` of their combined pixel ``z``.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict
 from typing import Protocol, runtime_checkable
 
@@ -44,6 +45,7 @@ class AnomalyModel(Protocol):
     config: PatchCoreConfig
     threshold: float | None
     stats: dict
+    train_names: list[str]                             # the training images, in fit order
 
     @property
     def members(self) -> list[PatchCore]: ...          # one per backbone
@@ -143,6 +145,22 @@ class PatchCoreEnsemble:
     @property
     def memory_bank_size(self) -> int:
         return sum(len(m.bank) for m in self.members)
+
+    @property
+    def train_names(self) -> list[str]:
+        return self.members[0].train_names  # every member is fitted on the same images
+
+    @train_names.setter
+    def train_names(self, names: list[str]) -> None:
+        for m in self.members:
+            m.train_names = list(names)
+
+    def __copy__(self) -> PatchCoreEnsemble:
+        # the members are copied too, so that setting a copy's train_names leaves this model's alone
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.members = [copy.copy(m) for m in self.members]
+        return new
 
     def fit(self, images, names: list[str] | None = None, progress: bool = True) -> PatchCoreEnsemble:
         """Fit every member, then the statistics that put their scores on one scale."""

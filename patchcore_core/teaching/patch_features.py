@@ -14,8 +14,18 @@ from sklearn.decomposition import PCA
 from patchcore_core.pipeline.backbones import FeatureExtractor, _efficientnet_lite, _stages, _torchvision
 from patchcore_core.pipeline.features import local_aggregate
 
-__all__ = ["feature_maps", "layer_geometry", "stage_strides", "layer_pairs", "receptive_field", "rf_extent",
-           "pca_rgb", "upsample_nearest", "layer_view", "plot_layer_view"]
+__all__ = ["one_backbone", "feature_maps", "layer_geometry", "stage_strides", "layer_pairs",
+           "receptive_field", "rf_extent", "pca_rgb", "upsample_nearest", "layer_view", "plot_layer_view"]
+
+
+def one_backbone(model, what: str):
+    """``model`` when it has one backbone; for an ensemble, a ``TypeError`` naming the
+    members to choose from (``what`` shows one backbone's insides)."""
+    if len(model.members) == 1:
+        return model
+    names = " + ".join(m.config.backbone for m in model.members)
+    raise TypeError(f"{what} looks inside one backbone, and this model is an ensemble of {names}: "
+                    f"pass one member, e.g. model.members[0] ({model.members[0].config.backbone})")
 
 
 def _input(model, image) -> torch.Tensor:
@@ -26,6 +36,7 @@ def _input(model, image) -> torch.Tensor:
 
 def feature_maps(model, image) -> dict[str, torch.Tensor]:
     """The backbone's raw feature maps of one image: ``{layer: [C, h, w]}`` (CPU)."""
+    model = one_backbone(model, "feature_maps")
     return {k: v[0].float().cpu() for k, v in model.extractor(_input(model, image)).items()}
 
 
@@ -66,6 +77,7 @@ def receptive_field(model, image, layer: str, neighbourhood: int = 1,
     gradient magnitudes scaled to a maximum of 1: the *effective*
     receptive field (its nonzero extent is the theoretical one).
     """
+    model = one_backbone(model, "receptive_field")
     ext = model.extractor
     if layer not in ext.stage_names:
         raise ValueError(f"unknown layer {layer!r}; choose one of {ext.stage_names[1:]}")
@@ -126,6 +138,7 @@ def layer_view(model, image, layer: str, neighbourhood: int = 3, n_channels: int
     ``stride``, ``grid`` and ``smoothness`` (mean squared difference of
     horizontally adjacent features: aggregation lowers it).
     """
+    model = one_backbone(model, "layer_view")
     maps = feature_maps(model, image)
     if layer not in maps:
         raise ValueError(f"layer {layer!r} is not extracted; choose one of {list(maps)}")

@@ -13,7 +13,7 @@ import torch
 from patchcore_core.pipeline.scoring import anomaly_map, reweighted_image_scores
 from patchcore_core.util.viz import draw_box, zoom_box
 
-from .patch_features import upsample_nearest
+from .patch_features import one_backbone, upsample_nearest
 
 __all__ = ["eq7_breakdown", "map_stages", "plot_explanation"]
 
@@ -29,6 +29,7 @@ def eq7_breakdown(model, image, b: int = 3) -> dict:
     them), ``softmax`` (``exp d / sum exp d``), ``weight`` (``1 - softmax[0]``)
     and ``score`` (``weight * s_star``).
     """
+    model = one_backbone(model, "eq7_breakdown (Eq. 7 reweights with one memory bank)")
     feats = model.extract([image])[0]  # [h, w, D]
     h, w, d = feats.shape
     flat = feats.reshape(-1, d)
@@ -73,7 +74,8 @@ def plot_explanation(model, image, row: int | None = None, col: int | None = Non
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
     im = axes[0].imshow(pred.anomaly_map, cmap="inferno", vmin=0, vmax=vmax)
     axes[0].imshow(draw_box(test, ex.box, (0, 255, 0)), alpha=0.55)
-    fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04, label="patch distance")
+    label = "patch distance" if len(model.members) == 1 else "combined score (exp of the mean z)"
+    fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04, label=label)
     axes[0].set_title(f"test patch ({ex.row}, {ex.col}): score {ex.distance:.1f}")
     axes[1].imshow(zoom_box(test, ex.box, pad=16))
     axes[1].set_title("test patch, zoomed")
