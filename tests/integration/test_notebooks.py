@@ -163,27 +163,90 @@ def builtin_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("notebook-cache")
 
 
+def both_editions(nb):
+    """The student edition, then each exercise's solution and its check once more, in order.
+
+    One run of it shows both that the edition handed out runs from top to bottom with every
+    check unanswered and that every solution passes its check: the two editions share every
+    cell before ## Exercises, which is where the time goes. Returns ``(notebook, copies)``:
+    ``copies`` maps the id of each solution and check cell to the id of its copy at the end."""
+    import copy
+
+    combined = course_editions.student_edition(nb)
+    copies = {}
+    for cell, following in zip(nb.cells, nb.cells[1:]):
+        if cell.cell_type == "code" and "solution" in tags(cell):
+            assert "check" in tags(following), "a solution's code is followed by its check"
+            for original in (cell, following):
+                twin = copy.deepcopy(original)
+                twin.id = f"{original.id}-again"[:64]
+                twin.outputs, twin.execution_count = [], None
+                combined.cells.append(twin)
+                copies[original.id] = twin.id
+    return combined, copies
+
+
+def solution_edition_view(nb, executed, copies):
+    """The committed notebook with the outputs its cells got in the combined run (a solution or
+    check cell: those of its copy at the end), as a run of the solution edition would give them."""
+    import copy
+
+    found = {c.id: c for c in executed.cells}
+    view = copy.deepcopy(nb)
+    for cell in view.cells:
+        if cell.cell_type == "code":
+            ran = found[copies.get(cell.id, cell.id)]
+            cell.outputs, cell.execution_count = ran.outputs, ran.execution_count
+            cell.metadata["execution"] = ran.metadata.get("execution", {})
+    return view
+
+
+def test_both_editions_run_covers_every_cell_once_and_every_solution_after_its_starter():
+    nb = nbformat.read(NOTEBOOKS / NAMES[2], as_version=4)
+    combined, copies = both_editions(nb)
+    student = course_editions.student_edition(nb)
+    assert [c.source for c in combined.cells[:len(student.cells)]] == [c.source for c in student.cells]
+    solutions = [c for c in nb.cells if c.cell_type == "code" and "solution" in tags(c)]
+    assert len(copies) == 2 * len(solutions) == len(combined.cells) - len(student.cells)
+    tail = combined.cells[len(student.cells):]
+    assert [c.source for c in tail[::2]] == [c.source for c in solutions]
+    assert all("check" in tags(c) for c in tail[1::2])
+    assert len({c.id for c in combined.cells}) == len(combined.cells)
+    nbformat.validate(combined)
+
+
 @pytest.mark.notebook
 @pytest.mark.slow
 @pytest.mark.timeout(NOTEBOOK_HANG_GUARD_S)
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_executes(name, tmp_path, builtin_cache):
-    nb, seconds = run_notebooks.execute(name, builtin_cache, fast=True)
+    """The student edition runs headless with every check unanswered, then every solution passes its
+    check (one execution: both_editions)."""
+    original = nbformat.read(NOTEBOOKS / name, as_version=4)
+    combined, copies = both_editions(original)
+    path = tmp_path / name
+    nbformat.write(combined, path)
+    nb, seconds = run_notebooks.execute(path, builtin_cache, fast=True)
     cell, cell_s = run_notebooks.slowest_cell(nb)
-    print(f"\n{name}: executed in {seconds:.1f} s; slowest cell {cell} ({cell_s:.1f} s)")
+    print(f"\n{name}: both editions executed in {seconds:.1f} s; slowest cell {cell} ({cell_s:.1f} s)")
     assert 0 < cell_s < seconds
-    (tmp_path / "executed.ipynb").write_text(nbformat.writes(nb))
-    # The deck test (test_slides_browser.py) builds its decks from this run instead of running it again.
-    course_editions.keep_executed(name, nb, course_editions.BUILD / "test-decks", True, builtin_cache)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.output_type == "error"]
     assert not errors
     n_plots = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
                   for o in c.get("outputs", []))
     assert n_plots >= 1, f"{name} drew no plot"
-    # The notebook is the solution edition: every check passes.
-    results = run_notebooks.check_results(nb)
-    assert len(results) >= 2 and all(r == "correct" for r in results), results
+    n_checks = len(copies) // 2
+    student_part = nbformat.v4.new_notebook(cells=nb.cells[:len(nb.cells) - len(copies)])
+    results = run_notebooks.check_results(student_part)
+    assert len(results) >= 2 and all(r.startswith("not answered yet") for r in results), results
+    # The solution edition: every check passes.
+    solved = solution_edition_view(original, nb, copies)
+    results = run_notebooks.check_results(solved)
+    assert len(results) >= n_checks >= 2 and all(r == "correct" for r in results), results
+    (tmp_path / "executed.ipynb").write_text(nbformat.writes(solved))
+    # The deck test (test_slides_browser.py) builds its decks from this run instead of running it again.
+    course_editions.keep_executed(name, solved, course_editions.BUILD / "test-decks", True, builtin_cache)
 
 
 REAL_DATA = SHARED_DATA
@@ -240,26 +303,11 @@ def test_notebook_runs_on_real_data(name, root, category, sample, tmp_path):
 def test_every_notebook_run_is_marked_notebook_and_slow():
     # `-m "not notebook"` (the quick suite) must leave out every test that executes a notebook; marks put
     # on a helper instead of the test are silently lost.
-    runs = [test_notebook_executes, test_notebook_runs_on_real_data,
-            test_student_edition_runs_headless_with_every_check_unanswered]
+    runs = [test_notebook_executes, test_notebook_runs_on_real_data]
     for test in runs:
         marks = {m.name for m in getattr(test, "pytestmark", [])}
         assert {"notebook", "slow", "timeout"} <= marks, f"{test.__name__} has only the marks {sorted(marks)}"
     assert "realdata" in {m.name for m in test_notebook_runs_on_real_data.pytestmark}
-
-
-@pytest.mark.notebook
-@pytest.mark.slow
-@pytest.mark.timeout(NOTEBOOK_HANG_GUARD_S)
-@pytest.mark.parametrize("name", NAMES)
-def test_student_edition_runs_headless_with_every_check_unanswered(name, tmp_path, builtin_cache):
-    [path] = course_editions.write_student([name], tmp_path / "student")
-    nb, seconds = run_notebooks.execute(path, builtin_cache, fast=True)
-    print(f"\nstudent {name}: executed in {seconds:.1f} s")
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
-    results = run_notebooks.check_results(nb)
-    assert len(results) >= 2 and all(r.startswith("not answered yet") for r in results), results
 
 
 def _notebook(folder: Path, *sources: str) -> str:
