@@ -87,27 +87,28 @@ QUESTIONS: dict[str, Question] = {
         stem="What does Eq. 7 do, and does it run when PatchCore is used with the package's defaults?",
         key="a",
         options={
-            "a": Option("It multiplies s* by a weight near 1 when m* is an isolated bank patch and near 1 "
-                        "- 1/b when m*'s neighbours are about as close; with the package's defaults it "
-                        "does not run, and the image score is s*.",
-                        "Yes: the weight is 1 minus m*'s softmax share, in [1 - 1/b, 1) (worked above). "
-                        "The default `model.config.reweight_neighbours` is 0, which keeps the largest "
-                        "patch score s*; set it to b to turn Eq. 7 on."),
-            "b": Option("It raises the score of an image whose nearest bank patch m* is isolated, so that "
+            "a": Option("It multiplies `s*` by a weight near 1 when `m*` is an isolated bank patch and near "
+                        "`1 - 1/b` when `m*`'s neighbours are about as close; with the package's defaults "
+                        "it does not run, and the image score is `s*`.",
+                        "Yes: the weight is 1 minus the softmax share of `m*`, in `[1 - 1/b, 1)` (worked "
+                        "above). The default `model.config.reweight_neighbours` is 0, which keeps the "
+                        "largest patch score `s*`; set it to `b` to turn Eq. 7 on."),
+            "b": Option("It raises the score of an image whose nearest bank patch `m*` is isolated, so that "
                         "rare defects stand out; it runs by default.",
-                        "No, twice. The weight is below 1, so Eq. 7 never makes a score larger than s*; "
+                        "No, twice. The weight is below 1, so Eq. 7 never makes a score larger than `s*`; "
                         "the paper's \"increase\" is relative to a dense neighbourhood, where the "
                         "discount is largest. And by default it does not run: see "
                         "`model.config.reweight_neighbours`."),
-            "c": Option("It replaces the largest patch score by the mean of the b largest patch scores, "
+            "c": Option("It replaces the largest patch score by the mean of the `b` largest patch scores, "
                         "which is steadier.",
-                        "No: Eq. 7 keeps the one most anomalous patch and rescales its score s* by a "
-                        "weight from the softmax of its distances to m* and m*'s b nearest bank patches."),
-            "d": Option("The package always computes it with b = 3: the `score` of every prediction is "
-                        "the reweighted s.",
-                        "No: b = 3 is what this notebook chose to show Eq. 7 (`eq7_breakdown(..., b=3)`). "
-                        "The model's own setting is `model.config.reweight_neighbours`, 0 by default, "
-                        "which keeps s*."),
+                        "No: Eq. 7 keeps the one most anomalous patch and rescales its score `s*` by a "
+                        "weight from the softmax of its distances to the `b` bank patches nearest to `m*` "
+                        "(`m*` included)."),
+            "d": Option("The package always computes it with `b = 3`: the `score` of every prediction is "
+                        "the reweighted `s`.",
+                        "No: `b = 3` is what this notebook chose to show Eq. 7 (`eq7_breakdown(..., "
+                        "b=3)`). The model's own setting is `model.config.reweight_neighbours`, 0 by "
+                        "default, which keeps `s*`."),
         }),
     "04.4": Question(
         stem="A test image has a large stain (about 2,000 defective pixels) that its anomaly map finds, "
