@@ -24,14 +24,15 @@
 # - what a prediction holds: an image score, a verdict against a threshold, a heatmap
 # - which notebook explains which step of the paper
 #
-# **Prerequisites**: none: Python, NumPy, and a first idea of what a CNN is (a stack of convolutions that turns an image into feature maps).
-#
-# **Time**: about 30 minutes to read it, run it and do the exercises.
 #
 # Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: none: Python, NumPy, and a first idea of what a CNN is (a stack of convolutions that turns an image into feature maps).
+#
+# **Time**: about 30 minutes to read it, run it and do the exercises.
 
 # %% [markdown]
 # PatchCore (Roth et al., CVPR 2022) never sees a defect while it learns. It stores what normal

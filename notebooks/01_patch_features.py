@@ -26,14 +26,15 @@
 # - the paper's 1024-d features and the package's exact 152-d shortcut
 # - PCA of patch features shown as colours over the image
 #
-# **Prerequisites**: notebook 00 (fit, predict, what a score is).
-#
-# **Time**: about 45 minutes to read it, run it and do the exercises.
 #
 # Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebook 00 (fit, predict, what a score is).
+#
+# **Time**: about 45 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import ipywidgets as widgets

@@ -27,14 +27,15 @@
 # - how much the random projection to 128 dimensions distorts distances
 # - where coreset, normal and defective patches lie (UMAP)
 #
-# **Prerequisites**: notebooks 00 and 01 (patch features: 784 vectors per image).
-#
-# **Time**: about 55 minutes to read it, run it and do the exercises.
 #
 # Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 00 and 01 (patch features: 784 vectors per image).
+#
+# **Time**: about 55 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import time

@@ -24,14 +24,15 @@
 # - from 28x28 patch scores to a 224x224 anomaly map (upsampling, Gaussian sigma)
 # - explaining a score by the nearest normal patch and its training image
 #
-# **Prerequisites**: notebooks 01 (patch features) and 02 (the memory bank and the coreset).
-#
-# **Time**: about 45 minutes to read it, run it and do the exercises.
 #
 # Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 01 (patch features) and 02 (the memory bank and the coreset).
+#
+# **Time**: about 45 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import ipywidgets as widgets

@@ -24,14 +24,15 @@
 # - F1-max, and a threshold chosen from normal images only
 # - a per-defect-type breakdown and a gallery of the worst failures
 #
-# **Prerequisites**: notebooks 00 (the threshold) and 03 (image scores and anomaly maps).
-#
-# **Time**: about 45 minutes to read it, run it and do the exercises.
 #
 # Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 00 (the threshold) and 03 (image scores and anomaly maps).
+#
+# **Time**: about 45 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import matplotlib.pyplot as plt

@@ -24,10 +24,6 @@
 # - how the backbone, image size and neighbourhood size matter
 # - how few good images are enough (few-shot)
 #
-# **Prerequisites**: notebooks 01-04 (every setting swept here, and the metrics).
-#
-# **Time**: about 40 minutes to read it, run it and do the exercises.
-#
 # Sweeps are cached as JSON (in `$PATCHCORE_CACHE/experiments`), so a rerun is instant. Each setting runs with three seeds and the plots show the mean and one standard deviation; `FAST` (set when the environment variable `CI` is) runs one seed and a reduced grid.
 #
 # This notebook uses the built-in **gravel** by default: on brick every setting scores almost perfectly, so there is nothing to compare; on gravel the settings differ.
@@ -36,6 +32,10 @@
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 01-04 (every setting swept here, and the metrics).
+#
+# **Time**: about 40 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import os

@@ -24,14 +24,15 @@
 # - how to save and reload a model, and use it from the `patchcore` CLI and the web demo
 # - what to change on a GPU, and what to watch out for with real data
 #
-# **Prerequisites**: notebooks 00 (fit and predict) and 04 (the threshold and its errors).
-#
-# **Time**: about 30 minutes to read it, run it and do the exercises.
 #
 # Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 00 (fit and predict) and 04 (the threshold and its errors).
+#
+# **Time**: about 30 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import os

@@ -24,14 +24,15 @@
 # - how a sharded memory bank answers a query: every shard answers, the smallest distance wins
 # - how the same steps run on a Ray cluster (`patchcore fit --ray ...`)
 #
-# **Prerequisites**: notebooks 02 (greedy coreset, covering radius) and 03 (nearest-neighbour scores).
-#
-# **Time**: about 55 minutes to read it, run it and do the exercises.
 #
 # Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
 # written once to a cache folder), without a cluster: the cluster runs the very functions shown here. To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 02 (greedy coreset, covering radius) and 03 (nearest-neighbour scores).
+#
+# **Time**: about 55 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import os

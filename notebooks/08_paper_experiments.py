@@ -22,10 +22,6 @@
 # - how `patchcore benchmark` runs every category, resumes, and writes the paper's tables
 # - how to read a run beside the paper's figures and the reference code's `results.csv`, and what
 #
-# **Prerequisites**: notebooks 04 (the metrics and the threshold) and 05 (settings, seeds and their spread).
-#
-# **Time**: about 35 minutes to read it, run it and do the exercises.
-#
 #   a different backbone means for that comparison
 # - the few-shot experiment: image AUROC against the number of good images, with its spread over seeds
 # - what the calibrated threshold does in practice: false alarms and misses
@@ -35,6 +31,10 @@
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`;
 # the same calls then give the figures of the README's "Reproduce the paper" section.
+#
+# **Prerequisites**: notebooks 04 (the metrics and the threshold) and 05 (settings, seeds and their spread).
+#
+# **Time**: about 35 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import json

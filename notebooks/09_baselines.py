@@ -24,14 +24,15 @@
 # - how the three compare on the same features: metrics, memory, time
 # - why PaDiM's fixed positions hurt when an image moves by a few pixels
 #
-# **Prerequisites**: notebooks 01-04 (features, bank, scores, metrics).
-#
-# **Time**: about 35 minutes to read it, run it and do the exercises.
 #
 # Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 01-04 (features, bank, scores, metrics).
+#
+# **Time**: about 35 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import time

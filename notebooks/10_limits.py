@@ -24,13 +24,14 @@
 # - why, in a rigid fixture, context and position (PaDiM) give some of it back, and what that costs
 # - which methods were built for logical anomalies (MVTec LOCO AD, GCAD, EfficientAD), and a rule you write yourself
 #
-# **Prerequisites**: notebooks 03 (nearest-patch scores) and 09 (PaDiM).
-#
-# **Time**: about 40 minutes to read it, run it and do the exercises.
 #
 # Everything runs on a laptop CPU with built-in data: here generated images of parts, the **kit** and the
 # **assembly** (written once to a cache folder, like the built-in textures). `PATCHCORE_DATA_ROOT` and
 # `PATCHCORE_CATEGORY` point the first part of the notebook at other data; the text is about the kit.
+#
+# **Prerequisites**: notebooks 03 (nearest-patch scores) and 09 (PaDiM).
+#
+# **Time**: about 40 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import matplotlib.pyplot as plt

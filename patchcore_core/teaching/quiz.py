@@ -5,7 +5,9 @@ A quiz is an exercise like the others (see :mod:`.exercises`): the starter
 cell sets ``quiz_k = ...``, the learner replaces it with a letter, and the
 check prints ``correct``, ``not quite`` or ``not answered yet`` and never
 raises. After a wrong answer it says why that option is wrong (without
-giving the key away); after the right one, why it is right::
+giving the key away); after the right one, why it is right. The verdict is
+one printed line, like every check's (``run_notebooks.py`` counts them); in
+a notebook the explanation is shown as Markdown below it, elsewhere printed::
 
     quiz_4 = "b"                          # the learner's answer
     teaching.quiz.check(quiz_4, "01.4")   # a question of :mod:`.quiz_bank`, by exercise id
@@ -60,10 +62,25 @@ def _letters(question: Question) -> str:
     return ", ".join(f"'{letter}'" for letter in question.letters)
 
 
-def _said(ok: bool | None, head: str, explanation: str = "") -> Verdict:
-    text = f"{head}\n{explanation}" if explanation else head
-    print(text)
-    return Verdict(ok, text)
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None
+
+
+def _said(ok: bool | None, head: str, letter: str = "", option: Option | None = None) -> Verdict:
+    print(head)
+    if option is None:
+        return Verdict(ok, head)
+    if _in_notebook():  # below the verdict's line, not in it: the verdict stays the check's one line
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"**{letter}.** {option.text}\n\n{option.why}"))
+    else:
+        print(f"({letter}) {option.text}\n{option.why}")
+    return Verdict(ok, f"{head}\n({letter}) {option.text}\n{option.why}")
 
 
 def check(answer, question: Question | str, *, what: str = "your answer") -> Verdict:
@@ -81,7 +98,6 @@ def check(answer, question: Question | str, *, what: str = "your answer") -> Ver
     if letter not in question.options:
         return _said(False, f"not quite: {what} should be one of {_letters(question)}, not {answer!r:.40}")
     option = question.options[letter]
-    explanation = f"({letter}) {option.text}\n{option.why}"
     if letter == question.key:
-        return _said(True, "correct", explanation)
-    return _said(False, "not quite: try another option", explanation)
+        return _said(True, "correct", letter, option)
+    return _said(False, "not quite: try another option", letter, option)

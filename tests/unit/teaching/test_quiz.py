@@ -36,6 +36,16 @@ def test_the_right_answer_says_correct_and_why(capsys):
     assert said(capsys).splitlines() == ["correct", "(b) every patch score's rise", "why b is right"]
 
 
+def test_in_a_notebook_the_explanation_is_markdown_below_the_verdicts_one_line(capsys, monkeypatch):
+    # run_notebooks.py counts the lines a check prints: one per verdict, as for every other check.
+    shown = []
+    monkeypatch.setattr(quiz, "_in_notebook", lambda: True)
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    assert quiz.check("c", QUESTION).ok is False
+    assert said(capsys) == "not quite: try another option"
+    assert [m.data for m in shown] == ["**c.** image AUROC\n\nwhy c is wrong"]
+
+
 @pytest.mark.parametrize("written", ["B", " b ", "(b)", "b.", "b)"])
 def test_a_letter_may_be_written_in_capitals_or_with_brackets(written, capsys):
     assert quiz.check(written, QUESTION).ok is True
