@@ -35,7 +35,8 @@
 #
 # **Prerequisites**: notebooks 01-04 (every setting swept here, and the metrics).
 #
-# **Time**: about 40 minutes to read it, run it and do the exercises.
+# **Time**: about 40 minutes to read it, run it and do the exercises once its sweeps are cached; their first
+# run without `FAST` takes far longer on a laptop CPU, so run it before the class.
 
 # %% slideshow={"slide_type": "skip"}
 import os
