@@ -29,6 +29,10 @@
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: none: Python, NumPy, and a first idea of what a CNN is (a stack of convolutions that turns an image into feature maps).
+#
+# **Time**: about 30 minutes to read it, run it and do the exercises.
 
 # %% [markdown]
 # PatchCore (Roth et al., CVPR 2022) never sees a defect while it learns. It stores what normal
@@ -213,3 +217,33 @@ exercises.check_number(train_score, model.predict([cat.train[0]])[0].score / mod
 # %% [markdown] tags=["solution"]
 # *Answer.* Well below 1: the image's own patches are in the memory bank, or close to a coreset patch
 # (within the covering radius, notebook 02), so each patch finds a near-identical normal match.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 3. Quiz: where the threshold comes from
+#
+# Where does the threshold come from, if PatchCore never saw a defect? Set `quiz_3` to one letter; the check explains the option you chose.
+#
+# - **a.** The score that best separates the good and the defective test images.
+# - **b.** The highest score of a few good training images, each scored against a memory bank built without it.
+# - **c.** Always 1.0: an image is anomalous when its score is above 1.
+# - **d.** It is learned by training the backbone on the good images.
+
+# %% tags=["exercise"]
+quiz_3 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_3 = "b"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_3, "00.3", what="`quiz_3`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **b.** The cell under the heatmaps prints it. The held-out good images show how high a normal image's score goes; a score above the highest of them is called anomalous, so `normalised_score = score / threshold` above 1 means anomalous.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
+#
+# - P. Bergmann, M. Fauser, D. Sattlegger, C. Steger. *MVTec AD: A Comprehensive Real-World Dataset for Unsupervised Anomaly Detection*. CVPR 2019, pp. 9592-9600. [doi:10.1109/CVPR.2019.00982](https://doi.org/10.1109/CVPR.2019.00982). The benchmark and its textures and objects.
+# - K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox, P. Gehler. *Towards Total Recall in Industrial Anomaly Detection*. CVPR 2022, pp. 14318-14328. [arXiv:2106.08265](https://arxiv.org/abs/2106.08265). The paper this course follows; sections 3.1-3.3 are notebooks 01-03.
+#
+# **Next**: notebook **01 Patch features**: how a pretrained CNN turns every patch of an image into a vector.

@@ -31,6 +31,10 @@
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebook 00 (fit, predict, what a score is).
+#
+# **Time**: about 45 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import ipywidgets as widgets
@@ -344,3 +348,35 @@ exercises.check_number(numbers_per_patch, z.shape[1], rel=0, what="`numbers_per_
 # %% [markdown] tags=["solution"]
 # *Answer.* 28 x 28 = 784 patches of 152 numbers each (EfficientNet-Lite0, 224 x 224 input): the paper's
 # 1024-d features would take 6.7x more memory for the same distances.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 3. Quiz: what one patch feature sees
+#
+# One feature of the stride-8 layer sits at one cell of the 28 x 28 grid. Which is true? Set `quiz_3` to one letter; the check explains the option you chose.
+#
+# - **a.** It describes the 8 x 8 pixels of its own grid cell (224 / 28 = 8).
+# - **b.** 3x3 aggregation moves it to a coarser grid, a third as many cells per side, each seeing 24 x 24 pixels.
+# - **c.** It sees the whole image equally, like every feature of a deep CNN.
+# - **d.** It depends on a window of pixels much wider than 8, centred on its cell, and 3x3 aggregation widens that window further while the grid stays 28 x 28.
+
+# %% tags=["exercise"]
+quiz_3 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_3 = "d"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_3, "01.3", what="`quiz_3`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **d.** The stride (8) is how far apart patches are; the receptive field is what each one sees (measured by backpropagation above). Averaging a 3x3 neighbourhood widens it by two strides without going deeper.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
+#
+# - K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox, P. Gehler. *Towards Total Recall in Industrial Anomaly Detection*. CVPR 2022, pp. 14318-14328. [arXiv:2106.08265](https://arxiv.org/abs/2106.08265). Section 3.1, locally aware patch features.
+# - W. Luo, Y. Li, R. Urtasun, R. Zemel. *Understanding the Effective Receptive Field in Deep Convolutional Neural Networks*. NeurIPS 2016. [arXiv:1701.04128](https://arxiv.org/abs/1701.04128). Why the effective receptive field is much smaller than the theoretical one.
+# - N. Cohen, Y. Hoshen. *Sub-Image Anomaly Detection with Deep Pyramid Correspondences* (SPADE). arXiv preprint, 2020. [arXiv:2005.02357](https://arxiv.org/abs/2005.02357). Nearest-neighbour scoring of a CNN's feature pyramid, before PatchCore.
+# - T. Defard, A. Setkov, A. Loesch, R. Audigier. *PaDiM: a Patch Distribution Modeling Framework for Anomaly Detection and Localization*. ICPR 2020 Workshops, LNCS 12664, pp. 475-489, 2021. [arXiv:2011.08785](https://arxiv.org/abs/2011.08785). Features of several layers concatenated per patch.
+#
+# **Next**: notebook **02 Memory bank and coreset**: store these patch features, then keep only a few.

@@ -32,6 +32,10 @@
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 00 and 01 (patch features: 784 vectors per image).
+#
+# **Time**: about 55 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import time
@@ -401,3 +405,35 @@ exercises.check_function(my_covering_radius, covering_radius_2d,
 # %% [markdown] tags=["solution"]
 # *Answer.* The radius is what greedy k-center minimises (greedily): every training patch lies within it of
 # a kept patch, so shrinking the bank costs at most that much on any normal patch's score.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 3. Quiz: what the covering radius bounds
+#
+# A greedy coreset leaves a covering radius r over the memory bank. What does r bound? Set `quiz_3` to one letter; the check explains the option you chose.
+#
+# - **a.** No other set of as many patches has a smaller covering radius: greedy finds the optimum.
+# - **b.** Every test patch, defective ones included, lies within r of a kept patch.
+# - **c.** The distance of any patch to its nearest kept patch exceeds its distance to the nearest patch of the full bank by at most r.
+# - **d.** Image AUROC drops by at most r compared with the full bank.
+
+# %% tags=["exercise"]
+quiz_3 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_3 = "c"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_3, "02.3", what="`quiz_3`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **c.** A patch's nearest patch in the full bank lies within r of some kept patch, so by the triangle inequality its distance to the kept patches is at most its full-bank distance plus r (and never less, the coreset being part of the bank). This holds for test patches too, normal or defective: the coreset raises any patch score by at most r.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
+#
+# - T. F. Gonzalez. *Clustering to Minimize the Maximum Intercluster Distance*. Theoretical Computer Science 38:293-306, 1985 (greedy k-center and its factor 2). [doi:10.1016/0304-3975(85)90224-5](https://doi.org/10.1016/0304-3975(85)90224-5). The greedy algorithm and the proof of its factor 2.
+# - O. Sener, S. Savarese. *Active Learning for Convolutional Neural Networks: A Core-Set Approach*. ICLR 2018 (the coreset PatchCore cites). [arXiv:1708.00489](https://arxiv.org/abs/1708.00489). The greedy coreset in deep learning.
+# - W. B. Johnson, J. Lindenstrauss. *Extensions of Lipschitz mappings into a Hilbert space*. Contemporary Mathematics 26:189-206, 1984. [doi:10.1090/conm/026/737400](https://doi.org/10.1090/conm/026/737400); and S. Dasgupta, A. Gupta. *An elementary proof of a theorem of Johnson and Lindenstrauss*. Random Structures & Algorithms 22(1):60-65, 2003. [doi:10.1002/rsa.10073](https://doi.org/10.1002/rsa.10073). Why a random projection keeps distances.
+# - K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox, P. Gehler. *Towards Total Recall in Industrial Anomaly Detection*. CVPR 2022, pp. 14318-14328. [arXiv:2106.08265](https://arxiv.org/abs/2106.08265). Section 3.2 and Algorithm 1.
+#
+# **Next**: notebook **03 kNN scoring and heatmaps**: score test patches against this memory bank.

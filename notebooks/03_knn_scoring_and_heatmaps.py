@@ -29,6 +29,10 @@
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 01 (patch features) and 02 (the memory bank and the coreset).
+#
+# **Time**: about 45 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import ipywidgets as widgets
@@ -295,3 +299,33 @@ exercises.check_function(my_eq7_weight, lambda d: package_weight[tuple(d.tolist(
 # `[1 - 1/b, 1)`. It is near 1 when `m*`'s neighbours are much farther than `m*` (a rare, isolated bank
 # patch) and near `1 - 1/b` when they are about as close (a dense neighbourhood). At these distance scales
 # the softmax is very peaked, so the weights printed above are all close to 1.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 3. Quiz: Eq. 7, and what runs by default
+#
+# What does Eq. 7 do, and does it run when PatchCore is used with the package's defaults? Set `quiz_3` to one letter; the check explains the option you chose. *Hint:* `model.config` holds the model's settings; Eq. 7 is `reweight_neighbours`.
+#
+# - **a.** It multiplies `s*` by a weight near 1 when `m*` is an isolated bank patch and near `1 - 1/b` when `m*`'s neighbours are about as close; with the package's defaults it does not run, and the image score is `s*`.
+# - **b.** It raises the score of an image whose nearest bank patch `m*` is isolated, so that rare defects stand out; it runs by default.
+# - **c.** It replaces the largest patch score by the mean of the `b` largest patch scores, which is steadier.
+# - **d.** The package always computes it with `b = 3`: the `score` of every prediction is the reweighted `s`.
+
+# %% tags=["exercise"]
+quiz_3 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_3 = "a"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_3, "03.3", what="`quiz_3`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **a.** The weight is 1 minus the softmax share of `m*`, in `[1 - 1/b, 1)` (worked above). The default `model.config.reweight_neighbours` is 0, which keeps the largest patch score `s*`; set it to `b` to turn Eq. 7 on.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
+#
+# - K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox, P. Gehler. *Towards Total Recall in Industrial Anomaly Detection*. CVPR 2022, pp. 14318-14328. [arXiv:2106.08265](https://arxiv.org/abs/2106.08265). Section 3.3, Eq. 6-7.
+# - N. Cohen, Y. Hoshen. *Sub-Image Anomaly Detection with Deep Pyramid Correspondences* (SPADE). arXiv preprint, 2020. [arXiv:2005.02357](https://arxiv.org/abs/2005.02357). The same nearest-neighbour patch scores, within the nearest training images.
+#
+# **Next**: notebook **04 Evaluation**: how good these scores and maps are, in the benchmark's metrics.

@@ -29,6 +29,10 @@
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 00 (the threshold) and 03 (image scores and anomaly maps).
+#
+# **Time**: about 45 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import matplotlib.pyplot as plt
@@ -303,3 +307,34 @@ exercises.check_function(my_pro_at, pro_curve_at,
 # *Answer.* Averaging over regions, not pixels, is what makes PRO fair to small defects: a 20-pixel
 # scratch weighs as much as a 2,000-pixel stain. The curve sweeps `t` from high to low; AUPRO is its area
 # up to 30% FPR.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 4. Quiz: which metric sees a small missed defect
+#
+# A test image has a large stain (about 2,000 defective pixels) that its anomaly map finds, and a small scratch (about 20 pixels) that the map misses. Which metric does the missed scratch pull down most? Set `quiz_4` to one letter; the check explains the option you chose.
+#
+# - **a.** Pixel AUROC, because it counts every defective pixel.
+# - **b.** Image AUROC.
+# - **c.** AUPRO, because each defect region weighs the same, whatever its size.
+# - **d.** F1-max, because the scratch is a missed defect.
+
+# %% tags=["exercise"]
+quiz_4 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_4 = "c"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_4, "04.4", what="`quiz_4`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **c.** PRO averages the overlap over connected defect regions, each counted once, so the missed 20-pixel scratch costs as much as a missed 2,000-pixel stain would. That is what makes PRO fair to small defects.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
+#
+# - P. Bergmann, M. Fauser, D. Sattlegger, C. Steger. *MVTec AD: A Comprehensive Real-World Dataset for Unsupervised Anomaly Detection*. CVPR 2019, pp. 9592-9600. [doi:10.1109/CVPR.2019.00982](https://doi.org/10.1109/CVPR.2019.00982). Image and pixel AUROC on the benchmark.
+# - P. Bergmann, M. Fauser, D. Sattlegger, C. Steger. *Uninformed Students: Student-Teacher Anomaly Detection with Discriminative Latent Embeddings*. CVPR 2020, pp. 4183-4192 (the PRO metric). [arXiv:1911.02357](https://arxiv.org/abs/1911.02357). The per-region overlap (PRO).
+# - P. Bergmann, K. Batzner, M. Fauser, D. Sattlegger, C. Steger. *The MVTec Anomaly Detection Dataset: A Comprehensive Real-World Dataset for Unsupervised Anomaly Detection*. IJCV 129(4):1038-1059, 2021 (AUPRO up to 30% FPR). [doi:10.1007/s11263-020-01400-4](https://doi.org/10.1007/s11263-020-01400-4). AUPRO up to 30% false positive rate, the protocol used here.
+#
+# **Next**: notebook **05 Experiments**: what each design choice buys, in these metrics.

@@ -32,6 +32,11 @@
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 01-04 (every setting swept here, and the metrics).
+#
+# **Time**: about 40 minutes to read it, run it and do the exercises once its sweeps are cached; their first
+# run without `FAST` takes far longer on a laptop CPU, so run it before the class.
 
 # %% slideshow={"slide_type": "skip"}
 import os
@@ -294,3 +299,33 @@ exercises.check_number(greedy_gain, by["greedy"] - by["random"], rel=1e-6, abs_t
 # %% [markdown] tags=["solution"]
 # *Answer.* On the built-in gravel greedy is ahead; on grass a random subset can be slightly ahead at the
 # smallest ratios (see the text above). Compare the gap with the error bars before calling it a difference.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 3. Quiz: why 1% is not always enough
+#
+# Why can a 1% coreset be close to the full memory bank on MVTec AD, yet fall short on a training set of a few dozen images? Set `quiz_3` to one letter; the check explains the option you chose.
+#
+# - **a.** What counts is the number of patches kept, not the ratio: 1% of a few dozen images' patches is a few hundred, 1% of hundreds of images is thousands.
+# - **b.** Greedy selection fails on small training sets; random subsampling is better there.
+# - **c.** The ratio is applied per image: each image keeps 1% of its own patches.
+# - **d.** 1% is always enough: the covering radius does not depend on how many patches are kept.
+
+# %% tags=["exercise"]
+quiz_3 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_3 = "a"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_3, "05.3", what="`quiz_3`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **a.** Every image adds its grid of patches (784 at 224 px) to the bank, so the same ratio keeps ten times the patches from ten times the images. A varied texture needs enough kept patches to cover its normal variation (the bank sizes are printed under the coreset sweep).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
+#
+# - K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox, P. Gehler. *Towards Total Recall in Industrial Anomaly Detection*. CVPR 2022, pp. 14318-14328. [arXiv:2106.08265](https://arxiv.org/abs/2106.08265). Section 4.4-4.5: the ablations these sweeps repeat.
+# - T. F. Gonzalez. *Clustering to Minimize the Maximum Intercluster Distance*. Theoretical Computer Science 38:293-306, 1985 (greedy k-center and its factor 2). [doi:10.1016/0304-3975(85)90224-5](https://doi.org/10.1016/0304-3975(85)90224-5). Why greedy's first picks are the rarest points.
+#
+# **Next**: notebook **06 Your own data**: fit on a folder of your own good images.

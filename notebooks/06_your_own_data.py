@@ -29,6 +29,10 @@
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 00 (fit and predict) and 04 (the threshold and its errors).
+#
+# **Time**: about 30 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import os
@@ -243,3 +247,32 @@ exercises.check_number(detected, np.mean(np.array([p.normalised_score for p in p
 # %% [markdown] tags=["solution"]
 # *Answer.* The printed fraction. On your own photographs, expect changes of lighting or position to be
 # flagged too: one fixed setup matters more than the number of good images.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 3. Quiz: a new light on the line
+#
+# Your model was fitted on photos taken in daylight. On the line the light changes to LED lamps, and nearly every good part is flagged. Why, and what fixes it? Set `quiz_3` to one letter; the check explains the option you chose.
+#
+# - **a.** The threshold is too low: raise it until the good parts pass.
+# - **b.** The coreset dropped the patches that would match: raise `coreset_ratio`.
+# - **c.** An ImageNet backbone cannot see under LED light: use a bigger backbone.
+# - **d.** PatchCore learned the daylight as part of normal: fit again with good images taken under the new light (or add them).
+
+# %% tags=["exercise"]
+quiz_3 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_3 = "d"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_3, "06.3", what="`quiz_3`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **d.** The checklist's first point. The memory bank holds the good images' patches as they were photographed, lighting included; under a new light every patch is farther from its nearest normal patch. Normal is what the good images show.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
+#
+# - P. Bergmann, M. Fauser, D. Sattlegger, C. Steger. *MVTec AD: A Comprehensive Real-World Dataset for Unsupervised Anomaly Detection*. CVPR 2019, pp. 9592-9600. [doi:10.1109/CVPR.2019.00982](https://doi.org/10.1109/CVPR.2019.00982). How a benchmark's images were taken: one setup, good parts only for training.
+#
+# **Next**: notebook **07 PatchCore at scale**: when the good images number in the thousands.

@@ -29,6 +29,10 @@
 # written once to a cache folder), without a cluster: the cluster runs the very functions shown here. To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 02 (greedy coreset, covering radius) and 03 (nearest-neighbour scores).
+#
+# **Time**: about 55 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import os
@@ -357,3 +361,34 @@ exercises.check_function(my_recall, recall_at_1, [(_q, _q), (_q * 1.1, _q), (tor
 # %% [markdown] tags=["solution"]
 # *Answer.* The share of queries whose approximate distance equals the exact one: an approximate index can only
 # return a row at or farther than the nearest, so `approx <= exact` (up to rounding) means it found it.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 4. Quiz: what approximate search does to scores
+#
+# With `ivf_flat` and a small `nprobe`, recall@1 is below 1: for some test patches the nearest bank row sits in a cell that was not scanned. What happens to those patches' scores? Set `quiz_4` to one letter; the check explains the option you chose.
+#
+# - **a.** They come out lower than the exact scores, so defects may be missed.
+# - **b.** They come out at or above the exact scores, never below.
+# - **c.** They can come out higher or lower: the k-means cells blur the distances.
+# - **d.** They are unchanged: each cell's centroid stands in for its rows.
+
+# %% tags=["exercise"]
+quiz_4 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_4 = "b"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_4, "07.4", what="`quiz_4`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **b.** An approximate index can only miss the nearest row, never find a nearer one. Good images' scores rise too, which is why image AUROC forgives many missed rows before the ranking of the images changes.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
+#
+# - P. Indyk, S. Mahabadi, M. Mahdian, V. S. Mirrokni. *Composable Core-sets for Diversity and Coverage Maximization*. PODS 2014, pp. 100-108. [doi:10.1145/2594538.2594560](https://doi.org/10.1145/2594538.2594560). Composable coresets: solve each shard, then the union of the answers.
+# - T. F. Gonzalez. *Clustering to Minimize the Maximum Intercluster Distance*. Theoretical Computer Science 38:293-306, 1985 (greedy k-center and its factor 2). [doi:10.1016/0304-3975(85)90224-5](https://doi.org/10.1016/0304-3975(85)90224-5). The factor 2 each greedy pass keeps.
+# - J. Johnson, M. Douze, H. Jégou. *Billion-scale similarity search with GPUs* (faiss). IEEE Transactions on Big Data 7(3):535-547, 2021. [arXiv:1702.08734](https://arxiv.org/abs/1702.08734). The library behind the flat, IVF and PQ indexes.
+#
+# **Next**: notebook **08 The paper's experiments**: a whole benchmark beside the published figures.

@@ -21,6 +21,7 @@
 #
 # - how `patchcore benchmark` runs every category, resumes, and writes the paper's tables
 # - how to read a run beside the paper's figures and the reference code's `results.csv`, and what
+#
 #   a different backbone means for that comparison
 # - the few-shot experiment: image AUROC against the number of good images, with its spread over seeds
 # - what the calibrated threshold does in practice: false alarms and misses
@@ -30,6 +31,10 @@
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`;
 # the same calls then give the figures of the README's "Reproduce the paper" section.
+#
+# **Prerequisites**: notebooks 04 (the metrics and the threshold) and 05 (settings, seeds and their spread).
+#
+# **Time**: about 35 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import json
@@ -216,3 +221,33 @@ exercises.check_true(z, isinstance(z, np.ndarray) and np.allclose(z, [0.45, 4.0,
 # *Answer.* Image 3 looked normal to model A (below its mean) but far out to model B; averaging raw
 # scores would have let A's larger units decide. `patchcore_core.ext.ensemble` does this with each
 # member's held-out statistics (and reports `exp(z)`, which keeps scores positive).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 3. Quiz: before calling a gap a bug
+#
+# Your run on MVTec AD with the package's default backbone gives an image AUROC a point or two below the paper's for some categories. What do you check before calling it a bug? Set `quiz_3` to one letter; the check explains the option you chose.
+#
+# - **a.** Rerun with more seeds until the gap closes.
+# - **b.** The threshold: a better one would raise the AUROC.
+# - **c.** Average over all 15 categories first: the per-category gaps cancel out.
+# - **d.** Whether the run was measured like the paper's: the same backbone, image size and coreset ratio.
+
+# %% tags=["exercise"]
+quiz_3 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_3 = "d"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_3, "08.3", what="`quiz_3`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **d.** Published figures compare with a run only when measured alike. The default EfficientNet-Lite0 is about 14x smaller than the paper's WideResNet-50 (the comparison figure's title says when the backbone differs), and a point or two of AUROC is what that can cost.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
+#
+# - K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox, P. Gehler. *Towards Total Recall in Industrial Anomaly Detection*. CVPR 2022, pp. 14318-14328. [arXiv:2106.08265](https://arxiv.org/abs/2106.08265). Section 4: the tables this run is compared with.
+# - P. Bergmann, K. Batzner, M. Fauser, D. Sattlegger, C. Steger. *The MVTec Anomaly Detection Dataset: A Comprehensive Real-World Dataset for Unsupervised Anomaly Detection*. IJCV 129(4):1038-1059, 2021 (AUPRO up to 30% FPR). [doi:10.1007/s11263-020-01400-4](https://doi.org/10.1007/s11263-020-01400-4). The benchmark's protocol and its metrics.
+#
+# **Next**: notebook **09 Baselines**: SPADE and PaDiM on the same features.

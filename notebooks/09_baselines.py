@@ -29,6 +29,10 @@
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 01-04 (features, bank, scores, metrics).
+#
+# **Time**: about 35 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import time
@@ -260,3 +264,34 @@ exercises.check_number(padim_over_patchcore, baselines.padim_nbytes(padim) / ban
 # grows with the training set but a coreset keeps it small. With the paper's 1024-d features PaDiM's
 # covariances would take `784 x 1024^2 x 4` bytes, about 3 GB, which is why PaDiM keeps a random subset
 # of 100-550 channels.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 3. Quiz: a part moved by a few pixels
+#
+# A good assembly image is moved a few pixels to the right. Why does PaDiM's score climb while PatchCore's stays near the unshifted good images'? Set `quiz_3` to one letter; the check explains the option you chose.
+#
+# - **a.** PaDiM's covariances are singular with few training images, so its scores are noisy.
+# - **b.** The mirrored border is a defect that only PaDiM is sensitive enough to see.
+# - **c.** PaDiM compares each patch only with the Gaussian of its own grid position, fitted to what was there in training; PatchCore looks for the nearest normal patch from any position.
+# - **d.** PatchCore's coreset happens to contain shifted copies of the parts.
+
+# %% tags=["exercise"]
+quiz_3 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_3 = "c"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_3, "09.3", what="`quiz_3`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **c.** A part moved onto positions where training only ever showed plate is far from those positions' Gaussians, although nothing is wrong. PatchCore and SPADE find the part's twin wherever it was.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
+#
+# - N. Cohen, Y. Hoshen. *Sub-Image Anomaly Detection with Deep Pyramid Correspondences* (SPADE). arXiv preprint, 2020. [arXiv:2005.02357](https://arxiv.org/abs/2005.02357). SPADE.
+# - T. Defard, A. Setkov, A. Loesch, R. Audigier. *PaDiM: a Patch Distribution Modeling Framework for Anomaly Detection and Localization*. ICPR 2020 Workshops, LNCS 12664, pp. 475-489, 2021. [arXiv:2011.08785](https://arxiv.org/abs/2011.08785). PaDiM, and its evaluation on shifted and rotated images.
+# - K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox, P. Gehler. *Towards Total Recall in Industrial Anomaly Detection*. CVPR 2022, pp. 14318-14328. [arXiv:2106.08265](https://arxiv.org/abs/2106.08265). Section 4.2, the comparison with both.
+#
+# **Next**: notebook **10 Limits**: what no patch-by-patch method can see.

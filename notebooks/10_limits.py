@@ -28,6 +28,10 @@
 # Everything runs on a laptop CPU with built-in data: here generated images of parts, the **kit** and the
 # **assembly** (written once to a cache folder, like the built-in textures). `PATCHCORE_DATA_ROOT` and
 # `PATCHCORE_CATEGORY` point the first part of the notebook at other data; the text is about the kit.
+#
+# **Prerequisites**: notebooks 03 (nearest-patch scores) and 09 (PaDiM).
+#
+# **Time**: about 40 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import matplotlib.pyplot as plt
@@ -278,3 +282,33 @@ exercises.check_function(my_count_parts, count_parts, [(im,) for im in probe], w
 # *Answer.* "Not 3" catches every `missing` kit (two parts) and every `extra` one (four), which PatchCore
 # misses; a scratch can split a part in two and be caught by accident. Such a rule breaks as soon as the
 # product changes. Learned global models (GCAD, EfficientAD) try to get such rules from good images alone.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 3. Quiz: why an extra part goes unseen
+#
+# An `extra` kit holds a second copy of one part. Why does PatchCore's image score stay low? Set `quiz_3` to one letter; the check explains the option you chose.
+#
+# - **a.** The memory bank holds no patches of the parts: the coreset kept only plate.
+# - **b.** Each patch of the second copy has a close twin among the training patches, and PatchCore scores patches one by one, wherever their twin was.
+# - **c.** A part is smaller than one 8-pixel patch, so no patch sees it.
+# - **d.** The threshold is too high: lowered, it would catch the extra kits without false alarms.
+
+# %% tags=["exercise"]
+quiz_3 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_3 = "b"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_3, "10.3", what="`quiz_3`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **b.** Nothing in a nearest-patch distance counts parts. Every patch looks like some normal patch (the explanation figure shows one and its twin), so the image score stays low.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
+#
+# - P. Bergmann, K. Batzner, M. Fauser, D. Sattlegger, C. Steger. *Beyond Dents and Scratches: Logical Constraints in Unsupervised Anomaly Detection and Localization* (MVTec LOCO AD, GCAD). IJCV 130(4):947-969, 2022. [doi:10.1007/s11263-022-01578-9](https://doi.org/10.1007/s11263-022-01578-9). Logical anomalies, and GCAD's global branch.
+# - K. Batzner, L. Heckler, R. König. *EfficientAD: Accurate Visual Anomaly Detection at Millisecond-Level Latencies*. WACV 2024, pp. 128-138. [arXiv:2303.14535](https://arxiv.org/abs/2303.14535). A student-teacher pair beside an autoencoder for the global view.
+#
+# **Next**: notebook **11 PatchCore from scratch**, the capstone: build every step yourself from the backbone's feature maps.

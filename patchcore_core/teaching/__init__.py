@@ -17,6 +17,7 @@ one module per topic:
 * :mod:`.scale`: bank, coreset and search against the number of images; approximate search's trade-off (07);
 * :mod:`.shards`: composable coresets and sharded search on the 2-D toy (07);
 * :mod:`.exercises`: the exercise checks (every notebook): correct, or a specific hint;
+* :mod:`.quiz` and :mod:`.quiz_bank`: each notebook's concept quiz, with every option's explanation;
 * :mod:`.setup`: every notebook's setup cell (seeds, device, FAST, data, category), as
   ``teaching.notebook_setup()``.
 
@@ -32,6 +33,8 @@ from . import (  # noqa: F401  (light: plots import lazily)
     own_data,
     patch_features,
     problem,
+    quiz,
+    quiz_bank,
     scale,
     scoring_plots,
     setup,

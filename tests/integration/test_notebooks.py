@@ -61,6 +61,8 @@ def test_notebook_follows_the_skeleton(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     first = nb.cells[0].source
     assert first.startswith("# ") and "**You will learn**" in first and "\n> " in first
+    assert "\n**Prerequisites**: " in first and re.search(r"\n\*\*Time\*\*: about \d+ minutes", first), \
+        f"{name}: the first cell says what to read before and how long it takes"
     setup = nb.cells[next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")].source
     for word in ("SEED", "DEVICE", "FAST", "DATA_ROOT", "CATEGORY", "PATCHCORE_DATA_ROOT"):
         assert word in setup, f"{name}: the setup cell lacks {word}"
@@ -68,6 +70,11 @@ def test_notebook_follows_the_skeleton(name):
     headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"]
     assert headings.index("## Summary") + 1 == headings.index("## Exercises"), \
         f"{name}: a Summary, then the Exercises"
+    sections = [h for h in headings if h.startswith("## ")]
+    assert sections[-3:] == ["## Summary", "## Exercises", "## Further reading"], \
+        f"{name}: the Exercises, then the Further reading, end the notebook"
+    assert nb.cells[-1].source.startswith("## Further reading") and "\n**Next**: " in nb.cells[-1].source, \
+        f"{name}: the last cell is the Further reading, and says what to read next"
     assert any("assert " in c.source for c in nb.cells if c.cell_type == "code")
 
 
@@ -85,16 +92,38 @@ def test_every_exercise_has_a_starter_a_solution_and_a_check(name):
     # Each exercise: its question (### n.), a starter, a solution, a check, then the answer text.
     pattern = [("markdown", []), ("code", ["exercise"]), ("code", ["solution"]), ("code", ["check"]),
                ("markdown", ["solution"])]
-    rest = [(c.cell_type, tags(c)) for c in nb.cells[start + 1:]]
+    end = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## Further reading"))
+    rest = [(c.cell_type, tags(c)) for c in nb.cells[start + 1:end]]
     assert len(rest) >= 2 * len(pattern) and rest == pattern * (len(rest) // len(pattern)), \
         f"{name}: each exercise is question, exercise, solution, check, answer cells"
-    for i, cell in enumerate(nb.cells[start + 1:], start + 1):
+    for i, cell in enumerate(nb.cells[start + 1:end], start + 1):
         if "check" in tags(cell):
-            assert "exercises.check_" in cell.source, f"{name} cell {i}: a check calls teaching.exercises"
+            assert "exercises.check_" in cell.source or "quiz.check(" in cell.source, \
+                f"{name} cell {i}: a check calls teaching.exercises or teaching.quiz"
         if "exercise" in tags(cell):
             assert "..." in cell.source or "NotImplementedError" in cell.source, \
                 f"{name} cell {i}: a starter leaves the answer open (... or NotImplementedError)"
     assert "<details>" not in "".join(c.source for c in nb.cells), f"{name}: answers go in solution cells"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_notebook_ends_its_exercises_with_one_quiz(name):
+    from patchcore_core.teaching.quiz_bank import QUESTIONS
+
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    questions = [c.source for c in nb.cells if re.match(r"### \d+\. ", c.source)]
+    quizzes = [q for q in questions if re.match(r"### \d+\. Quiz: ", q)]
+    assert len(quizzes) == 1 and quizzes[0] == questions[-1], f"{name}: one quiz, the last exercise"
+    k = re.match(r"### (\d+)\.", quizzes[0]).group(1)
+    qid, variable = f"{name[:2]}.{k}", f"quiz_{k}"
+    question = QUESTIONS[qid]
+    for letter, option in question.options.items():  # the options the learner reads are the ones checked
+        assert f"- **{letter}.** {option.text}" in quizzes[0], f"{qid}: option {letter} is not quiz_bank's"
+    at = next(i for i, c in enumerate(nb.cells) if c.source == quizzes[0])
+    starter, solution, check = (c.source for c in nb.cells[at + 1:at + 4])
+    assert starter.startswith(f"{variable} = ...") and solution == f'{variable} = "{question.key}"'
+    assert f'teaching.quiz.check({variable}, "{qid}"' in check
+    assert (NOTEBOOKS / "grading" / "tests" / f"{qid}.py").exists(), f"{qid}: the grader's test file"
 
 
 @pytest.mark.parametrize("name", NAMES)
