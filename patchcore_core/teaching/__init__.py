@@ -17,6 +17,8 @@ one module per topic:
 * :mod:`.scale`: bank, coreset and search against the number of images; approximate search's trade-off (07);
 * :mod:`.shards`: composable coresets and sharded search on the 2-D toy (07);
 * :mod:`.exercises`: the exercise checks (every notebook): correct, or a specific hint;
+* :mod:`.checks`: each exercise's check by its id "NN.k", expected value computed from the notebook's data;
+* :mod:`.grading`: what the autograder's tests use (the package's references disabled while an answer runs);
 * :mod:`.setup`: every notebook's setup cell (seeds, device, FAST, data, category), as
   ``teaching.notebook_setup()``.
 
