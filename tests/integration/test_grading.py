@@ -124,7 +124,8 @@ WRAPPED = '''def my_greedy_kcenter(points, k, first):  # the package's answer, w
 @pytest.fixture(scope="module")
 def graded(built, tmp_path_factory):
     """Three students: one hands in the solution editions of 00 and 02, one the blank student edition of
-    02 (00 missing), one 02's solutions with greedy k-center answered by wrapping the package's."""
+    02 (00 missing), one 02's solutions with greedy k-center answered by wrapping the package's and a cell
+    that raises before the exercises."""
     subs = tmp_path_factory.mktemp("submissions")
     for student in ("solution", "blank", "wrapper"):
         (subs / student).mkdir()
@@ -135,6 +136,8 @@ def graded(built, tmp_path_factory):
     nb = nbformat.read(NOTEBOOKS / name02, as_version=4)
     [cell] = [c for c in nb.cells if "solution" in tags(c) and c.source.startswith("def my_greedy_kcenter")]
     cell.source = WRAPPED
+    start = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## Exercises"))
+    nb.cells.insert(start + 1, nbformat.v4.new_code_cell('raise RuntimeError("a cell that crashes")'))
     nbformat.write(nb, subs / "wrapper" / name02)
     out = tmp_path_factory.mktemp("grades")
     path = assignments.grade(subs, ["00", "02"], built["autograder"], out,
@@ -183,7 +186,7 @@ def test_the_solution_edition_scores_full_marks_and_the_blank_student_edition_ze
 @pytest.mark.notebook
 @pytest.mark.slow
 @pytest.mark.timeout(GRADE_GUARD_S)
-def test_a_wrapped_reference_scores_zero_on_its_exercise_and_the_others_keep_theirs(graded):
+def test_a_wrapped_reference_scores_zero_on_its_exercise_and_the_others_keep_theirs_after_a_crash(graded):
     out, rows = graded
     assert points(rows, "wrapper", "02.1")[0] == 0
     got, most = points(rows, "wrapper", "02.2")

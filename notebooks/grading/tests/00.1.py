@@ -20,4 +20,5 @@ def test_against_the_threshold(caught, scores, labels, model):
     bad = np.asarray(labels, dtype=bool)
     want = float((np.asarray(scores)[bad] > model.threshold).mean())
     assert isinstance(caught, (int, float, np.number)), "`caught` is not a number"
-    assert abs(float(caught) - want) < 1e-9, "`caught` is not the share of defective images scored above the threshold"
+    assert abs(float(caught) - want) < 1e-9, \
+        "`caught` is not the share of defective images scored above the threshold"

@@ -24,4 +24,5 @@ def test_other_shapes(my_local_aggregate, env):
     g = torch.Generator().manual_seed(2201)
     cases = [(torch.randn(1, 1, 1, 1, generator=g),), (torch.randn(3, 2, 2, 7, generator=g),),
              (torch.randn(1, 5, 8, 3, generator=g, dtype=torch.float64),), (torch.ones(1, 1, 4, 4),)]
-    grading.matches(my_local_aggregate, lambda x: local_aggregate(x, 3), cases, env, what="my_local_aggregate")
+    grading.matches(my_local_aggregate, lambda x: local_aggregate(x, 3), cases, env,
+                    what="my_local_aggregate")

@@ -23,8 +23,8 @@ def test_other_matrices(my_patch_scores, my_image_score, env):
     from patchcore_core.teaching import grading
 
     g = torch.Generator().manual_seed(2204)
-    cases = [(torch.rand(7, 5, generator=g),), (torch.rand(1, 9, generator=g),), (torch.rand(6, 1, generator=g),),
-             (torch.rand(30, 40, generator=g) * 100,)]
+    cases = [(torch.rand(7, 5, generator=g),), (torch.rand(1, 9, generator=g),),
+             (torch.rand(6, 1, generator=g),), (torch.rand(30, 40, generator=g) * 100,)]
     grading.matches(my_patch_scores, lambda d: d.min(dim=1).values, cases, env, what="my_patch_scores")
     grading.matches(my_image_score, lambda d: image_scores(d.min(dim=1).values[None])[0], cases, env,
                     what="my_image_score")

@@ -1,4 +1,5 @@
-"""04.1 Errors at the calibrated threshold. Public: the notebook's check. Hidden: sklearn's confusion matrix."""
+"""04.1 Errors at the calibrated threshold. Public: the notebook's check. Hidden: sklearn's confusion
+matrix."""
 from otter.test_files import test_case
 
 OK_FORMAT = False

@@ -138,3 +138,25 @@ def test_combined_z_scores_name_the_mistake(capsys):
 def test_a_number_at_a_known_mistake_gets_its_hint(capsys):
     verdict = exercises.check_number(0.5, 0.25, what="x", mistakes={"you divided by all images": 0.5})
     assert verdict.ok is False and said(capsys) == "not quite: x = 0.5 is too high: you divided by all images"
+
+
+def stub(*args):
+    raise NotImplementedError
+
+
+def test_an_open_exercise_says_not_answered_yet_and_never_raises(capsys):
+    from patchcore_core.teaching.shards import toy_shards
+
+    pts = toy.toy_points(60, seed=0)
+    shard_pts, shard_of = toy_shards(60, n_shards=3, seed=0)
+    a, b = np.array([72.0, 95.0, 68.0]), np.array([12.5, 15.0, 16.0])
+    plate = np.full((32, 32, 3), 128, np.uint8)
+    open_exercises = [("02.1", stub, pts, 0, 0), ("02.2", stub, pts, [0, 1], 0), ("03.2", stub, []),
+                      ("06.1", stub, ..., 1.0), ("07.1", stub, shard_pts, shard_of, np.zeros(2)),
+                      ("07.3", stub, 0), ("08.2", ..., a, b), ("10.2", stub, [plate]),
+                      ("06.2", ..., [], np.zeros(0, bool))]
+    for exercise, *args in open_exercises:
+        assert CHECKS[exercise](*args).ok is None, exercise
+    lines = said(capsys).splitlines()
+    assert len(lines) == len(open_exercises) + 1, lines  # 06.1 has two answers
+    assert all(line.startswith("not answered yet") for line in lines), lines
