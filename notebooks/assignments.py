@@ -156,15 +156,17 @@ def build(only: list[str] | None = None, out: Path = ASSIGNMENTS, tests: Path = 
     names = _notebook_names(only or [])
     numbers = {name[:2] for name in names}
     graded = {e for e in files if e[:2] in numbers}
+    # Handed out: the public cases of each test file that has any (a quiz's key is hidden only).
+    public = {e: public_test_file(files[e].read_text(encoding="utf-8"), e) for e in sorted(graded)}
+    public = {e: text for e, text in public.items() if "@test_case(" in text}
     student = out / "student"
     with scratch_dir(student) as tmp:
         (tmp / "tests").mkdir()
         for name in names:
             nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-            nbformat.write(assignment_edition(nb, name[:2], graded), tmp / name)
-        for exercise in sorted(graded):
-            (tmp / "tests" / f"{exercise}.py").write_text(
-                public_test_file(files[exercise].read_text(encoding="utf-8"), exercise), encoding="utf-8")
+            nbformat.write(assignment_edition(nb, name[:2], set(public)), tmp / name)
+        for exercise, text in public.items():
+            (tmp / "tests" / f"{exercise}.py").write_text(text, encoding="utf-8")
         (tmp / "README.md").write_text(STUDENT_README, encoding="utf-8")
         move_into_place(tmp, student)
     zip_path = out / "autograder" / "autograder.zip"
