@@ -44,6 +44,7 @@ BUILD = NOTEBOOKS.parent / "build"
 ASSIGNMENTS = BUILD / "assignments"
 GRADES = BUILD / "grades"
 GRADE_TIMEOUT_S = 1800  # one submission, all its cells (FAST mode takes minutes on 2 cores)
+CELL_TIMEOUT_S = 600  # one cell of a submission; a student's endless loop ends its notebook's grading
 
 # otter's configuration in the autograder zip: quiet, no PDF, results of every test in results.json.
 OTTER_CONFIG = {"lang": "python", "logo": False, "pdf": False, "print_summary": True, "show_hidden": True,
@@ -253,21 +254,51 @@ def _failures(summary: str, hidden: list[bool]) -> list[str]:
     return failed
 
 
-def grade_notebook(submission: Path, zip_path: Path, cache: Path, fast: bool = True,
-                   timeout_s: int = GRADE_TIMEOUT_S) -> tuple[dict, str]:
-    """Run ``otter run`` on one submitted notebook; returns (its results.json, otter's output)."""
+def _run_notebooks():
     sys.path.insert(0, str(NOTEBOOKS))
     import run_notebooks
 
     sys.path.pop(0)
-    env = run_notebooks.kernel_env(cache, fast)
+    return run_notebooks
+
+
+def otter_run(autograder: Path, output_dir: Path, submission: Path) -> None:
+    """``otter run -a autograder -o output_dir submission``, its kernel client made wake-safe.
+
+    Why: otter executes the notebook with nbconvert's ExecutePreprocessor and no cell timeout; a
+    notebook with interactive widgets (01, 02, 03, 07) can lose the wake-up of a cell's reply there
+    and then waits forever (``run_notebooks.wake_safe_kernel_manager`` says how). The client gets
+    the kernel manager ``run_notebooks.py`` uses, and a cell timeout, before otter runs."""
+    import nbconvert.preprocessors
+    import otter.run
+
+    manager = _run_notebooks().wake_safe_kernel_manager()
+    plain = nbconvert.preprocessors.ExecutePreprocessor
+
+    class WakeSafeExecutePreprocessor(plain):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.kernel_manager_class = manager
+            self.timeout = CELL_TIMEOUT_S
+
+    nbconvert.preprocessors.ExecutePreprocessor = WakeSafeExecutePreprocessor  # otter imports it when it runs
+    try:
+        otter.run.main(str(submission), autograder=str(autograder), output_dir=str(output_dir), no_logo=True)
+    finally:
+        nbconvert.preprocessors.ExecutePreprocessor = plain
+
+
+def grade_notebook(submission: Path, zip_path: Path, cache: Path, fast: bool = True,
+                   timeout_s: int = GRADE_TIMEOUT_S) -> tuple[dict, str]:
+    """Run ``otter run`` (:func:`otter_run`, in a process of its own) on one submitted notebook;
+    returns (its results.json, otter's output)."""
+    env = _run_notebooks().kernel_env(cache, fast)
     with tempfile.TemporaryDirectory(prefix="grade-") as work:
         work = Path(work)
         ag = _autograder_for(zip_path, submission.name[:2], work)
         out = work / "out"
         out.mkdir()
-        command = [sys.executable, "-m", "otter", "run", "-a", str(ag), "-o", str(out), "--no-logo",
-                   str(submission)]
+        command = [sys.executable, __file__, "otter-run", str(ag), str(out), str(submission)]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
         results = out / "results.json"
         if not results.exists():
@@ -368,8 +399,14 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--autograder", type=Path, default=ASSIGNMENTS / "autograder" / "autograder.zip")
     g.add_argument("--out", type=Path, default=GRADES)
     g.add_argument("--full", action="store_true", help="run the notebooks' full sweeps, not FAST mode")
+    r = sub.add_parser("otter-run", help="otter run on one notebook (what grade runs for each)")
+    r.add_argument("autograder", type=Path)
+    r.add_argument("output_dir", type=Path)
+    r.add_argument("submission", type=Path)
     args = parser.parse_args(argv)
-    if args.command == "build":
+    if args.command == "otter-run":
+        otter_run(args.autograder, args.output_dir, args.submission)
+    elif args.command == "build":
         for what, path in build(args.only, args.out).items():
             print(f"{what}: {path}")
     else:
