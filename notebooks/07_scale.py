@@ -288,7 +288,8 @@ widgets.interactive(show_nprobe, nprobe=widgets.SelectionSlider(options=probes, 
 # ## Exercises
 #
 # Write your answer in the cell under each question, then run the check below it: it prints
-# "correct" or a hint.
+# "correct" or a hint. A function you are asked to write is checked with the package's own
+# implementation switched off: build it from numpy, torch or scipy, not by calling the function it rewrites.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 1. Merge the shards' answers

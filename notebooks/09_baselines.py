@@ -206,7 +206,8 @@ assert relative["PaDiM"][-1] > relative["PatchCore"][-1], (
 # ## Exercises
 #
 # Write your answer in the cell under each question, then run the check below it: it prints
-# "correct" or a hint.
+# "correct" or a hint. A function you are asked to write is checked with the package's own
+# implementation switched off: build it from numpy, torch or scipy, not by calling the function it rewrites.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 1. PaDiM's score at one position
