@@ -353,10 +353,8 @@ def write_grades(grades: list[NotebookGrade], out: Path = GRADES) -> Path:
             lines += ["| exercise | points |", "|---|---|"]
             lines += [f"| {e.exercise} | {e.points:g} / {e.max_points:g} |" for e in g.exercises]
             lines.append("")
-            for e in g.exercises:
-                for message in e.failed:
-                    lines.append(f"- **{e.exercise}**: {message}")
-            lines.append("")
+            failed = [f"- **{e.exercise}**: {message}" for e in g.exercises for message in e.failed]
+            lines += failed + ([""] if failed else [])
         with atomic_path(out / "feedback" / f"{student}.md") as tmp:
             tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return out / "grades.csv"
