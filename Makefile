@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: setup browser warm slides-runtime test test-fast demo lab notebooks student slides reveal evaluate benchmark environment lint clean
+.PHONY: setup browser warm slides-runtime test test-fast demo lab notebooks student assignments grade slides reveal evaluate benchmark environment lint clean
 
 setup: $(VENV)/.installed  ## virtual environment with everything installed
 
@@ -42,6 +42,13 @@ notebooks: setup  ## sync each notebook pair (notebooks/NN_name.py <-> .ipynb) a
 
 student: setup  ## build/student/: the notebooks without solutions, to hand out
 	$(PY) notebooks/course_editions.py student
+
+assignments: setup  ## build/assignments/: student/ to hand out (public tests) and autograder/autograder.zip (all tests)
+	$(PY) notebooks/assignments.py build
+
+grade: assignments  ## grade SUBMISSIONS/<student>/NN_name.ipynb with otter (headless, no Docker) [NOTEBOOKS="02 04"]
+	@[ -n "$(SUBMISSIONS)" ] || { echo "usage: make grade SUBMISSIONS=folder [NOTEBOOKS=\"02 04\"]"; exit 2; }
+	$(PY) notebooks/assignments.py grade $(SUBMISSIONS) $(NOTEBOOKS)
 
 slides: setup  ## build/slides/: a reveal.js deck and a PDF per notebook (runs those whose code changed, FAST mode; FORCE=1: all)
 	$(PY) notebooks/course_editions.py slides $(if $(FORCE),--force)

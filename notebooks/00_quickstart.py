@@ -190,8 +190,7 @@ caught = ...  # your code: a fraction between 0 and 1
 caught = np.mean([p.verdict == "anomalous" for p, bad in zip(preds, labels) if bad])
 
 # %% tags=["check"]
-exercises.check_number(caught, (scores[labels] > model.threshold).mean(), rel=1e-6, what="`caught`",
-                    hint="count the defective images flagged 'anomalous', divided by the number of defective images.")
+exercises.check_exercise("00.1", caught, preds, labels)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* The fraction the check computes, `(scores[labels] > model.threshold).mean()`. Which types are
@@ -211,8 +210,7 @@ train_score = ...  # your code
 train_score = model.predict([cat.train[0]])[0].normalised_score
 
 # %% tags=["check"]
-exercises.check_number(train_score, model.predict([cat.train[0]])[0].score / model.threshold, rel=1e-4,
-                    what="`train_score`", hint="use the normalised score (score / threshold) of cat.train[0].")
+exercises.check_exercise("00.2", train_score, model, cat.train[0])
 
 # %% [markdown] tags=["solution"]
 # *Answer.* Well below 1: the image's own patches are in the memory bank, or close to a coreset patch

@@ -294,7 +294,8 @@ widgets.interactive(show_layer, image=widgets.IntSlider(0, 0, len(images) - 1, c
 # ## Exercises
 #
 # Write your answer in the cell under each question, then run the check below it: it prints
-# "correct" or a hint.
+# "correct" or a hint. A function you are asked to write is checked with the package's own
+# implementation switched off: build it from numpy, torch or scipy, not by calling the function it rewrites.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 1. 3x3 aggregation yourself
@@ -315,10 +316,7 @@ def my_local_aggregate(fmap):
     return sum(padded[..., dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9
 
 # %% tags=["check"]
-g = torch.Generator().manual_seed(SEED)
-exercises.check_function(my_local_aggregate, lambda x: local_aggregate(x, 3),
-                      [(torch.randn(1, 4, 6, 6, generator=g),), (torch.randn(2, 3, 5, 9, generator=g),)],
-                      hint="the border: outside the map counts as zero, and every average divides by 9.")
+exercises.check_exercise("01.1", my_local_aggregate, SEED)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* With zero padding, border and corner patches average in zeros and come out damped. The
@@ -340,10 +338,7 @@ patches_per_image = grid[0] * grid[1]
 numbers_per_patch = emb.compact_dim
 
 # %% tags=["check"]
-exercises.check_number(patches_per_image, model.grid[0] * model.grid[1], rel=0, what="`patches_per_image`",
-                    hint="one patch per cell of the finer grid.")
-exercises.check_number(numbers_per_patch, z.shape[1], rel=0, what="`numbers_per_patch`",
-                    hint="the compact form, not the paper's 1024.")
+exercises.check_exercise("01.2", patches_per_image, numbers_per_patch, model, z)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* 28 x 28 = 784 patches of 152 numbers each (EfficientNet-Lite0, 224 x 224 input): the paper's

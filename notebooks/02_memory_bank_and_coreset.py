@@ -47,11 +47,9 @@ import torch
 from IPython.display import Markdown, display
 
 from patchcore_core import PatchCore, teaching
-from patchcore_core.pipeline.coreset import reference_greedy_coreset
 from patchcore_core.teaching import exercises
 from patchcore_core.teaching.toy import (
     approximation_ratios,
-    covering_radius_2d,
     greedy_kcenter,
     optimal_kcenter,
     plot_kcenter_step,
@@ -342,7 +340,8 @@ assert d_bad.mean() > d_normal.mean(), (
 # ## Exercises
 #
 # Write your answer in the cell under each question, then run the check below it: it prints
-# "correct" or a hint.
+# "correct" or a hint. A function you are asked to write is checked with the package's own
+# implementation switched off: build it from numpy, torch or scipy, not by calling the function it rewrites.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 1. Greedy k-center yourself
@@ -366,15 +365,7 @@ def my_greedy_kcenter(points, k, first):
     return np.array(picks)
 
 # %% tags=["check"]
-def package_greedy(points, k, first):
-    return reference_greedy_coreset(torch.from_numpy(points), k, projection_dim=points.shape[1], first=first).indices
-
-
-exercises.check_function(my_greedy_kcenter, package_greedy,
-                      [(pts, 10, int(trace.picks[0])), (toy_points(60, seed=SEED + 1), 5, 7),
-                       (np.random.default_rng(SEED).normal(size=(80, 5)), 12, 0)],
-                      hint="each new centre is the point whose distance to its nearest centre (of all centres "
-                           "so far, not only the last) is largest.")
+exercises.check_exercise("02.1", my_greedy_kcenter, pts, trace.picks[0], SEED)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* Ten lines: the package's `greedy_coreset` does the same on the memory bank, after a random
@@ -397,10 +388,7 @@ def my_covering_radius(points, centres):
     return d.min(axis=1).max()
 
 # %% tags=["check"]
-rng_check = np.random.default_rng(SEED)
-exercises.check_function(my_covering_radius, covering_radius_2d,
-                      [(pts, trace.picks[:10]), (pts, rng_check.choice(len(pts), 25, replace=False))],
-                      hint="nearest centre per point (min over centres), then the worst point (max).")
+exercises.check_exercise("02.2", my_covering_radius, pts, trace.picks, SEED)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* The radius is what greedy k-center minimises (greedily): every training patch lies within it of

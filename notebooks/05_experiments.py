@@ -269,9 +269,7 @@ bank_growth = ...  # your code
 bank_growth = coreset_rows[-1]["memory_bank_size"] / coreset_rows[0]["memory_bank_size"]
 
 # %% tags=["check"]
-bank_sizes = [r["memory_bank_size"] for r in coreset_rows]
-exercises.check_number(bank_growth, max(bank_sizes) / min(bank_sizes), what="`bank_growth`",
-                    hint="largest bank size divided by the smallest.")
+exercises.check_exercise("05.1", bank_growth, coreset_rows)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* About the ratio of the ratios: the bank keeps `ratio x patches`. Fit time grows with it too,
@@ -291,10 +289,7 @@ greedy_gain = ...  # your code
 greedy_gain = aupro["greedy", sampling_ratios[0]] - aupro["random", sampling_ratios[0]]
 
 # %% tags=["check"]
-r0 = min(r["ratio"] for r in sampling_rows)
-by = {r["sampling"]: r["aupro"] for r in sampling_rows if r["ratio"] == r0}
-exercises.check_number(greedy_gain, by["greedy"] - by["random"], rel=1e-6, abs_tol=1e-9, what="`greedy_gain`",
-                    hint="greedy minus random, at the smallest ratio.")
+exercises.check_exercise("05.2", greedy_gain, sampling_rows)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* On the built-in gravel greedy is ahead; on grass a random subset can be slightly ahead at the

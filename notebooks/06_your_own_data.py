@@ -206,23 +206,33 @@ print(f"fit: {card['fit_seconds']:.1f} s for {card['n_train']} images; "
 # ## Exercises
 #
 # Write your answer in the cell under each question, then run the check below it: it prints
-# "correct" or a hint.
+# "correct" or a hint. A function you are asked to write is checked with the package's own
+# implementation switched off: build it from numpy, torch or scipy, not by calling the function it rewrites.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 1. Saved and loaded: the same model?
 #
-# Score the test images with `loaded` (the model read back from `model_file`) and set `max_difference` to the
-# largest absolute difference from the scores of `preds`. *Hint:* `loaded.predict(test_images)`.
+# Write `max_score_difference(a, b)`: the largest absolute difference between the scores of two lists of
+# predictions of the same images (`a[i].score` against `b[i].score`). Then score the test images with
+# `loaded` (the model read back from `model_file`) and set `max_difference` to the largest difference from the
+# scores of `preds`. *Hint:* `loaded.predict(test_images)`.
 
 # %% tags=["exercise"]
+def max_score_difference(a, b):
+    raise NotImplementedError  # your code: one number
+
+
 max_difference = ...  # your code
 
 # %% tags=["solution"]
-max_difference = max(abs(a.score - b.score) for a, b in zip(loaded.predict(test_images), preds))
+def max_score_difference(a, b):
+    return max((abs(x.score - y.score) for x, y in zip(a, b)), default=0.0)
+
+
+max_difference = max_score_difference(loaded.predict(test_images), preds)
 
 # %% tags=["check"]
-exercises.check_number(max_difference, 0.0, abs_tol=1e-4 * model.threshold, what="`max_difference`",
-                    hint="compare the scores of loaded.predict(test_images) with those of preds, image by image.")
+exercises.check_exercise("06.1", max_score_difference, max_difference, model.threshold)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* Zero or a rounding error: the file holds the memory bank, the threshold and the settings, so
@@ -241,8 +251,7 @@ detected = ...  # your code
 detected = np.mean([p.verdict == "anomalous" for p, bad in zip(preds, is_bad) if bad])
 
 # %% tags=["check"]
-exercises.check_number(detected, np.mean(np.array([p.normalised_score for p in preds])[is_bad] > 1), rel=1e-6,
-                    what="`detected`", hint="verdicts of the defective images only.")
+exercises.check_exercise("06.2", detected, preds, is_bad)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* The printed fraction. On your own photographs, expect changes of lighting or position to be

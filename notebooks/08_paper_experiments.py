@@ -186,10 +186,7 @@ vals = [r["image_auroc"] for r in few if r["shots"] == SHOTS[0]]
 mean_1, std_1 = float(np.mean(vals)), float(np.std(vals, ddof=1))
 
 # %% tags=["check"]
-exercises.check_number(mean_1, means[0]["image_auroc"], rel=1e-6, what="`mean_1`",
-                    hint="average r['image_auroc'] over the rows with r['shots'] == SHOTS[0].")
-exercises.check_number(std_1, means[0]["image_auroc_std"], rel=1e-6, abs_tol=1e-9, what="`std_1`",
-                    hint="np.std(values, ddof=1): the sample standard deviation.")
+exercises.check_exercise("08.1", mean_1, std_1, means)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* With one category, the per-seed value is that category's AUROC; with several, each seed's
@@ -214,8 +211,7 @@ b = np.array([12.5, 15.0, 16.0])
 z = ((a - 70) / 5 + (b - 12) / 1) / 2
 
 # %% tags=["check"]
-exercises.check_true(z, isinstance(z, np.ndarray) and np.allclose(z, [0.45, 4.0, 1.8]), what="`z`",
-                  hint="(a - 70) / 5 and (b - 12) / 1, then their mean, image by image.")
+exercises.check_exercise("08.2", z, a, b)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* Image 3 looked normal to model A (below its mean) but far out to model B; averaging raw

@@ -210,7 +210,8 @@ assert relative["PaDiM"][-1] > relative["PatchCore"][-1], (
 # ## Exercises
 #
 # Write your answer in the cell under each question, then run the check below it: it prints
-# "correct" or a hint.
+# "correct" or a hint. A function you are asked to write is checked with the package's own
+# implementation switched off: build it from numpy, torch or scipy, not by calling the function it rewrites.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 1. PaDiM's score at one position
@@ -230,13 +231,7 @@ def my_mahalanobis(x, mu, inv_cov):
     return ((d @ inv_cov) * d).sum(dim=1).sqrt()
 
 # %% tags=["check"]
-_, padim_patches = baselines.padim_scores(padim, test_feats)
-h, w = model.grid
-cases = [(0, 0), (h // 2, 3), (h - 1, w - 1)]  # grid positions: a corner, the middle, the other corner
-ch = padim["channels"]
-exercises.check_function(lambda i, j: my_mahalanobis(test_feats[:, i, j, ch].float(), padim["mean"][i, j], padim["inv_cov"][i, j]),
-                      lambda i, j: padim_patches[:, i, j], cases, what="my_mahalanobis", rtol=1e-3, atol=1e-3,
-                      hint="the square root of (x - mu)^T inv_cov (x - mu), one value per test patch.")
+exercises.check_exercise("09.1", my_mahalanobis, padim, test_feats, model.grid)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* One line per patch; PaDiM computes it for every position with one `einsum`. The Gaussian at a
@@ -256,8 +251,7 @@ padim_over_patchcore = ...  # your code
 padim_over_patchcore = by["PaDiM"]["memory MB"] / by["PatchCore"]["memory MB"]
 
 # %% tags=["check"]
-exercises.check_number(padim_over_patchcore, baselines.padim_nbytes(padim) / bank.nbytes, rel=0.01,
-                    what="`padim_over_patchcore`", hint="PaDiM's megabytes divided by PatchCore's.")
+exercises.check_exercise("09.2", padim_over_patchcore, padim, bank)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* PaDiM stores `h x w x D x D` numbers, whatever the number of training images; PatchCore's bank

@@ -18,6 +18,8 @@ one module per topic:
 * :mod:`.shards`: composable coresets and sharded search on the 2-D toy (07);
 * :mod:`.exercises`: the exercise checks (every notebook): correct, or a specific hint;
 * :mod:`.quiz` and :mod:`.quiz_bank`: each notebook's concept quiz, with every option's explanation;
+* :mod:`.checks`: each exercise's check by its id "NN.k", expected value computed from the notebook's data;
+* :mod:`.grading`: what the autograder's tests use (the package's references disabled while an answer runs);
 * :mod:`.setup`: every notebook's setup cell (seeds, device, FAST, data, category), as
   ``teaching.notebook_setup()``.
 
