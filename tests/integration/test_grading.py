@@ -76,7 +76,8 @@ def test_the_student_folder_has_no_solution_no_expected_value_and_only_public_te
         text = test.read_text()
         assert "hidden=True" not in text and "Hidden" not in text, test.name
         assert "hidden=False" in text
-        assert re.search(r"^points = 1$", text, re.MULTILINE), f"{test.name}: points are the public cases'"
+        public = sum(float(p) for p in re.findall(r"@test_case\(points=([\d.]+), hidden=False", text))
+        assert re.search(rf"^points = {public:g}$", text, re.MULTILINE), f"{test.name}: points are the public cases'"
 
 
 def assert_no_expected_value(source: str, name: str):
