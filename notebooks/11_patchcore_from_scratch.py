@@ -285,7 +285,7 @@ coreset_cases = [(torch.randn(300, 2, generator=g, dtype=torch.float64), 30, 0),
 exercises.check_function(lambda x, k, first: capstone.covering_radii(x, my_greedy_coreset(x, k, first)),
                          lambda x, k, first: capstone.covering_radii(
                              x, reference_greedy_coreset(x, k, projection_dim=x.shape[1], first=first).indices),
-                         coreset_cases, what="the covering radius after each of your picks", rtol=1e-6, atol=1e-9,
+                         coreset_cases, what="my_greedy_coreset (the covering radius after each pick)", rtol=1e-6, atol=1e-9,
                          hint=capstone.hint_coreset(my_greedy_coreset, coreset_cases))
 
 # %% [markdown] tags=["solution"]
@@ -419,7 +419,7 @@ patch_scores = nearest_distances(test_features, bank).view(len(test_paths), *gri
 scores, maps = score_images(patch_scores), draw_maps(patch_scores, SIZE, SIGMA)
 predict_s = time.perf_counter() - t0
 display(Markdown(markdown_table(steps.rows())))
-print(f"your memory bank: {tuple(bank.shape)} from {len(train_features)} training patches; "
+print(f"the memory bank: {tuple(bank.shape)} from {len(train_features)} training patches; "
       f"fit {fit_s:.1f} s, scoring {predict_s:.1f} s (the backbone's time not counted)")
 
 # %% [markdown]
@@ -473,17 +473,20 @@ ax.set_xlabel("the package's image score"); ax.set_ylabel("your image score")
 ax.set_title("image scores (red: defective, blue: good)"); ax.legend()
 plt.show()
 
-defective = [i for i, t in enumerate(cat.test) if t.is_anomalous][:2]
-vmax = float(max(maps[defective].max(), package_maps[defective].max()))
-fig, axes = plt.subplots(len(defective), 3, figsize=(13, 4.3 * len(defective)), squeeze=False)
-for row, i in zip(axes, defective):
+first_of_each = {t.defect: i for i, t in reversed(list(enumerate(cat.test))) if t.is_anomalous}
+shown = sorted(first_of_each.values())[:2]  # the first image of two defect types
+vmin = float(min(maps[shown].min(), package_maps[shown].min()))  # one colour scale for all maps
+vmax = float(max(maps[shown].max(), package_maps[shown].max()))
+fig, axes = plt.subplots(len(shown), 3, figsize=(13, 4.3 * len(shown)), squeeze=False, layout="constrained")
+for row, i in zip(axes, shown):
     row[0].imshow(reference.display(test_paths[i])); row[0].contour(masks[i], colors="lime")
-    row[0].set_title(f"{test_paths[i].name} ({cat.test[i].defect})")
-    for ax, name, m in [(row[1], "your map", maps[i]), (row[2], "the package's map", package_maps[i])]:
-        im = ax.imshow(m, cmap="inferno", vmin=0, vmax=vmax); ax.set_title(name)
+    row[0].set_title(f"{test_paths[i].name} ({cat.test[i].defect}; ground truth in green)", fontsize=11)
+    row[0].set_ylabel("y")
+    for ax, name, m in [(row[1], "your anomaly map", maps[i]), (row[2], "the package's anomaly map", package_maps[i])]:
+        im = ax.imshow(m, cmap="inferno", vmin=vmin, vmax=vmax); ax.set_title(name)
     fig.colorbar(im, ax=row.tolist(), fraction=0.02, label="distance")
     for ax in row:
-        ax.set_xlabel("x"); ax.set_ylabel("y")
+        ax.set_xlabel("x")
 plt.show()
 
 # %% [markdown]
