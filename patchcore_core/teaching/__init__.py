@@ -16,6 +16,7 @@ one module per topic:
 * :mod:`.logical`: built-in images of parts with logical anomalies (09, 10);
 * :mod:`.scale`: bank, coreset and search against the number of images; approximate search's trade-off (07);
 * :mod:`.shards`: composable coresets and sharded search on the 2-D toy (07);
+* :mod:`.capstone`: the capstone's input (the backbone's maps), its assembled steps and hints (11);
 * :mod:`.exercises`: the exercise checks (every notebook): correct, or a specific hint;
 * :mod:`.quiz` and :mod:`.quiz_bank`: each notebook's concept quiz, with every option's explanation;
 * :mod:`.checks`: each exercise's check by its id "NN.k", expected value computed from the notebook's data;
@@ -28,6 +29,7 @@ Imports: every library layer (never the demo); plotting libraries lazily.
 
 from . import (  # noqa: F401  (light: plots import lazily)
     baselines,
+    capstone,
     coreset_plots,
     evaluation_plots,
     exercises,

@@ -42,7 +42,7 @@ def test_the_suite_is_complete():
     # covered as soon as it exists; this says which ones must exist, each number once.
     numbers = [n[:2] for n in NAMES]
     assert len(numbers) == len(set(numbers)), f"two notebooks share a number: {NAMES}"
-    assert {"00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10"} <= set(numbers), NAMES
+    assert {"00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"} <= set(numbers), NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -86,13 +86,16 @@ def tags(cell) -> list[str]:
 def test_every_exercise_has_a_starter_a_solution_and_a_check(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     start = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## Exercises"))
+    # The exercises run to the end, or to a section that uses them (the capstone, 11, assembles the
+    # learner's functions into PatchCore after its exercises).
+    end = next((i for i, c in enumerate(nb.cells[start + 1:], start + 1) if c.source.startswith("## ")),
+               len(nb.cells))
     exercise_tags = {"exercise", "solution", "check"}  # (show-code and notes are the decks' tags)
-    assert not any(exercise_tags & set(tags(c)) for c in nb.cells[:start]), \
-        f"{name}: exercise cells before ## Exercises"
+    assert not any(exercise_tags & set(tags(c)) for c in nb.cells[:start] + nb.cells[end:]), \
+        f"{name}: exercise cells outside ## Exercises"
     # Each exercise: its question (### n.), a starter, a solution, a check, then the answer text.
     pattern = [("markdown", []), ("code", ["exercise"]), ("code", ["solution"]), ("code", ["check"]),
                ("markdown", ["solution"])]
-    end = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## Further reading"))
     rest = [(c.cell_type, tags(c)) for c in nb.cells[start + 1:end]]
     assert len(rest) >= 2 * len(pattern) and rest == pattern * (len(rest) // len(pattern)), \
         f"{name}: each exercise is question, exercise, solution, check, answer cells"

@@ -1,0 +1,42 @@
+"""11.7 Anomaly map: my_anomaly_maps(patch_scores, size, sigma), bilinear upsampling and a Gaussian."""
+
+import torch
+from otter.test_files import test_case
+
+OK_FORMAT = False
+
+name = "11.7"
+points = 3
+
+
+def _scores(seed, *shape):
+    return 5 * torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@test_case(points=1, hidden=False)
+def test_upsampled_and_smoothed(my_anomaly_maps):
+    from patchcore_core.pipeline.scoring import anomaly_map
+    from patchcore_core.teaching.capstone import hint_anomaly_maps
+
+    patch = _scores(17, 2, 6, 6)
+    got = my_anomaly_maps(patch, 48, 3.0)
+    assert tuple(got.shape) == (2, 48, 48), "[B, h, w] -> [B, size, size]"
+    assert torch.allclose(got.float(), anomaly_map(patch, 48, 3.0), rtol=1e-4, atol=1e-4), \
+        hint_anomaly_maps(my_anomaly_maps, patch, 48, 3.0)
+
+
+@test_case(points=2, hidden=True)
+def test_other_sizes_and_sigmas_with_the_package_disabled(my_anomaly_maps, env):
+    from patchcore_core.pipeline.scoring import anomaly_map
+    from patchcore_core.teaching import grading
+
+    cases = [(_scores(1701, 3, 28, 28), 224, 4.0), (_scores(1702, 1, 5, 8), 64, 1.5),
+             (_scores(1703, 2, 14, 14), 112, 6.0)]
+    wants = [anomaly_map(p, size, sigma) for p, size, sigma in cases]
+    with grading.references_disabled(env):
+        gots = [my_anomaly_maps(p, size, sigma) for p, size, sigma in cases]
+    for (p, size, sigma), got, want in zip(cases, gots, wants):
+        assert tuple(got.shape) == tuple(want.shape), \
+            f"shape {tuple(got.shape)} for {tuple(p.shape)} to {size}"
+        assert torch.allclose(got.float(), want, rtol=1e-4, atol=1e-4), \
+            f"{tuple(p.shape)} to {size} x {size} with sigma {sigma}"
