@@ -26,14 +26,15 @@
 #   plain distances, the Gaussian's borders)
 # - how to check an implementation against a reference: step by step, then end to end (image and pixel AUROC)
 #
-# **Before you start**: notebooks 01 (patch features), 02 (coreset) and 03 (scores and maps); PyTorch
-# tensors and `torch.nn.functional`. **Time**: 2-3 hours (the capstone of the course: start it in the
-# lab, hand it in a week later).
-#
 # Everything runs on a laptop CPU with the built-in data (real textures with generated defects,
 # written once to a cache folder). To use MVTec AD instead, give its folder and a category to
 # `teaching.notebook_setup` in the setup cell, or set the environment variables
 # `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`.
+#
+# **Prerequisites**: notebooks 01 (patch features), 02 (the memory bank and the coreset) and 03 (scores and
+# maps); PyTorch tensors and `torch.nn.functional`.
+#
+# **Time**: about 150 minutes: the capstone of the course (start it in the lab, hand it in a week later).
 
 # %% slideshow={"slide_type": "skip"}
 import math
@@ -388,6 +389,33 @@ exercises.check_function(my_anomaly_maps, anomaly_map, map_cases, what="my_anoma
 # is scipy's `mode="mirror"`; the reference code calls `gaussian_filter` with scipy's default
 # `mode="reflect"`, which repeats it, so the two differ in a band of about 4 sigma along the borders only.
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 8. Quiz: when two implementations disagree
+#
+# Every step's check passed, and on the built-in data your image AUROC matches the package's. On another
+# set the two image AUROCs differ by 0.03. What does that most likely mean? Set `quiz_8` to one letter; the
+# check explains the option you chose. *Hint:* the section after this one prints what one swapped pair of
+# images does to image AUROC.
+#
+# - **a.** One of your steps is wrong on that set: the checks only tried small cases.
+# - **b.** A few images with nearly equal scores swapped places in the ranking: on a small test set one swapped good/defective pair moves image AUROC by 1 / (good x defective images).
+# - **c.** Greedy k-center is random, so every run gives a different AUROC.
+# - **d.** AUROC depends on the threshold, and yours differs from the package's.
+
+# %% tags=["exercise"]
+quiz_8 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_8 = "b"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_8, "11.8", what="`quiz_8`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **b.** Your coreset and the package's cover the same patches from different random
+# projections, so scores differ slightly and near-ties can swap; the assembly below prints what one swap
+# is worth on the data in use.
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Your PatchCore against the package
 #
@@ -497,10 +525,17 @@ plt.show()
 # compact features, the faster greedy, faiss indexes), a threshold from normal images only (notebook 04),
 # Eq. 7 as an option (03), and what a deployment needs (06, 07). Try your functions with another
 # neighbourhood size, coreset ratio or sigma, and compare with notebook 05's ablations.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
 #
-# **Further reading**: Roth et al., *Towards Total Recall in Industrial Anomaly Detection*, CVPR 2022
-# (PatchCore); Cohen and Hoshen, *Sub-Image Anomaly Detection with Deep Pyramid Correspondences* (SPADE),
-# 2020; Defard et al., *PaDiM*, ICPR Workshops 2021; Gonzalez, *Clustering to minimize the maximum
-# intercluster distance*, 1985 (greedy k-center); Johnson and Lindenstrauss, 1984, and Dasgupta and Gupta,
-# 2003 (the random projection); Bergmann et al., *MVTec AD*, CVPR 2019, and *Uninformed Students*, CVPR
-# 2020 (PRO); Bergmann et al., *MVTec LOCO AD*, IJCV 2022; Batzner et al., *EfficientAD*, WACV 2024.
+# - K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox, P. Gehler. *Towards Total Recall in Industrial Anomaly Detection*. CVPR 2022. [arXiv:2106.08265](https://arxiv.org/abs/2106.08265). Section 3, every step you wrote.
+# - N. Cohen, Y. Hoshen. *Sub-Image Anomaly Detection with Deep Pyramid Correspondences* (SPADE). 2020. [arXiv:2005.02357](https://arxiv.org/abs/2005.02357).
+# - T. Defard, A. Setkov, A. Loesch, R. Audigier. *PaDiM: a Patch Distribution Modeling Framework for Anomaly Detection and Localization*. ICPR Workshops 2021. [arXiv:2011.08785](https://arxiv.org/abs/2011.08785).
+# - T. F. Gonzalez. *Clustering to minimize the maximum intercluster distance*. Theoretical Computer Science 38, 1985 (greedy k-center).
+# - W. B. Johnson, J. Lindenstrauss. *Extensions of Lipschitz mappings into a Hilbert space*. 1984; S. Dasgupta, A. Gupta. *An elementary proof of a theorem of Johnson and Lindenstrauss*. Random Structures & Algorithms, 2003 (the random projection).
+# - P. Bergmann, M. Fauser, D. Sattlegger, C. Steger. *MVTec AD*. CVPR 2019, and *Uninformed Students*. CVPR 2020 (PRO).
+# - P. Bergmann, K. Batzner, M. Fauser, D. Sattlegger, C. Steger. *Beyond Dents and Scratches: Logical Constraints in Unsupervised Anomaly Detection and Localization* (MVTec LOCO AD). IJCV 2022.
+# - K. Batzner, L. Heckler, R. König. *EfficientAD: Accurate Visual Anomaly Detection at Millisecond-Level Latencies*. WACV 2024. [arXiv:2303.14535](https://arxiv.org/abs/2303.14535).
+#
+# **Next**: notebook **12 Deploy**: your model as an ONNX file, scored without PyTorch, and how fast.

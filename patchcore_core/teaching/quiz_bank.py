@@ -264,4 +264,25 @@ QUESTIONS: dict[str, Question] = {
                         "No: the image AUROC of `extra` against the good images (in the table) is low, so "
                         "no threshold separates them: their scores sit among the good ones'."),
         }),
+    "11.8": Question(
+        stem="Every step's check passed, and on the built-in data your image AUROC matches the package's. "
+             "On another set the two image AUROCs differ by 0.03. What does that most likely mean?",
+        key="b",
+        options={
+            "a": Option("One of your steps is wrong on that set: the checks only tried small cases.",
+                        "Unlikely: the assembly compares your distances with the package's on the data in "
+                        "use and asserts they agree, whatever the set."),
+            "b": Option("A few images with nearly equal scores swapped places in the ranking: on a small "
+                        "test set one swapped good/defective pair moves image AUROC by 1 / (good x "
+                        "defective images).",
+                        "Yes: your coreset and the package's are greedy covers of the same patches from "
+                        "different random projections, so scores differ slightly and near-ties swap. The "
+                        "assembly prints what one swap is worth on the data in use."),
+            "c": Option("Greedy k-center is random, so every run gives a different AUROC.",
+                        "No: given its first pick and the projection's seed, greedy k-center is "
+                        "deterministic; rerun it and you get the same picks."),
+            "d": Option("AUROC depends on the threshold, and yours differs from the package's.",
+                        "No: AUROC sweeps every threshold; it depends only on how the scores rank the "
+                        "images."),
+        }),
 }
