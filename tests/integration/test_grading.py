@@ -77,7 +77,8 @@ def test_the_student_folder_has_no_solution_no_expected_value_and_only_public_te
         assert "hidden=True" not in text and "Hidden" not in text, test.name
         assert "hidden=False" in text
         public = sum(float(p) for p in re.findall(r"@test_case\(points=([\d.]+), hidden=False", text))
-        assert re.search(rf"^points = {public:g}$", text, re.MULTILINE), f"{test.name}: points are the public cases'"
+        assert re.search(rf"^points = {public:g}$", text, re.MULTILINE), \
+            f"{test.name}: points are the public cases'"
 
 
 def assert_no_expected_value(source: str, name: str):
