@@ -211,5 +211,5 @@ exercises.check_number(train_score, model.predict([cat.train[0]])[0].score / mod
                     what="`train_score`", hint="use the normalised score (score / threshold) of cat.train[0].")
 
 # %% [markdown] tags=["solution"]
-# *Answer.* Well below 1: the image's own patches are in the memory bank, or close to a coreset patch
+# *Answer.* Below 1 as a rule (well below on the built-in data): the image's own patches are in the memory bank, or close to a coreset patch
 # (within the covering radius, notebook 02), so each patch finds a near-identical normal match.
