@@ -181,6 +181,24 @@ def test_notebook_executes(name, tmp_path):
     assert len(results) >= 2 and all(r == "correct" for r in results), results
 
 
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.timeout(NOTEBOOK_HANG_GUARD_S)
+def test_your_own_data_runs_with_only_a_folder_of_good_images(builtin_root, tmp_path, monkeypatch):
+    # Notebook 06's own use case: PATCHCORE_OWN_GOOD and nothing else, file names of any kind.
+    good = tmp_path / "my photos"
+    good.mkdir()
+    for i, path in enumerate(sorted((builtin_root / "brick" / "train" / "good").iterdir())[:10]):
+        shutil.copy(path, good / f"good_{i}{path.suffix}" if i % 2 else good / f"IMG {i}{path.suffix}")
+    monkeypatch.setenv("PATCHCORE_OWN_GOOD", str(good))
+    monkeypatch.delenv("PATCHCORE_OWN_TEST", raising=False)
+    nb, _ = run_notebooks.execute("06_your_own_data.ipynb", tmp_path / "cache")
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "2 test images: no test folder: 2 of the good images held back from training" in text
+    assert "flagged: 0/0 defective" in text and "only one kind of image in the test set" in text
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+
+
 REAL_DATA = SHARED_DATA
 # Every real set (its README): root, category, and how many images of each kind to keep (None: all;
 # magnetic_tile's 761 training images are too many for a FAST run of every notebook).
@@ -236,7 +254,8 @@ def test_every_notebook_run_is_marked_notebook_and_slow():
     # `-m "not notebook"` (the quick suite) must leave out every test that executes a notebook; marks put
     # on a helper instead of the test are silently lost.
     runs = [test_notebook_executes, test_notebook_runs_on_real_data,
-            test_student_edition_runs_headless_with_every_check_unanswered]
+            test_student_edition_runs_headless_with_every_check_unanswered,
+            test_your_own_data_runs_with_only_a_folder_of_good_images]
     for test in runs:
         marks = {m.name for m in getattr(test, "pytestmark", [])}
         assert {"notebook", "slow", "timeout"} <= marks, f"{test.__name__} has only the marks {sorted(marks)}"
