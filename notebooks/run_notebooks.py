@@ -150,6 +150,14 @@ def notebook_client(nb):
                           resources={"metadata": {"path": str(NOTEBOOKS)}})
 
 
+def error_line(exc: Exception) -> str:
+    """One line for a failed run: a cell's exception as ``Name: value``, else the error's first line
+    (a timeout's says which limit it hit)."""
+    if getattr(exc, "ename", None):  # nbclient's CellExecutionError
+        return f"{exc.ename}: {exc.evalue}"[:200]
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 class RerunError(RuntimeError):
     """A cell that ran in Run All failed when run once more afterwards."""
 
@@ -177,7 +185,7 @@ async def _run_all_then_rerun(client, **kernel_args):
             except CellExecutionError as exc:
                 first_line = (cell.source.splitlines() or [""])[0][:60]
                 raise RerunError(f"cell {index} ({first_line!r}) fails when run again after Run All: "
-                                 f"{str(exc).strip().splitlines()[-1][:200]}") from exc
+                                 f"{error_line(exc)}") from exc
     return run_all
 
 
@@ -272,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                                       fast=not (args.full or args.as_lab), data=data, rerun=args.rerun)
             except Exception as exc:  # report every notebook, then fail
                 failed += 1
-                print(f"{name:40s}   FAILED: {str(exc).strip().splitlines()[-1][:200]}", flush=True)
+                print(f"{name:40s}   FAILED: {error_line(exc)}", flush=True)
                 continue
             if args.out:
                 import nbformat
