@@ -80,6 +80,13 @@ def test_full_scan_is_exact_on_a_plain_background():
     labels = np.array([0, 1])
     rows = scale.nprobe_table(train, test, labels, nprobes=[10_000], backends=("ivf_flat",), repeats=1)
     assert rows[-1]["scanned"] == 1.0 and rows[-1]["recall_at_1"] == 1.0
+    # bench_knn's path: search_trial against the exact search's rows
+    from patchcore_core.evaluation.search import search_trial
+
+    bank, queries = train.flatten(0, 2).contiguous(), test.flatten(0, 2)
+    exact = search_trial(bank, queries, "faiss")
+    found = search_trial(bank, queries, "ivf_flat", exact_rows=exact["rows"], nprobe=rows[-1]["nlist"])
+    assert found["recall_at_1"] == 1.0
 
 
 def test_recall_of_rows_counts_ties_and_misses():
