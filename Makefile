@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: setup browser warm slides-runtime test test-fast demo lab notebooks student assignments grade slides reveal evaluate benchmark environment lint clean
+.PHONY: setup browser warm slides-runtime test test-fast demo lab cache-05 notebooks student assignments grade slides reveal evaluate benchmark environment lint clean
 
 setup: $(VENV)/.installed  ## virtual environment with everything installed
 
@@ -36,6 +36,9 @@ demo: setup  ## the Gradio demo on the built-in data, at http://127.0.0.1:7860
 
 lab: setup  ## the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) --notebook-dir notebooks
+
+cache-05: setup  ## before a class: run notebook 05 as JupyterLab will (its CLASSROOM switch, same data and cache)
+	$(PY) notebooks/run_notebooks.py 05 --as-lab
 
 notebooks: setup  ## sync each notebook pair (notebooks/NN_name.py <-> .ipynb) and strip outputs
 	$(PY) notebooks/sync_notebooks.py

@@ -35,8 +35,6 @@ from patchcore_core.data.mvtec import MVTecCategory
 from patchcore_core.evaluation.search import detection_metrics, search_trial
 from patchcore_core.ext.ann import scaled_params
 from patchcore_core.pipeline.coreset import greedy_coreset
-from patchcore_core.pipeline.preprocess import Preprocess
-from patchcore_core.util.images import image_size
 from patchcore_core.util.tables import format_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +48,7 @@ def extract(cat: MVTecCategory, cache: Path) -> dict:
     path = cache / "features.safetensors"
     if path.is_file():
         return load_file(str(path))
-    model = PatchCore(device="cpu")
-    mode = Preprocess.choose_mode([image_size(p) for p in cat.train])
-    model.preprocess = model._make_preprocess(mode)
+    model = PatchCore(device="cpu").prepare(cat.train)
     t0 = time.perf_counter()
     train = model.extract(cat.train, "train features", progress=True)
     test = model.extract([t.path for t in cat.test], "test features", progress=True)
@@ -122,13 +118,14 @@ def main():
         """One row (cached in rows.jsonl, keyed by the resolved index parameters): build, search, score."""
         resolved = {} if backend == "faiss" else scaled_params(backend, len(bank), d, **ann)
         resolved.pop("backend", None)
-        key = {"bank": bank_name, "backend": backend, "ann": resolved}
+        # "recall": rows measured when recall compared the searches' float32 distances are not reused
+        key = {"bank": bank_name, "backend": backend, "ann": resolved, "recall": "row_distances"}
         row = next((r for r in done if r["key"] == key), None)
         if row is not None:
             return row
         print(f"== {bank_name} ({len(bank)} rows), {backend} {ann}", flush=True)
-        t = search_trial(bank, queries, backend, n_images=len(test), exact=exact, **ann)
-        dist = t.pop("distances")
+        t = search_trial(bank, queries, backend, n_images=len(test), exact_rows=exact, **ann)
+        dist, found = t.pop("distances"), t.pop("rows")
         patch = dist.view(test.shape[:3])
         metrics = detection_metrics(patch[torch.from_numpy(pixels)], labels[pixels], masks[pixels],
                                     int(data["image_size"]))
@@ -139,9 +136,9 @@ def main():
                "recall_at_1": t.get("recall_at_1", 1.0), **metrics,
                "ms_per_image": round(t["ms_per_image"], 1), "index_mb": t["index_mb"],
                "build_s": t["build_s"], "params": " ".join(f"{k}={v}" for k, v in params.items())}
-        if exact is None:  # the exact row: its distances are what recall is measured against
+        if exact is None:  # the exact row: its rows are what recall is measured against
             row["exact_path"] = str(cache / f"exact-{bank_name}-test{len(items)}.safetensors")
-            save_file({"distances": dist.contiguous()}, row["exact_path"])
+            save_file({"distances": dist.contiguous(), "rows": found.contiguous()}, row["exact_path"])
         print(json.dumps(row), flush=True)
         with done_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -150,7 +147,7 @@ def main():
 
     for bank_name in [] if args.table_only else args.banks:
         bank = flat if bank_name == "full" else flat[coreset_rows(flat, cache)].contiguous()
-        exact = load_file(trial(bank_name, bank, "faiss", {}, None)["exact_path"])["distances"]
+        exact = load_file(trial(bank_name, bank, "faiss", {}, None)["exact_path"])["rows"]
         trials = [(b, {}) for b in args.backends if b != "faiss"]
         trials += [(b, {"nprobe": p}) for b in ("ivf_flat", "ivf_pq") if b in args.backends
                    for p in args.nprobe]

@@ -213,7 +213,7 @@ train_score = model.predict([cat.train[0]])[0].normalised_score
 exercises.check_exercise("00.2", train_score, model, cat.train[0])
 
 # %% [markdown] tags=["solution"]
-# *Answer.* Well below 1: the image's own patches are in the memory bank, or close to a coreset patch
+# *Answer.* Below 1 as a rule (well below on the built-in data): the image's own patches are in the memory bank, or close to a coreset patch
 # (within the covering radius, notebook 02), so each patch finds a near-identical normal match.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}

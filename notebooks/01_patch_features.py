@@ -224,10 +224,13 @@ assert torch.allclose(d_full, d_compact, rtol=1e-6, atol=1e-6)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## The paper's text and its code
 #
-# The paper *averages* each 3x3 neighbourhood. Its code instead unfolds the nine neighbours side by side
-# (`C x 9` values per layer) and pools those to 1024. For WideResNet-50 (512 x 9 values) that pooling
-# averages 4-5 neighbours at a time; for EfficientNet-Lite0's narrow layers (40 x 9 = 360 values) it
-# keeps all nine. `aggregation="unfold"` builds the code's features, to compare like with like:
+# The paper aggregates each 3x3 neighbourhood by *adaptive average pooling* to a fixed width, and its code
+# does exactly that: it unfolds the nine neighbours side by side (`C x 9` values per layer) and pools those
+# to 1024. For WideResNet-50 (512 x 9 values) that pooling averages 4-5 neighbours at a time; for
+# EfficientNet-Lite0's narrow layers (40 x 9 = 360 values) it keeps all nine. The package's default,
+# `aggregation="mean"`, averages each channel over the neighbourhood instead (the "local smoothing" the
+# paper likens its pooling to): nine times fewer values. `aggregation="unfold"` builds the paper's (and its
+# code's) features, to compare like with like:
 
 # %% tags=["show-code"]
 unfolded, _ = aggregate_layers(maps, neighbourhood=3, mode="unfold")
@@ -237,7 +240,7 @@ print("unfold:", [l.shape[1] for l in unfolded], "values per layer ->", emb_u.co
 assert [l.shape[1] for l in unfolded] == [9 * l.shape[1] for l in layers]
 
 # %% [markdown]
-# On MVTec grid (5 seeds, see the README) the unfolded features localise a little better and rank images a little worse; on hazelnut the paper's average is as good or better. Notebook 05 lets you try both.
+# On MVTec grid (5 seeds, see the README) the unfolded features localise a little better and rank images a little worse; on hazelnut the channel average is as good or better. Notebook 05 lets you try both.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Patch features as colours
@@ -288,7 +291,7 @@ widgets.interactive(show_layer, image=widgets.IntSlider(0, 0, len(images) - 1, c
 # - The receptive field grows with depth; 3x3 local aggregation widens it cheaply and smooths the features.
 # - Both layers are brought to one 28x28 grid: 784 patch features per 224x224 image.
 # - The paper's 1024-d features are a linear map of 152 channels, so 152-d vectors keep every distance.
-# - PCA colours show that defective patches are unlike any normal one.
+# - PCA colours show the images' dominant structure; a defect shows in three components only where it breaks that structure, so PatchCore compares patches in all dimensions, by distance.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises

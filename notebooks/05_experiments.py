@@ -61,10 +61,20 @@ FAST = setup.fast      # smaller sweeps when run by CI
 DATA_ROOT, CATEGORY, cat = setup.data_root, setup.category, setup.cat
 print(setup)
 
+# %% [markdown]
+# Every run is cached. **Teaching a class?** Choose the sweeps with `CLASSROOM` below, then run
+# `make cache-05` in a terminal before the class: it runs this notebook as JupyterLab will (same switch,
+# same data, same cache folder), so in class every result is read from the cache in seconds.
+
 # %%
+# The one switch. True: small sweeps (one seed, two values per setting; minutes on a laptop CPU).
+# False: the full sweeps (three seeds for the error bars, wider grids; an hour or more on a CPU).
+# CI's FAST mode always takes the small sweeps.
+CLASSROOM = False
+SMALL = CLASSROOM or FAST
 CACHE = evaluation.experiment_cache_dir()
-SEEDS = [SEED] if FAST else [SEED, SEED + 1, SEED + 2]  # the error bars: one run per seed
-print("results cached in", CACHE, "| seeds:", SEEDS)
+SEEDS = [SEED] if SMALL else [SEED, SEED + 1, SEED + 2]  # the error bars: one run per seed
+print("results cached in", CACHE, "| seeds:", SEEDS, "| small sweeps:", SMALL)
 
 # None: the runs go one after another here. "auto", "local" or "HOST:PORT": each sweep's runs (settings x
 # seeds) go to a Ray cluster at once (pip install 'patchcore-core[cluster]'); results land in the same cache.
@@ -99,12 +109,12 @@ display(Markdown(markdown_table([{k: baseline[k] for k in
 # ## Coreset ratio: accuracy against memory and time
 #
 # The paper finds 1% already close to the full bank on MVTec (its Fig. 4). What counts is the number of
-# patches kept, not the ratio: 1% of our 24 gravel images is under 200 patches, too few for a varied
-# texture; 1% of an MVTec category's 200-400 images is thousands. Fit time includes the greedy
+# patches kept, not the ratio (printed under the plot): on the built-in gravel's 24 images, 1% is under 200
+# patches, too few for a varied texture; 1% of an MVTec category's 200-400 images is thousands. Fit time includes the greedy
 # selection, which grows with the number of picks.
 
 # %% slideshow={"slide_type": "subslide"} tags=["show-code"]
-ratios = [0.01, 0.1] if FAST else [0.001, 0.01, 0.05, 0.1, 0.25]
+ratios = [0.01, 0.1] if SMALL else [0.001, 0.01, 0.05, 0.1, 0.25]
 coreset_rows = sweep([{"ratio": r} for r in ratios], [{"coreset_ratio": r} for r in ratios])
 teaching.sweeps.plot_sweep(coreset_rows, "ratio", f"coreset ratio ({CATEGORY})", "coreset ratio (log)", logx=True)
 plt.show()
@@ -118,7 +128,7 @@ assert sizes == sorted(sizes) and sizes[0] < sizes[-1], "a larger ratio keeps mo
 # Both keep the same number of patches; only which ones differs. Watch where the lines cross.
 
 # %% slideshow={"slide_type": "subslide"}
-sampling_ratios = [0.01, 0.1] if FAST else [0.005, 0.01, 0.03, 0.1]
+sampling_ratios = [0.01, 0.1] if SMALL else [0.005, 0.01, 0.03, 0.1]
 pairs = [(s, r) for s in ["greedy", "random"] for r in sampling_ratios]
 sampling_rows = sweep([{"sampling": s, "ratio": r} for s, r in pairs],
                       [{"coreset": s, "coreset_ratio": r} for s, r in pairs])
@@ -138,7 +148,7 @@ if DATA_ROOT == builtin_root() and CATEGORY == "gravel":  # the text below, chec
 # rare normal patches that a random subset drops, so fewer normal patches look anomalous. It is not a
 # law. Greedy k-center picks the patch farthest from those already picked, so its first picks are the
 # most unusual ones; with very few picks the common texture is left thinly covered. Set
-# `CATEGORY = "grass"`: there a random subset is slightly ahead at 0.5-1%, and greedy leads from 3%.
+# `CATEGORY = "grass"`: there (built-in grass, 3 seeds) a random subset is slightly ahead at 0.5-1%, and greedy leads from 3%.
 # The paper's 1-10% on MVTec's hundreds of images is well past that point.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -149,7 +159,7 @@ if DATA_ROOT == builtin_root() and CATEGORY == "gravel":  # the text below, chec
 # installed is reported, not fatal. On a machine with internet, add `"wide_resnet50_2"` (the paper's).
 
 # %% slideshow={"slide_type": "subslide"}
-backbones = ["efficientnet_lite0", "efficientnet_lite1"] if FAST else \
+backbones = ["efficientnet_lite0", "efficientnet_lite1"] if SMALL else \
     ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 # one batch per backbone, so that one not installed here leaves the others' rows intact
 backbone_rows = [{"backbone": b.replace("efficientnet_", ""), **run(backbone=b)} for b in backbones]
@@ -167,7 +177,7 @@ assert "error" not in backbone_rows[0]
 # centre crop follows `image_size`: x 256/224, as in the paper.)
 
 # %% slideshow={"slide_type": "subslide"}
-sizes = [160, 224] if FAST else [160, 224, 288]
+sizes = [160, 224] if SMALL else [160, 224, 288]
 size_rows = sweep([{"image_size": s} for s in sizes], [{"image_size": s} for s in sizes])
 teaching.sweeps.plot_sweep(size_rows, "image_size", f"image size ({CATEGORY})", "input size (pixels)")
 plt.show()
@@ -179,7 +189,7 @@ assert size_rows[0]["fit_seconds"] > 0
 # `p = 1` is no aggregation; the paper uses 3.
 
 # %% slideshow={"slide_type": "subslide"}
-ps = [1, 3] if FAST else [1, 3, 5, 7]
+ps = [1, 3] if SMALL else [1, 3, 5, 7]
 neigh_rows = sweep([{"p": p} for p in ps], [{"neighbourhood": p} for p in ps])
 teaching.sweeps.plot_sweep(neigh_rows, "p", f"neighbourhood size ({CATEGORY})", "p (p x p aggregation)")
 plt.show()
@@ -191,7 +201,10 @@ if DATA_ROOT == builtin_root() and CATEGORY == "gravel":
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Averaging the neighbourhood, or unfolding it
 #
-# `mean` is the paper's text, `unfold` its code (notebook 01): nine times the values per layer before pooling to 1024.
+# The paper aggregates each neighbourhood by adaptive average pooling to a fixed width, and its code does
+# exactly that: it unfolds the nine neighbours' values side by side and pools them to 1024
+# (`aggregation="unfold"`). The package's default, `mean`, averages each channel over the neighbourhood
+# first (the "local smoothing" the paper likens it to), which keeps one ninth of the values (notebook 01).
 
 # %% slideshow={"slide_type": "subslide"}
 agg_rows = sweep([{"aggregation": a} for a in ("mean", "unfold")], [{"aggregation": a} for a in ("mean", "unfold")])
@@ -205,7 +218,7 @@ assert [r["aggregation"] for r in agg_rows] == ["mean", "unfold"]
 # Training images drawn at random (seeded) from `train/good`.
 
 # %% slideshow={"slide_type": "subslide"}
-shots = [1, 5] if FAST else [1, 5, 16, None]
+shots = [1, 5] if SMALL else [1, 5, 16, None]
 shot_rows = sweep([{"shots": s or len(cat.train)} for s in shots], [{"shots": s} for s in shots])
 teaching.sweeps.plot_sweep(shot_rows, "shots", f"few-shot ({CATEGORY})", "training images")
 plt.show()
@@ -233,22 +246,34 @@ display(Markdown(markdown_table(everything)))
 assert all(0 <= r["image_auroc"] <= 1 for r in everything)
 
 # %% [markdown]
-# How far to trust these curves: the built-in test set has 28 images, so one image can swing image
-# AUROC by several hundredths; the pixel metrics rest on about 1.4 million pixels and are the
-# steadier guide here. Without `FAST`, the error bars (three seeds) show which differences are larger
-# than the noise. Run this notebook with
-# `PATCHCORE_DATA_ROOT` pointing at MVTec AD for the real picture (expect minutes per run on a CPU).
+# How far to trust these curves? Two kinds of noise. **The test set**: a few dozen images, so one image can
+# move image AUROC a lot, while the pixel metrics rest on many more pixels (counted from this run's data):
+
+# %%
+n_bad = sum(t.is_anomalous for t in cat.test)
+n_good = len(cat.test) - n_bad
+print(f"{len(cat.test)} test images ({n_bad} defective, {n_good} good): one defective image that drops below "
+      f"every good one lowers image AUROC by 1/{n_bad} = {1 / n_bad:.3f}; one good image that rises above "
+      f"every defective one, by 1/{n_good} = {1 / n_good:.3f}")
+print(f"the pixel metrics rest on {len(cat.test) * baseline['image_size'] ** 2:,} pixels")
+
+# %% [markdown]
+# **The seed**: the error bars (three seeds, when `SMALL` is off) are the spread over seeds, which change the
+# coreset's random start and projection and the few-shot draw, on the **same** test images. They show
+# which differences are larger than the seed's noise, not the test set's: a difference inside the test-set
+# noise above may still vanish on other test images. Run this notebook with `PATCHCORE_DATA_ROOT` pointing
+# at MVTec AD for the real picture (expect minutes per run on a CPU).
 
 # %% [markdown] tags=["notes"]
-# *Teacher's notes.* Run this notebook before the class: its results are cached and the deck shows them. Discuss what a difference smaller than the error bars means.
+# *Teacher's notes.* Before the class, set `CLASSROOM` and run `make cache-05`: the class then reads every result from the cache, and the deck shows them. Discuss what a difference smaller than the error bars means.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
-# - The coreset ratio trades memory and time for accuracy; what matters is how many patches are kept (on 24 gravel images 10% is clearly better than 1%; on MVTec's hundreds of images 1% is close).
+# - The coreset ratio trades memory and time for accuracy; what matters is how many patches are kept (on the built-in gravel's 24 images 10% is clearly better than 1%; on MVTec's hundreds of images 1% is close).
 # - Greedy selection keeps rare normal patches and usually wins; with very few picks (grass at 0.5-1%) a random subset can be slightly ahead, because greedy's first picks are the rarest patches.
 # - Bigger backbones and inputs cost time; aggregation helps, with p = 3 best on gravel as in the paper.
-# - A handful of good images can be enough for a regular texture; a varied one, such as the built-in gravel, keeps gaining with more images (the few-shot plot above).
+# - A handful of good images can be enough for a regular texture; a varied one, such as the built-in gravel, keeps gaining with more images (measured on the built-in data; the few-shot plot above shows your run).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises

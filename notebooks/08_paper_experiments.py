@@ -156,6 +156,17 @@ display(Markdown(markdown_table([{k: r[k] for k in ("category", "threshold", "fa
                                                     "image_auroc")} for r in rows])))
 assert all(0 <= r["false_alarm_rate"] <= 1 for r in rows)
 
+# %% [markdown]
+# ### Combining backbones: what the paper's code does
+#
+# The paper's best results come from ensembles of backbones, whose scores are on different scales. Its
+# reference code (`run_patchcore.py`) min-max normalises each member's image scores **over the test set's
+# own scores** (`(s - min) / (max - min)` across the test images), then averages the members. That is a
+# leak worth knowing: the normalisation uses the very images being judged, so one image's score depends on
+# which others are in the test set, and a single new image cannot be scored alone. `patchcore_core.ext.ensemble`
+# standardises each member by the mean and standard deviation of its scores on **held-out good images**
+# instead, known before any test image is seen (exercise 2 below).
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
@@ -193,7 +204,7 @@ exercises.check_exercise("08.1", mean_1, std_1, means)
 # value is first averaged over categories (`mean_rows`), then the seeds give the spread.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# ### 2. Combining two backbones as the paper does
+# ### 2. Combining two backbones by held-out statistics
 #
 # Two models scored the same three test images: `a` (one backbone) and `b` (another), in their own
 # units. On held-out good images, model A's scores had mean 70 and standard deviation 5, model B's

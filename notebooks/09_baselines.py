@@ -126,10 +126,13 @@ assert all(0 <= r["image AUROC"] <= 1 for r in rows)
 
 # %%
 best = {m: max(rows, key=lambda r: r[m])["method"] for m in ["image AUROC", "pixel AUROC", "AUPRO"]}
+n_train, dims = len(cat.train), train_feats.shape[-1]
+covariance = ("fewer samples than dimensions, so each covariance is singular and the added `0.01 I` decides the rest"
+              if n_train <= dims else  # a sample covariance of n points has rank at most n - 1
+              f"more samples than dimensions, but few per dimension ({n_train / dims:.1f}), so the estimate is noisy")
 display(Markdown("On this data, best " + "; ".join(f"{m}: **{b}**" for m, b in best.items()) +
-                 f". PaDiM fits one Gaussian from {len(cat.train)} images in {train_feats.shape[-1]} dimensions: "
-                 "fewer samples than dimensions, so each covariance is singular and the added `0.01 I` decides "
-                 "the rest. PaDiM is meant for hundreds of training images."))
+                 f". PaDiM fits one Gaussian per position from {n_train} images in {dims} dimensions: {covariance}. "
+                 "PaDiM is meant for hundreds of training images."))
 
 # %% slideshow={"slide_type": "subslide"}
 show = [int(np.flatnonzero(labels == 0)[0])] + [next(i for i, t in enumerate(cat.test) if t.defect == k) for k in cat.defects][:5]

@@ -135,8 +135,8 @@ plt.tight_layout(rect=(0, 0, 1, 0.92)); plt.show()
 # PatchCore asks one question per patch: *how far is it from the nearest normal patch?* A `missing` kit
 # shows more bare plate, and bare plate fills most of every training image; in an `extra` kit the second
 # copy looks exactly like the first. So each patch finds a close twin in the memory bank, wherever that twin
-# was, and the image score stays low: a `missing` kit even scores *lower* than a good one, having fewer
-# part edges. Below, the most anomalous patch inside the ground truth of an `extra` kit, and the normal
+# was, and the image score stays low: on the built-in kit a `missing` kit even scores *lower* than a good
+# one, having fewer part edges (an AUROC below 0.5 in the table above). Below, the most anomalous patch inside the ground truth of an `extra` kit, and the normal
 # patch that explains it away:
 
 # %% slideshow={"slide_type": "subslide"}
@@ -194,7 +194,7 @@ for r in rows:
 
 # %% [markdown]
 # In the fixture, PatchCore's context does pick up the logical anomalies (measured on the built-in
-# assembly: image AUROC 1.0), but by a thin margin: their scores sit a little above the threshold, a
+# assembly: image AUROC 1.0; the table has this run's), but by a thin margin: their scores sit a little above the threshold, a
 # scratch's several times it (the table's middle column). PaDiM sees the wrong slots clearly. Neither is a
 # general cure. Both rely on the picture being rigid: notebook 09 shows a good image moved by a few pixels already
 # looking anomalous to PaDiM, and in the kit, where parts may be anywhere, neither context nor position says
@@ -208,7 +208,7 @@ for r in rows:
 #   small autoencoder beside its student-teacher pair. Both score what the whole-image model finds
 #   inconsistent, not only patches unlike any normal patch.
 # - **Components.** Segment the parts and check counts, sizes and positions against the training images,
-#   learned or written as rules (the exercise below writes one).
+#   learned or written as rules (exercise 2 below counts a kit's parts, the first step of such a rule).
 # - **In practice**, a PatchCore for structural defects and a separate logical check are often combined.
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -21,7 +21,8 @@ from patchcore_core.pipeline.scoring import anomaly_map, image_scores
 
 from .metrics import aupro, image_auroc, pixel_auroc
 
-__all__ = ["recall_at_1", "index_megabytes", "search_trial", "detection_metrics"]
+__all__ = ["recall_at_1", "row_distances", "recall_at_1_of_rows", "index_megabytes", "search_trial",
+           "detection_metrics"]
 
 
 def recall_at_1(distances: torch.Tensor, exact: torch.Tensor, rtol: float = 1e-4) -> float:
@@ -30,6 +31,29 @@ def recall_at_1(distances: torch.Tensor, exact: torch.Tensor, rtol: float = 1e-4
     Compared by distance, not by row, so that an equally near duplicate row
     counts as found (an approximate index never returns a nearer one)."""
     return float((distances <= exact * (1 + rtol) + 1e-6).float().mean())
+
+
+def row_distances(queries: torch.Tensor, bank: torch.Tensor, rows: torch.Tensor,
+                  chunk: int = 1 << 16) -> torch.Tensor:
+    """``||queries[i] - bank[rows[i]]||`` ``[Q]``, computed directly in float64.
+
+    A search's distances come from ``||q||^2 - 2 q.m + ||m||^2`` in float32,
+    which loses the small ones to cancellation: two near-duplicate patches
+    (a plain background) can come out 0 from one search and 0.1 from another."""
+    out = torch.empty(len(rows), dtype=torch.float64)
+    rows = rows.reshape(-1).long().cpu()
+    for s in range(0, len(rows), chunk):
+        q = queries[s:s + chunk].detach().cpu().double()
+        out[s:s + chunk] = (q - bank[rows[s:s + chunk]].detach().cpu().double()).norm(dim=1)
+    return out
+
+
+def recall_at_1_of_rows(queries: torch.Tensor, bank: torch.Tensor, found: torch.Tensor,
+                        exact: torch.Tensor, rtol: float = 1e-4) -> float:
+    """Recall@1 from the rows found and the exact search's rows: a hit when the
+    row found is as near as the exact one (a tie with another row counts), both
+    distances recomputed by :func:`row_distances` so that rounding is no miss."""
+    return recall_at_1(row_distances(queries, bank, found), row_distances(queries, bank, exact), rtol)
 
 
 def index_megabytes(bank: MemoryBank) -> float:
@@ -41,18 +65,20 @@ def index_megabytes(bank: MemoryBank) -> float:
 
 
 def search_trial(bank_features: torch.Tensor, queries: torch.Tensor, backend: str, n_images: int = 1,
-                 exact: torch.Tensor | None = None, **ann) -> dict:
+                 exact: torch.Tensor | None = None, exact_rows: torch.Tensor | None = None, **ann) -> dict:
     """Build ``backend`` over ``bank_features`` ``[M, D]`` and search ``queries`` ``[Q, D]``.
 
     Args:
         n_images: how many images the queries are (for milliseconds per image).
         exact: ``[Q]`` exact nearest distances, for recall@1.
+        exact_rows: ``[Q]`` the exact search's rows: recall@1 by
+            :func:`recall_at_1_of_rows` instead (robust to rounding).
         ann: index parameters (``nlist``, ``nprobe``, ...; see :mod:`.ann`).
 
     Returns:
         a row: ``backend``, the resolved parameters, ``build_s``,
-        ``ms_per_image``, ``index_mb``, ``recall_at_1`` (with ``exact``), and
-        ``distances`` ``[Q]`` (a tensor, for scoring).
+        ``ms_per_image``, ``index_mb``, ``recall_at_1`` (with ``exact`` or
+        ``exact_rows``), and ``distances`` and ``rows`` ``[Q]`` (tensors, for scoring).
     """
     origin = torch.zeros(len(bank_features), 3, dtype=torch.long)
     bank = MemoryBank(bank_features, origin, backend, ann)
@@ -60,14 +86,16 @@ def search_trial(bank_features: torch.Tensor, queries: torch.Tensor, backend: st
     bank.build_index()
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    dist, _ = bank.search(queries, k=1)
+    dist, idx = bank.search(queries, k=1)
     search_s = time.perf_counter() - t0
     row = {"backend": backend, **{k: v for k, v in bank.params.items() if k != "backend"},
            "build_s": round(build_s, 2), "ms_per_image": 1000 * search_s / max(1, n_images),
            "index_mb": round(index_megabytes(bank), 1)}
-    if exact is not None:
+    if exact_rows is not None:
+        row["recall_at_1"] = recall_at_1_of_rows(queries, bank_features, idx[:, 0], exact_rows)
+    elif exact is not None:
         row["recall_at_1"] = recall_at_1(dist[:, 0], exact)
-    row["distances"] = dist[:, 0]
+    row["distances"], row["rows"] = dist[:, 0], idx[:, 0]
     return row
 
 

@@ -213,6 +213,15 @@ class PatchCore:
         return scores, patch, nearest
 
     # ------------------------------------------------------------------- API
+    def prepare(self, images) -> PatchCore:
+        """Choose the preprocessing for ``images`` as ``fit`` does (``crop_mode``), without fitting:
+        ``extract`` then gives the features that ``fit`` would see."""
+        mode = self.config.crop_mode
+        if mode == "auto":
+            mode = Preprocess.choose_mode([image_size(im) for im in images])
+        self.preprocess = self._make_preprocess(mode)
+        return self
+
     def fit(self, images, names: list[str] | None = None, progress: bool = True) -> PatchCore:
         """Learn "normal" from defect-free images (paths, PIL images or arrays).
 
@@ -232,10 +241,7 @@ class PatchCore:
     def _fit(self, images: list, names: list[str] | None, progress: bool) -> PatchCore:
         c = self.config
         t0 = time.perf_counter()
-        mode = c.crop_mode
-        if mode == "auto":
-            mode = Preprocess.choose_mode([image_size(im) for im in images])
-        self.preprocess = self._make_preprocess(mode)
+        self.prepare(images)
         self.embedding = None
         feats, channels = self.work.extract(self, images, progress)
         if self.embedding is None:  # extracted elsewhere: the same embedding, built here
@@ -278,7 +284,7 @@ class PatchCore:
             "feature_dim": int(feats.shape[-1]),
             "fit_seconds": round(time.perf_counter() - t0, 3),
             "calibration_and_bank_seconds": round(t_cal, 3),
-            "crop_mode": mode,
+            "crop_mode": self.preprocess.mode,
             "device": str(self.device),
             **measured,
         }

@@ -21,13 +21,11 @@ import numpy as np
 import torch
 
 from patchcore_core.data.mvtec import MVTecCategory
-from patchcore_core.evaluation.search import detection_metrics, recall_at_1
+from patchcore_core.evaluation.search import detection_metrics, recall_at_1_of_rows
 from patchcore_core.ext.ann import scaled_params
 from patchcore_core.pipeline.coreset import greedy_coreset
 from patchcore_core.pipeline.memory_bank import MemoryBank
 from patchcore_core.pipeline.patchcore import PatchCore
-from patchcore_core.pipeline.preprocess import Preprocess
-from patchcore_core.util.images import image_size
 
 __all__ = ["category_features", "growth_table", "plot_growth", "nprobe_table", "plot_nprobe"]
 
@@ -45,8 +43,7 @@ def category_features(root, category: str, device: str = "cpu", max_test: int | 
     test = cat.test
     if max_test is not None and len(test) > max_test:
         test = [test[i] for i in np.linspace(0, len(test) - 1, max_test).round().astype(int)]
-    model = PatchCore(device=device)
-    model.preprocess = model._make_preprocess(Preprocess.choose_mode([image_size(p) for p in cat.train]))
+    model = PatchCore(device=device).prepare(cat.train)
     with torch.inference_mode():
         train = model.extract(cat.train).cpu()
         test_feats = model.extract([t.path for t in test]).cpu()
@@ -55,16 +52,18 @@ def category_features(root, category: str, device: str = "cpu", max_test: int | 
             "masks": masks, "image_size": model.config.image_size}
 
 
-def _timed_search(bank: MemoryBank, queries: torch.Tensor, repeats: int) -> tuple[float, torch.Tensor]:
+def _timed_search(bank: MemoryBank, queries: torch.Tensor,
+                  repeats: int) -> tuple[float, torch.Tensor, torch.Tensor]:
     """Best of ``repeats`` timings (seconds) of one search, after a warm-up
-    that builds the index: on a shared machine the minimum is the honest one."""
+    that builds the index (the minimum is the honest one on a shared
+    machine), with the nearest distances and rows ``[Q]``."""
     bank.search(queries[:1])
-    best, dist = float("inf"), None
+    best, dist, idx = float("inf"), None, None
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
-        dist = bank.search(queries)[0][:, 0]
+        dist, idx = bank.search(queries)
         best = min(best, time.perf_counter() - t0)
-    return best, dist
+    return best, dist[:, 0], idx[:, 0]
 
 
 def growth_table(train: torch.Tensor, test: torch.Tensor, counts, ratio: float = 0.1,
@@ -140,10 +139,10 @@ def nprobe_table(train: torch.Tensor, test: torch.Tensor, labels, nprobes, backe
     origin = torch.zeros(len(bank), 3, dtype=torch.long)
 
     def run(mb: MemoryBank) -> tuple[dict, torch.Tensor]:
-        seconds, dist = _timed_search(mb, queries, repeats)
+        seconds, dist, idx = _timed_search(mb, queries, repeats)
         ms = 1000 * seconds / len(test)
         auroc = detection_metrics(dist.view(test.shape[:3]), np.asarray(labels), None, 0)["image_auroc"]
-        return {"image_auroc": auroc, "ms_per_image": ms}, dist
+        return {"image_auroc": auroc, "ms_per_image": ms}, idx
 
     exact_row, exact = run(MemoryBank(bank, origin, "faiss"))
     rows = [{"backend": "faiss (exact)", "nprobe": None, "nlist": None, "recall_at_1": 1.0,
@@ -153,9 +152,10 @@ def nprobe_table(train: torch.Tensor, test: torch.Tensor, labels, nprobes, backe
         index = built.build_index()
         nlist = scaled_params(backend, len(bank), d, **ann)["nlist"]
         for p in sorted({min(int(p), nlist) for p in nprobes}):
-            row, dist = run(MemoryBank(bank, origin, backend, {**ann, "nprobe": p}, index))
+            row, found = run(MemoryBank(bank, origin, backend, {**ann, "nprobe": p}, index))
             rows.append({"backend": backend, "nprobe": p, "nlist": nlist,
-                         "recall_at_1": recall_at_1(dist, exact), **row, "scanned": p / nlist})
+                         "recall_at_1": recall_at_1_of_rows(queries, bank, found, exact), **row,
+                         "scanned": p / nlist})
     return rows
 
 

@@ -35,6 +35,7 @@ VENV_BIN = str(Path(sys.executable).parent)
 # A hang guard for one whole notebook, not a time limit: a stalled cell already fails after
 # run_notebooks.CELL_TIMEOUT_S; 05 with an empty result cache took 629 s at a load of 10-16.
 NOTEBOOK_HANG_GUARD_S = 1200
+RERUN_TESTED = {"05", "06", "07"}  # their rerun is cheap (05 reads its cache) or was broken (06, 07)
 
 
 def test_the_suite_is_complete():
@@ -259,7 +260,9 @@ def test_notebook_executes(name, tmp_path, builtin_cache):
     combined, copies = both_editions(original)
     path = tmp_path / name
     nbformat.write(combined, path)
-    nb, seconds = run_notebooks.execute(path, builtin_cache, fast=True)
+    # The notebooks once broken by running a cell again after Run All also run every cell a second time,
+    # in the same kernel (a learner going back); `run_notebooks.py --rerun` does it for all of them.
+    nb, seconds = run_notebooks.execute(path, builtin_cache, fast=True, rerun=name[:2] in RERUN_TESTED)
     cell, cell_s = run_notebooks.slowest_cell(nb)
     print(f"\n{name}: both editions executed in {seconds:.1f} s; slowest cell {cell} ({cell_s:.1f} s)")
     assert 0 < cell_s < seconds
@@ -280,6 +283,24 @@ def test_notebook_executes(name, tmp_path, builtin_cache):
     (tmp_path / "executed.ipynb").write_text(nbformat.writes(solved))
     # The deck test (test_slides_browser.py) builds its decks from this run instead of running it again.
     course_editions.keep_executed(name, solved, course_editions.BUILD / "test-decks", True, builtin_cache)
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.timeout(NOTEBOOK_HANG_GUARD_S)
+def test_your_own_data_runs_with_only_a_folder_of_good_images(builtin_root, tmp_path, monkeypatch):
+    # Notebook 06's own use case: PATCHCORE_OWN_GOOD and nothing else, file names of any kind.
+    good = tmp_path / "my photos"
+    good.mkdir()
+    for i, path in enumerate(sorted((builtin_root / "brick" / "train" / "good").iterdir())[:10]):
+        shutil.copy(path, good / f"good_{i}{path.suffix}" if i % 2 else good / f"IMG {i}{path.suffix}")
+    monkeypatch.setenv("PATCHCORE_OWN_GOOD", str(good))
+    monkeypatch.delenv("PATCHCORE_OWN_TEST", raising=False)
+    nb, _ = run_notebooks.execute("06_your_own_data.ipynb", tmp_path / "cache")
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "2 test images: no test folder: 2 of the good images held back from training" in text
+    assert "flagged: 0/0 defective" in text and "only one kind of image in the test set" in text
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
 
 
 REAL_DATA = SHARED_DATA
@@ -336,7 +357,8 @@ def test_notebook_runs_on_real_data(name, root, category, sample, tmp_path):
 def test_every_notebook_run_is_marked_notebook_and_slow():
     # `-m "not notebook"` (the quick suite) must leave out every test that executes a notebook; marks put
     # on a helper instead of the test are silently lost.
-    runs = [test_notebook_executes, test_notebook_runs_on_real_data]
+    runs = [test_notebook_executes, test_notebook_runs_on_real_data,
+            test_your_own_data_runs_with_only_a_folder_of_good_images]
     for test in runs:
         marks = {m.name for m in getattr(test, "pytestmark", [])}
         assert {"notebook", "slow", "timeout"} <= marks, f"{test.__name__} has only the marks {sorted(marks)}"
@@ -446,6 +468,32 @@ def test_a_cell_that_raises_is_not_rerun(tmp_path, monkeypatch):
     with pytest.raises(CellExecutionError, match="broken notebook"):
         run_notebooks.execute(name, tmp_path / "cache")
     assert (tmp_path / "runs").read_text() == "x"
+
+
+@pytest.mark.slow
+def test_rerun_runs_every_cell_again_in_the_same_kernel_and_names_the_one_that_breaks(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_notebooks, "NOTEBOOKS", tmp_path)
+    fine = _notebook(tmp_path, "n = 0", "n += 1\nprint(n)", "open('runs', 'a').write(str(n))")
+    nb, _ = run_notebooks.execute(fine, tmp_path / "cache", rerun=True)
+    assert nb.cells[1].outputs[0]["text"] == "1\n"  # Run All's outputs are the ones returned
+    assert (tmp_path / "runs").read_text() == "11"  # the last cell ran twice, in the same kernel
+    # a name rebound further down (07's `flat`, once a tensor, then a list) breaks the cell above on a rerun
+    name = _notebook(tmp_path, "items = [1, 2]", "total = sum(items)", "items = {'a': 1}")
+    run_notebooks.execute(name, tmp_path / "cache")
+    with pytest.raises(run_notebooks.RerunError, match=r"cell 1 \('total = sum\(items\)'\).*TypeError"):
+        run_notebooks.execute(name, tmp_path / "cache", rerun=True)
+
+
+def test_as_lab_keeps_the_environments_cache_and_data(monkeypatch):
+    monkeypatch.setenv("PATCHCORE_CACHE", "/somewhere/cache")
+    monkeypatch.setenv("PATCHCORE_DATA_ROOT", "/data/mvtec")
+    monkeypatch.setenv("CI", "1")
+    lab = run_notebooks.kernel_env(None, fast=False)
+    assert lab["PATCHCORE_CACHE"] == "/somewhere/cache" and lab["PATCHCORE_DATA_ROOT"] == "/data/mvtec"
+    assert "CI" not in lab
+    headless = run_notebooks.kernel_env(Path("/tmp/c"))
+    assert headless["PATCHCORE_CACHE"] == "/tmp/c" and headless["CI"]
+    assert "PATCHCORE_DATA_ROOT" not in headless
 
 
 def test_slowest_cell_reads_nbclients_timings():

@@ -242,6 +242,17 @@ def test_resize_is_decided_by_the_config():
     assert PatchCore(image_size=160, device="cpu")._make_preprocess("crop").resize == round(160 * 256 / 224)
 
 
+def test_prepare_chooses_the_preprocessing_as_fit_does():
+    from PIL import Image
+
+    square, wide = Image.new("RGB", (64, 64)), Image.new("RGB", (200, 64))
+    model = PatchCore(device="cpu")
+    assert model.prepare([square, square]).preprocess.mode == "crop"
+    assert model.prepare([square, wide]).preprocess.mode == "squash"
+    assert PatchCore(device="cpu", crop_mode="crop").prepare([wide]).preprocess.mode == "crop"
+    assert model.extract([wide]).shape[1:3] == (28, 28)  # features without fitting
+
+
 @pytest.mark.parametrize("field,value", [("coreset", "kmeans"), ("crop_mode", "pad"),
                                          ("knn_backend", "annoy"), ("upsample", "cubic")])
 def test_every_choice_is_checked_by_the_config(field, value):

@@ -16,6 +16,7 @@ from patchcore_core.teaching import evaluation_plots as tevaluation
 from patchcore_core.teaching import own_data, sweeps
 from patchcore_core.teaching import patch_features as features
 from patchcore_core.teaching import scoring_plots as tscoring
+from patchcore_core.util.images import DataError
 from patchcore_core.util.tables import format_table
 
 matplotlib.use("Agg")
@@ -184,9 +185,56 @@ def test_cached_evaluation_reads_its_cache(builtin_root, tmp_path, monkeypatch):
 def test_sample_own_data(builtin_root, tmp_path):
     out = own_data.sample_own_data(tmp_path / "mine", builtin_root, "grass")
     assert len(list(out["good"].glob("*.png"))) == 24
-    names = [p.name for p in out["test"].glob("*.png")]
-    assert len(names) == N_TEST_GOOD + N_PER_DEFECT * len(DEFECTS)
-    assert any(n.startswith("good_") for n in names)
+    test = own_data.read_test_folder(out["test"])
+    assert len(test.paths) == N_TEST_GOOD + N_PER_DEFECT * len(DEFECTS)
+    assert test.n_good == N_TEST_GOOD and test.n_bad == N_PER_DEFECT * len(DEFECTS)
+
+
+def _images(folder, names):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.new("RGB", (8, 8)).save(folder / name)
+
+
+def test_test_folder_labels_come_from_sub_folders_never_names(tmp_path):
+    _images(tmp_path / "t" / "good", ["scratch_1.png", "a.jpg"])  # a misleading name stays good
+    _images(tmp_path / "t" / "dent", ["good_2.png"])              # and a defect named good_ stays bad
+    _images(tmp_path / "t" / ".ipynb_checkpoints", ["x.png"])
+    test = own_data.read_test_folder(tmp_path / "t")
+    assert [(p.parent.name, p.name, bool(b)) for p, b in zip(test.paths, test.is_bad)] == [
+        ("dent", "good_2.png", True), ("good", "a.jpg", False), ("good", "scratch_1.png", False)]
+    assert "dent/ 1" in test.source
+    _images(tmp_path / "only" / "good", ["1.png"])
+    assert own_data.read_test_folder(tmp_path / "only").n_good == 1  # all known to be good
+
+
+@pytest.mark.parametrize("layout", [{"": ["good_1.png", "bad_1.png"]},             # flat: any names
+                                    {"a": ["1.png"], "b": ["2.png"]},               # no good/
+                                    {"": ["0.png"], "good": ["1.png"], "x": ["2.png"]}])  # loose files too
+def test_test_folder_without_a_labelled_layout_has_no_labels(tmp_path, layout):
+    for sub, names in layout.items():
+        _images(tmp_path / "t" / sub, names)
+    test = own_data.read_test_folder(tmp_path / "t")
+    assert test.is_bad is None and test.n_bad == 0 and "no labels" in test.source
+    assert len(test.paths) == sum(len(n) for n in layout.values())
+
+
+def test_test_folder_errors_name_the_folder(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        own_data.read_test_folder(tmp_path / "missing")
+    (tmp_path / "empty" / "good").mkdir(parents=True)
+    with pytest.raises(DataError, match="empty: no images"):
+        own_data.read_test_folder(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("n, held", [(1, 0), (2, 1), (4, 1), (5, 1), (24, 4), (200, 10)])
+def test_hold_back_keeps_most_good_images_for_training(n, held):
+    good = [Path(f"{i:03d}.png") for i in range(n)]
+    train, test = own_data.hold_back(good)
+    assert len(test.paths) == held and train + test.paths == good
+    assert test.n_bad == 0 and test.n_good == held
 
 
 def test_plot_predictions_and_markdown(fitted, brick):

@@ -60,3 +60,41 @@ def test_nprobe_table_reaches_exact_search(feats):
     assert len(fig.axes) == 3
     assert np.isclose(fig.axes[0].lines[0].get_ydata()[-1], 1.0)
     plt.close(fig)
+
+
+def test_full_scan_is_exact_on_a_plain_background():
+    """A plain background: most patches are near-duplicates of a few, far from the origin. The exact
+    search's float32 ``||q||^2 - 2 q.m + ||m||^2`` rounds their tiny distances (to 0 or to 0.1)
+    while ivf_flat computes them directly; recall@1 must not count that rounding as misses."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    n_train, n_test, h, w, d = 6, 2, 32, 32, 152  # large enough for faiss's exact search to use BLAS
+    plain = torch.randn(3, d, generator=g) * 10  # norms about 120, as real patch features
+
+    def images(n):
+        kind = torch.randint(3, (n, h, w), generator=g)
+        return plain[kind] + 1e-4 * torch.randn(n, h, w, d, generator=g)
+
+    train, test = images(n_train), images(n_test)
+    labels = np.array([0, 1])
+    rows = scale.nprobe_table(train, test, labels, nprobes=[10_000], backends=("ivf_flat",), repeats=1)
+    assert rows[-1]["scanned"] == 1.0 and rows[-1]["recall_at_1"] == 1.0
+    # bench_knn's path: search_trial against the exact search's rows
+    from patchcore_core.evaluation.search import search_trial
+
+    bank, queries = train.flatten(0, 2).contiguous(), test.flatten(0, 2)
+    exact = search_trial(bank, queries, "faiss")
+    found = search_trial(bank, queries, "ivf_flat", exact_rows=exact["rows"], nprobe=rows[-1]["nlist"])
+    assert found["recall_at_1"] == 1.0
+
+
+def test_recall_of_rows_counts_ties_and_misses():
+    import torch
+
+    from patchcore_core.evaluation.search import recall_at_1_of_rows
+
+    bank = torch.tensor([[100.0, 0.0], [100.0, 0.0], [0.0, 100.0]])  # rows 0 and 1 are the same patch
+    queries = torch.tensor([[100.0, 1e-4], [0.0, 99.0]])
+    assert recall_at_1_of_rows(queries, bank, torch.tensor([1, 2]), torch.tensor([0, 2])) == 1.0  # a tie
+    assert recall_at_1_of_rows(queries, bank, torch.tensor([2, 2]), torch.tensor([0, 2])) == 0.5  # a miss
