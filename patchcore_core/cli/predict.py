@@ -1,4 +1,6 @@
-"""``patchcore predict``: score images with a saved model (one backbone or an ensemble)."""
+"""``patchcore predict``: score images with a saved model (one backbone or an ensemble), or with
+a folder written by ``patchcore export``. That folder's path imports no torch (the runtime extra):
+the model file loader and the heatmaps' matplotlib are imported only when used."""
 
 from __future__ import annotations
 
@@ -11,11 +13,9 @@ from tqdm.auto import tqdm
 
 from patchcore_core.data.mvtec import image_folder
 from patchcore_core.deploy.runtime import Runtime, is_export
-from patchcore_core.io.save_load import load
 from patchcore_core.util.atomic import atomic_path
 from patchcore_core.util.images import DataError
 from patchcore_core.util.tables import format_table
-from patchcore_core.util.viz import overlay_heatmap
 
 from .options import add_device_option, add_quiet_option, note
 from .outputs import check_output_file, check_output_folder, distinct_names, refuse_overwriting, write_json
@@ -50,8 +50,16 @@ def run(args) -> int:
     refuse_overwriting({"--json": [args.json] if args.json else [],
                         "--heatmaps": heatmaps if args.heatmaps else []},
                        inputs=[args.model, *paths])  # before the model is loaded, not after
+    if args.heatmaps:
+        _require("matplotlib", "--heatmaps")
     # a model file (one backbone or an ensemble), or an export folder run by onnxruntime
-    model = Runtime(args.model) if is_export(args.model) else load(args.model, device=args.device)
+    if is_export(args.model):
+        model = Runtime(args.model)
+    else:
+        _require("torch", f"--model {args.model} (a model file; an export folder runs without it)")
+        from patchcore_core.io.save_load import load
+
+        model = load(args.model, device=args.device)
     results = _predict_each(model, paths, progress=not args.quiet)
     good = [(p, r, h) for p, r, h in zip(paths, results, heatmaps) if not isinstance(r, str)]
     failed = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
@@ -72,6 +80,15 @@ def run(args) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _require(package: str, what: str) -> None:
+    """A clear error where ``package`` (not in the runtime extra) is not installed."""
+    try:
+        __import__(package)
+    except ImportError:
+        raise ValueError(f"{what} needs {package}, which is not installed here; "
+                         f"pip install {package}") from None
 
 
 def _predict_each(model, paths: list, progress: bool, chunk: int = 32) -> list:
@@ -96,6 +113,8 @@ def _predict_each(model, paths: list, progress: bool, chunk: int = 32) -> list:
 def _write_heatmaps(model, good: list, out: Path) -> None:
     """Each (image, result, heatmap path) of ``good`` as an overlay, on one colour scale;
     heatmaps not named ``<image name>_heatmap.png`` are listed."""
+    from patchcore_core.util.viz import overlay_heatmap
+
     out.mkdir(parents=True, exist_ok=True)
     vmax = max(model.threshold or 0, *(r.anomaly_map.max() for _, r, _ in good))
     for p, r, heatmap in good:

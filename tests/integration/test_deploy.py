@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,59 @@ def test_int8_export_reports_flips_and_score_changes(model_file, capsys):
     from patchcore_core.deploy.runtime import Runtime
 
     assert Runtime(out).precision == "int8"
+
+
+def _runtime_venv() -> Path:
+    """A virtual environment with the runtime extra's packages and no torch, built once in
+    build/ (keyed on pyproject.toml, which names the packages) and reused. Skips where pip
+    cannot install them."""
+    import hashlib
+    import shutil
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    pyproject = (ROOT / "pyproject.toml").read_bytes()
+    key = hashlib.sha256(pyproject + sys.version.encode()).hexdigest()[:12]
+    venv = ROOT / "build" / f"runtime-venv-{key}"
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    done = venv / "complete"  # written last: a half-built venv (an interrupted run) is built again
+    if done.is_file():
+        return venv
+    shutil.rmtree(venv, ignore_errors=True)
+    # not --system-site-packages: the point is an environment where torch cannot be imported
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    runtime = tomllib.loads(pyproject.decode())["project"]["optional-dependencies"]["runtime"]
+    for args in (runtime, ["--no-deps", str(ROOT)]):
+        pip = subprocess.run([str(python), "-m", "pip", "install", "-q", *args], capture_output=True,
+                             text=True, timeout=900)
+        if pip.returncode:
+            pytest.skip(f"pip could not install the runtime extra: {pip.stderr[-500:]}")
+    done.write_text("\n".join(runtime))
+    return venv
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_patchcore_predict_runs_an_export_where_torch_is_not_installed(exported, fitted, brick, tmp_path):
+    """The runtime extra alone (a fresh venv: onnxruntime, numpy, pillow, faiss, scipy, tqdm)
+    runs the console script ``patchcore predict --model EXPORT_DIR``."""
+    venv = _runtime_venv()
+    bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
+    # the checkout's code ahead of the venv's installed copy, which was built once from an older checkout
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    no_torch = subprocess.run([str(bin_dir / "python"), "-c", "import torch"], env=env, capture_output=True)
+    assert no_torch.returncode != 0, "torch is importable in the runtime venv"
+    images = [str(item.path) for item in brick.test][:4]
+    out = tmp_path / "scores.json"
+    done = subprocess.run([str(bin_dir / "patchcore"), "predict", "--model", str(exported), *images,
+                           "--json", str(out), "--quiet"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())
+    ref = fitted.predict(images)
+    assert [r["verdict"] for r in rows] == [p.verdict for p in ref]
+    np.testing.assert_allclose([r["score"] for r in rows], [p.score for p in ref], rtol=1e-4)
+    # the commands that need torch say so there
+    fit = subprocess.run([str(bin_dir / "patchcore"), "fit", "--images", "x"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert fit.returncode == 2 and "needs PyTorch" in fit.stderr
