@@ -205,3 +205,42 @@ def test_patchcore_predict_runs_an_export_where_torch_is_not_installed(exported,
     fit = subprocess.run([str(bin_dir / "patchcore"), "fit", "--images", "x"], env=env, capture_output=True,
                          text=True, timeout=300)
     assert fit.returncode == 2 and "needs PyTorch" in fit.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_demo_serves_an_export_with_onnxruntime(exported, fitted, brick, tmp_path):
+    """``python -m demo --model EXPORT_DIR``: Inspect scores with onnxruntime as PyTorch does;
+    Explain says it needs the PyTorch model; the card names the runtime."""
+    pytest.importorskip("gradio_client")
+    import shutil
+
+    from gradio_client import Client, handle_file
+    from servers import free_port, wait_until_answering
+
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    images = [brick.test[0].path, brick.test[-1].path]
+    for i, p in enumerate(images):
+        shutil.copy(p, examples / f"{i}.png")
+    port = free_port()
+    env = {**os.environ, "PATCHCORE_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "demo", "--model", str(exported), "--port", str(port),
+                             "--examples", str(examples)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        try:
+            wait_until_answering(f"http://127.0.0.1:{port}/", proc, timeout_s=180)
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.fail(f"{exc}\n{proc.stdout.read() if proc.poll() is not None else ''}")
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        ref = fitted.predict([str(p) for p in images])
+        for path, want in zip(images, ref):
+            *_, score, _, verdict, _ = client.predict(handle_file(str(path)), 1.0, api_name="/predict")
+            assert score == pytest.approx(want.score, rel=1e-3) and verdict == want.verdict
+        *_, text, details = client.predict(handle_file(str(images[1])), 112, 112, api_name="/explain")
+        assert "needs the PyTorch model" in text and not details
+        line, card_md, card = client.predict(api_name="/model_card")
+        assert "onnxruntime" in line and card["memory_bank_size"] == len(fitted.bank)
+    finally:
+        proc.kill()
