@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     rows = []
     for root, category in sets:
         rows.append(evaluate_set(root, category, args))
-        print(f"done: {rows[-1]['set']}", file=sys.stderr)
+        print(f"done: {json.dumps(rows[-1])}", file=sys.stderr)  # each set as it finishes: mtd takes long
     fmt = [{k: (f"{v:.3g}" if isinstance(v, float) and abs(v) < 1e-2 else f"{v:.3f}" if isinstance(v, float)
                 else v) for k, v in r.items()} for r in rows]
     print(format_table(fmt, list(rows[0])))
