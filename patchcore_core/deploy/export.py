@@ -39,6 +39,7 @@ from patchcore_core.pipeline.calibration import calibration_folds, threshold_fro
 from patchcore_core.pipeline.features import aggregate_layers
 from patchcore_core.pipeline.patchcore import PatchCore
 from patchcore_core.util.atomic import _umask, move_into_place, scratch_dir
+from patchcore_core.util.images import DataError
 
 from . import runtime as rt
 from .runtime import ExportError, Runtime, is_export
@@ -123,7 +124,12 @@ def check_image_paths(given) -> list[Path]:
     if not given.is_dir():
         return [given]
     folders = [given, *sorted(d for d in given.rglob("*") if d.is_dir())]
-    found = [p for d in folders for p in image_folder(d)]
+    found = []
+    for folder in folders:
+        try:
+            found += image_folder(folder)
+        except DataError:  # a folder of folders (test/) holds no images itself
+            pass
     if not found:
         raise ExportError(f"--check-images {given}: no images in it or its subfolders")
     return found

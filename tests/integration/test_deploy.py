@@ -244,3 +244,14 @@ def test_the_demo_serves_an_export_with_onnxruntime(exported, fitted, brick, tmp
         assert "onnxruntime" in line and card["memory_bank_size"] == len(fitted.bank)
     finally:
         proc.kill()
+
+
+def test_check_images_folder_takes_its_subfolders(brick, tmp_path):
+    """``--check-images test/`` of an MVTec category: the images of test/good, test/hole, ..."""
+    from patchcore_core.deploy.export import check_image_paths
+    from patchcore_core.deploy.runtime import ExportError
+
+    found = check_image_paths(brick.path / "test")
+    assert sorted(found) == sorted(item.path for item in brick.test)
+    with pytest.raises(ExportError, match="no images"):
+        check_image_paths(tmp_path)
