@@ -20,7 +20,8 @@ def build_parser(prog: str = "python -m demo") -> argparse.ArgumentParser:
                    "0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
     p.add_argument("--model", metavar="FILE", help="a model saved by `patchcore fit` (.safetensors) "
-                   "instead of the built-in one")
+                   "instead of the built-in one, or a folder written by `patchcore export` (scored with "
+                   "onnxruntime; Explain needs the .safetensors model)")
     p.add_argument("--category", default="brick", choices=CATEGORIES,
                    help="built-in category for the default model and the examples (default: %(default)s)")
     p.add_argument("--device", default="auto",
@@ -61,9 +62,21 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo") -> int:
             print(f"error: --train-images: {folder}: no such folder", file=sys.stderr)
             return 2
 
+    from patchcore_core.deploy.runtime import ExportError, is_export
+
     from . import models
 
-    if args.model:
+    if args.model and is_export(args.model):
+        from .exported import ExportedModel
+
+        try:
+            model = ExportedModel(args.model)
+        except ExportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        label = f"{os.path.basename(os.path.normpath(args.model))} (exported, onnxruntime " \
+                f"{model.runtime.precision})"
+    elif args.model:
         from patchcore_core import load
         from patchcore_core.io.model_file import ModelFileError
 

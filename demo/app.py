@@ -202,6 +202,10 @@ def build_demo(model, examples: list[tuple[str, str]] | None = None, model_label
     empty_explain = (None, None, None, "", {})
 
     def run_explain(m, image, x, y):
+        if getattr(m, "is_export", False):  # no training patches in an export: said in place, no toast
+            from .exported import NEEDS_PYTORCH
+
+            return None, None, None, NEEDS_PYTORCH.format(what="Explain"), {}
         try:
             r = explain.explain(m, image, x, y, find_training_image=ctx.training_image_finder(m))
             return r.test_image, r.train_image, r.zoom, r.text, r.details

@@ -24,8 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a .safetensors file written by 'patchcore fit'")
     p.add_argument("--out", required=True, help="folder to write (new, empty, or an earlier export)")
     p.add_argument("--check-images", metavar="DIR",
-                   help="images to prove parity on (default: the model's held-out training images, when "
-                        "they are on this machine)")
+                   help="images to prove parity on: a folder and its subfolders (an MVTec test/), or one "
+                        "image (default: the model's held-out training images, when they are on this "
+                        "machine)")
     p.add_argument("--int8", action="store_true",
                    help="also write model.int8.onnx (static quantisation of the backbone, calibrated on the "
                         "training images) and run it by default; prints the verdicts it flips")

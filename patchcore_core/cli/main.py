@@ -17,18 +17,25 @@ from __future__ import annotations
 import argparse
 import sys
 
-from patchcore_core.cluster.connect import ClusterError, disconnect
-from patchcore_core.io.model_file import ModelFileError
-from patchcore_core.pipeline.backbones import BackboneError
 from patchcore_core.util.images import DataError
 
-from . import benchmark, data, demo, evaluate, export, fit, predict
+from . import predict
 from .options import check_settings
+
+try:
+    import torch  # noqa: F401
+except ImportError:  # the runtime extra: 'patchcore predict --model EXPORT_DIR' only
+    TORCH = False
+else:
+    TORCH = True
+    from . import benchmark, data, demo, evaluate, export, fit
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # The commands in the order ``patchcore --help`` lists them; each has add_parser(subparsers) and run(args).
-COMMANDS = [data, evaluate, benchmark, fit, predict, export, demo]
+COMMANDS = [data, evaluate, benchmark, fit, predict, export, demo] if TORCH else [predict]
+# Listed without torch too, so that each says what it needs rather than argparse's "invalid choice".
+TORCH_COMMANDS = ["data", "evaluate", "benchmark", "fit", "export", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +48,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub).set_defaults(func=command.run)
+    if not TORCH:
+        for name in TORCH_COMMANDS:
+            sub.add_parser(name, help="needs PyTorch", add_help=False).set_defaults(
+                func=_needs_torch, extra_args=[])
     return p
+
+
+def _needs_torch(args) -> int:
+    print(f"error: 'patchcore {args.command}' needs PyTorch, which is not installed here (the runtime "
+          "extra runs only 'patchcore predict --model EXPORT_DIR'); pip install patchcore-core",
+          file=sys.stderr)
+    return 2
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean bad input (exit code 2); those of the PyTorch parts where installed."""
+    if not TORCH:
+        return (DataError, ValueError)
+    from patchcore_core.cluster.connect import ClusterError
+    from patchcore_core.io.model_file import ModelFileError
+    from patchcore_core.pipeline.backbones import BackboneError
+
+    return (DataError, ModelFileError, BackboneError, ClusterError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_settings(args)
         return args.func(args)
-    except (DataError, ModelFileError, BackboneError, ClusterError, ValueError) as exc:
+    except _input_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -70,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not joined_before and _ray_connected():
             # Ray's processes stopped in order now, not by the interpreter's exit (which can crash)
+            from patchcore_core.cluster.connect import disconnect
+
             disconnect()
 
 

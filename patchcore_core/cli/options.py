@@ -1,6 +1,10 @@
 """The options several commands share, declared once: the model settings (one per field of
 :class:`~patchcore_core.PatchCoreConfig`), the device, the data, progress bars, the Ray cluster;
 the argparse types that refuse nan and inf; and the step that turns them into a checked config.
+
+The PyTorch parts (the config, the cluster) and the built-in data are imported inside the
+functions that need them: ``patchcore predict --model EXPORT_DIR`` uses this module where
+torch (and scikit-image) are not installed.
 """
 
 from __future__ import annotations
@@ -11,12 +15,6 @@ import math
 import sys
 import typing
 from pathlib import Path
-
-from patchcore_core import cluster
-from patchcore_core.data.builtin import builtin_root
-from patchcore_core.ext.ensemble import refuse_cluster
-from patchcore_core.pipeline.config import PatchCoreConfig
-from patchcore_core.pipeline.preprocess import MASK_PROTOCOLS
 
 __all__ = ["finite_float", "odd_positive_int", "add_config_options", "add_device_option", "add_data_option",
            "add_quiet_option", "add_mask_protocol_option", "add_cluster_options", "config_from_args",
@@ -69,6 +67,8 @@ def add_config_options(p: argparse.ArgumentParser, config_cls=None) -> None:
     Options left out keep the config's default (argparse's default is None),
     so the config alone decides every default.
     """
+    from patchcore_core.pipeline.config import PatchCoreConfig
+
     config_cls = config_cls or PatchCoreConfig
     hints = typing.get_type_hints(config_cls)
     g = p.add_argument_group("model settings")
@@ -91,6 +91,8 @@ def add_config_options(p: argparse.ArgumentParser, config_cls=None) -> None:
 
 def config_from_args(args, config_cls=None) -> dict:
     """The config fields given on the command line (the rest keep their defaults)."""
+    from patchcore_core.pipeline.config import PatchCoreConfig
+
     config_cls = config_cls or PatchCoreConfig
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
             if getattr(args, f.name, None) is not None}
@@ -110,6 +112,8 @@ def add_data_option(p, help: str = "MVTec-layout root (default: the built-in dat
 
 def data_root(args) -> Path:
     """``--data``, or the built-in dataset (written on first use) without it."""
+    from patchcore_core.data.builtin import builtin_root
+
     return Path(args.data) if args.data else builtin_root()
 
 
@@ -118,6 +122,8 @@ def add_quiet_option(p, help: str = "no progress bars") -> None:
 
 
 def add_mask_protocol_option(p, help: str) -> None:
+    from patchcore_core.pipeline.preprocess import MASK_PROTOCOLS
+
     p.add_argument("--mask-protocol", default="nearest", choices=MASK_PROTOCOLS,
                    help=help + " (default: %(default)s)")
 
@@ -141,6 +147,10 @@ def start_cluster(args):
     are checked: joining or starting a cluster takes seconds to minutes."""
     if not getattr(args, "ray", None):
         return None
+    from patchcore_core import cluster
+    from patchcore_core.ext.ensemble import refuse_cluster
+    from patchcore_core.pipeline.config import PatchCoreConfig
+
     refuse_cluster(PatchCoreConfig(**config_from_args(args)))  # before a cluster starts, not after
     # cluster.RayCluster looked up now, not imported by name: tests replace it to see whether one starts
     work = cluster.RayCluster(args.ray, ship_images=args.ship_images,

@@ -1,4 +1,6 @@
-"""``patchcore predict``: score images with a saved model (one backbone or an ensemble)."""
+"""``patchcore predict``: score images with a saved model (one backbone or an ensemble), or with
+a folder written by ``patchcore export``. That folder's path imports no torch (the runtime extra):
+the model file loader and the heatmaps' matplotlib are imported only when used."""
 
 from __future__ import annotations
 
@@ -11,16 +13,15 @@ from tqdm.auto import tqdm
 
 from patchcore_core.data.mvtec import image_folder
 from patchcore_core.deploy.runtime import Runtime, is_export
-from patchcore_core.io.save_load import load
 from patchcore_core.util.atomic import atomic_path
-from patchcore_core.util.images import DataError
+from patchcore_core.util.images import DataError, read_image
+from patchcore_core.util.prefetch import prefetched
 from patchcore_core.util.tables import format_table
-from patchcore_core.util.viz import overlay_heatmap
 
 from .options import add_device_option, add_quiet_option, note
 from .outputs import check_output_file, check_output_folder, distinct_names, refuse_overwriting, write_json
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "predict_each"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -50,9 +51,17 @@ def run(args) -> int:
     refuse_overwriting({"--json": [args.json] if args.json else [],
                         "--heatmaps": heatmaps if args.heatmaps else []},
                        inputs=[args.model, *paths])  # before the model is loaded, not after
+    if args.heatmaps:
+        _require("matplotlib", "--heatmaps")
     # a model file (one backbone or an ensemble), or an export folder run by onnxruntime
-    model = Runtime(args.model) if is_export(args.model) else load(args.model, device=args.device)
-    results = _predict_each(model, paths, progress=not args.quiet)
+    if is_export(args.model):
+        model = Runtime(args.model)
+    else:
+        _require("torch", f"--model {args.model} (a model file; an export folder runs without it)")
+        from patchcore_core.io.save_load import load
+
+        model = load(args.model, device=args.device)
+    results = predict_each(model, paths, progress=not args.quiet)
     good = [(p, r, h) for p, r, h in zip(paths, results, heatmaps) if not isinstance(r, str)]
     failed = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
     rows = [{"image": str(p), "score": r.score, "normalised": r.normalised_score, "verdict": r.verdict,
@@ -74,28 +83,71 @@ def run(args) -> int:
     return 0
 
 
-def _predict_each(model, paths: list, progress: bool, chunk: int = 32) -> list:
-    """A prediction per path, or the message of a file that cannot be read:
-    one bad file does not cost the others their scores."""
-    out = []
+def _require(package: str, what: str) -> None:
+    """A clear error where ``package`` (not in the runtime extra) is not installed."""
+    try:
+        __import__(package)
+    except ImportError:
+        raise ValueError(f"{what} needs {package}, which is not installed here; "
+                         f"pip install {package}") from None
+
+
+def predict_each(model, paths: list, progress: bool = False, chunk: int | None = None) -> list:
+    """A prediction per path, or the message of a file that cannot be read: one bad file
+    does not cost the others their scores. The files are decoded ahead, in background
+    threads, while the model scores the ones before them (:func:`~patchcore_core.util.prefetch.prefetched`);
+    ``chunk`` images (default: the model's batch size) go to the model at a time."""
+    chunk = chunk or _batch_size(model)
+    out: list = []
+    batch: list = []  # (index in out, decoded image)
+
+    def score(batch):
+        try:
+            preds = model.predict([image for _, image in batch])
+        except DataError:  # find the bad one(s)
+            preds = []
+            for _, image in batch:
+                try:
+                    preds += model.predict([image])
+                except DataError as exc:
+                    preds.append(str(exc))
+        for (i, _), pred in zip(batch, preds):
+            out[i] = pred
+
     with tqdm(total=len(paths), desc="predict", disable=not progress) as bar:
-        for start in range(0, len(paths), chunk):
-            part = paths[start:start + chunk]
-            try:
-                out += model.predict(part)
-            except DataError:
-                for p in part:  # find the bad one(s)
-                    try:
-                        out += model.predict([p])
-                    except DataError as exc:
-                        out.append(str(exc))
-            bar.update(len(part))
+        # decoded images wait in memory: one batch being filled, one decoding ahead
+        for _, image, error in prefetched(paths, read_image, ahead=chunk):
+            if error is not None and not isinstance(error, DataError):
+                raise error
+            out.append(str(error) if error is not None else None)
+            if error is None:
+                batch.append((len(out) - 1, image))
+            if len(batch) == chunk:
+                score(batch)
+                bar.update(len(batch))
+                batch = []
+            elif error is not None:
+                bar.update(1)
+        if batch:
+            score(batch)
+            bar.update(len(batch))
     return out
+
+
+def _batch_size(model) -> int:
+    """The batch size the model scores with (an export's, a model file's, an ensemble's first member's)."""
+    for m in (model, *getattr(model, "members", [])):
+        size = getattr(m, "batch_size", None) or getattr(getattr(m, "config", None), "batch_size", None)
+        if size:
+            return int(size)
+    return 8
 
 
 def _write_heatmaps(model, good: list, out: Path) -> None:
     """Each (image, result, heatmap path) of ``good`` as an overlay, on one colour scale;
     heatmaps not named ``<image name>_heatmap.png`` are listed."""
+    from patchcore_core.util.viz import overlay_heatmap
+
     out.mkdir(parents=True, exist_ok=True)
     vmax = max(model.threshold or 0, *(r.anomaly_map.max() for _, r, _ in good))
     for p, r, heatmap in good:

@@ -39,12 +39,13 @@ from patchcore_core.pipeline.calibration import calibration_folds, threshold_fro
 from patchcore_core.pipeline.features import aggregate_layers
 from patchcore_core.pipeline.patchcore import PatchCore
 from patchcore_core.util.atomic import _umask, move_into_place, scratch_dir
+from patchcore_core.util.images import DataError
 
 from . import runtime as rt
 from .runtime import ExportError, Runtime, is_export
 
 __all__ = ["RELATIVE_TOLERANCE", "ExportReport", "FeatureGraph", "export_model", "default_check_images",
-           "compare"]
+           "check_image_paths", "compare"]
 
 RELATIVE_TOLERANCE = 1e-4  # the largest relative score difference an export may have (issue 25)
 MAX_DEFAULT_CHECK_IMAGES = 16
@@ -112,6 +113,26 @@ def default_check_images(model: PatchCore) -> list[Path]:
     held = sorted({i for _, h in folds for i in h})
     found = _existing([names[i] for i in held]) or _existing(names)
     return found[:MAX_DEFAULT_CHECK_IMAGES]
+
+
+def check_image_paths(given) -> list[Path]:
+    """``--check-images``: a folder (its images and its subfolders', e.g. an MVTec ``test/``),
+    one image, or a list of images."""
+    if isinstance(given, (list, tuple)):
+        return [Path(p) for p in given]
+    given = Path(given)
+    if not given.is_dir():
+        return [given]
+    folders = [given, *sorted(d for d in given.rglob("*") if d.is_dir())]
+    found = []
+    for folder in folders:
+        try:
+            found += image_folder(folder)
+        except DataError:  # a folder of folders (test/) holds no images itself
+            pass
+    if not found:
+        raise ExportError(f"--check-images {given}: no images in it or its subfolders")
+    return found
 
 
 def compare(reference: np.ndarray, other: np.ndarray, threshold: float | None,
@@ -224,7 +245,7 @@ def export_model(model_path, out, check_images=None, int8: bool = False, log=pri
         raise ExportError(f"{model_path}: knn_backend {model.config.knn_backend!r} is an approximate search; "
                           "the export searches exactly (refit with --knn-backend faiss)")
     if check_images is not None:
-        checks = image_folder(check_images) if Path(check_images).is_dir() else [Path(check_images)]
+        checks = check_image_paths(check_images)
     else:
         checks = default_check_images(model)
         if not checks:

@@ -118,9 +118,12 @@ class Runtime:
         precision: ``"fp32"`` or ``"int8"`` (the folder must hold it); default: the
             export's own choice (int8 when it was exported with ``--int8``).
         threads: onnxruntime's and faiss's threads (default: theirs).
+        device: ``"cpu"``, or ``"cuda"`` for the backbone (needs onnxruntime-gpu; the
+            search stays on the CPU).
     """
 
-    def __init__(self, folder, precision: str | None = None, threads: int | None = None):
+    def __init__(self, folder, precision: str | None = None, threads: int | None = None,
+                 device: str = "cpu"):
         import faiss
         import onnxruntime as ort
 
@@ -181,7 +184,15 @@ class Runtime:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ExportError("device 'cuda' needs onnxruntime-gpu (pip install onnxruntime-gpu); this "
+                                  f"onnxruntime offers {', '.join(ort.get_available_providers())}")
+            providers.insert(0, "CUDAExecutionProvider")
+        elif device != "cpu":
+            raise ExportError(f"device must be 'cpu' or 'cuda', not {device!r}")
+        self.session = ort.InferenceSession(str(model_file), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
 
     # ------------------------------------------------------------ steps

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,109 @@ def test_int8_export_reports_flips_and_score_changes(model_file, capsys):
     from patchcore_core.deploy.runtime import Runtime
 
     assert Runtime(out).precision == "int8"
+
+
+def _runtime_venv() -> Path:
+    """A virtual environment with the runtime extra's packages and no torch, built once in
+    build/ (keyed on pyproject.toml, which names the packages) and reused. Skips where pip
+    cannot install them."""
+    import hashlib
+    import shutil
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    pyproject = (ROOT / "pyproject.toml").read_bytes()
+    key = hashlib.sha256(pyproject + sys.version.encode()).hexdigest()[:12]
+    venv = ROOT / "build" / f"runtime-venv-{key}"
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    done = venv / "complete"  # written last: a half-built venv (an interrupted run) is built again
+    if done.is_file():
+        return venv
+    shutil.rmtree(venv, ignore_errors=True)
+    # not --system-site-packages: the point is an environment where torch cannot be imported
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    runtime = tomllib.loads(pyproject.decode())["project"]["optional-dependencies"]["runtime"]
+    for args in (runtime, ["--no-deps", str(ROOT)]):
+        pip = subprocess.run([str(python), "-m", "pip", "install", "-q", *args], capture_output=True,
+                             text=True, timeout=900)
+        if pip.returncode:
+            pytest.skip(f"pip could not install the runtime extra: {pip.stderr[-500:]}")
+    done.write_text("\n".join(runtime))
+    return venv
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_patchcore_predict_runs_an_export_where_torch_is_not_installed(exported, fitted, brick, tmp_path):
+    """The runtime extra alone (a fresh venv: onnxruntime, numpy, pillow, faiss, scipy, tqdm)
+    runs the console script ``patchcore predict --model EXPORT_DIR``."""
+    venv = _runtime_venv()
+    bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
+    # the checkout's code ahead of the venv's installed copy, which was built once from an older checkout
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    no_torch = subprocess.run([str(bin_dir / "python"), "-c", "import torch"], env=env, capture_output=True)
+    assert no_torch.returncode != 0, "torch is importable in the runtime venv"
+    images = [str(item.path) for item in brick.test][:4]
+    out = tmp_path / "scores.json"
+    done = subprocess.run([str(bin_dir / "patchcore"), "predict", "--model", str(exported), *images,
+                           "--json", str(out), "--quiet"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())
+    ref = fitted.predict(images)
+    assert [r["verdict"] for r in rows] == [p.verdict for p in ref]
+    np.testing.assert_allclose([r["score"] for r in rows], [p.score for p in ref], rtol=1e-4)
+    # the commands that need torch say so there
+    fit = subprocess.run([str(bin_dir / "patchcore"), "fit", "--images", "x"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert fit.returncode == 2 and "needs PyTorch" in fit.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_demo_serves_an_export_with_onnxruntime(exported, fitted, brick, tmp_path):
+    """``python -m demo --model EXPORT_DIR``: Inspect scores with onnxruntime as PyTorch does;
+    Explain says it needs the PyTorch model; the card names the runtime."""
+    pytest.importorskip("gradio_client")
+    import shutil
+
+    from gradio_client import Client, handle_file
+    from servers import free_port, wait_until_answering
+
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    images = [brick.test[0].path, brick.test[-1].path]
+    for i, p in enumerate(images):
+        shutil.copy(p, examples / f"{i}.png")
+    port = free_port()
+    env = {**os.environ, "PATCHCORE_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "demo", "--model", str(exported), "--port", str(port),
+                             "--examples", str(examples)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        try:
+            wait_until_answering(f"http://127.0.0.1:{port}/", proc, timeout_s=180)
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.fail(f"{exc}\n{proc.stdout.read() if proc.poll() is not None else ''}")
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        ref = fitted.predict([str(p) for p in images])
+        for path, want in zip(images, ref):
+            *_, score, _, verdict, _ = client.predict(handle_file(str(path)), 1.0, api_name="/predict")
+            assert score == pytest.approx(want.score, rel=1e-3) and verdict == want.verdict
+        *_, text, details = client.predict(handle_file(str(images[1])), 112, 112, api_name="/explain")
+        assert "needs the PyTorch model" in text and not details
+        line, card_md, card = client.predict(api_name="/model_card")
+        assert "onnxruntime" in line and card["memory_bank_size"] == len(fitted.bank)
+    finally:
+        proc.kill()
+
+
+def test_check_images_folder_takes_its_subfolders(brick, tmp_path):
+    """``--check-images test/`` of an MVTec category: the images of test/good, test/hole, ..."""
+    from patchcore_core.deploy.export import check_image_paths
+    from patchcore_core.deploy.runtime import ExportError
+
+    found = check_image_paths(brick.path / "test")
+    assert sorted(found) == sorted(item.path for item in brick.test)
+    with pytest.raises(ExportError, match="no images"):
+        check_image_paths(tmp_path)
