@@ -26,6 +26,11 @@
 #
 # Everything runs on a laptop CPU with the built-in data. `PATCHCORE_DATA_ROOT` and `PATCHCORE_CATEGORY`
 # point the notebook at other data.
+#
+# **Prerequisites**: notebooks 00 (quickstart), 03 (scores and maps) and 04 (evaluation: AUROC and the
+# threshold).
+#
+# **Time**: about 40 minutes to read it, run it and do the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 import json
@@ -329,3 +334,38 @@ exercises.check_number(flips, compare(torch_scores, int8_scores, model.threshold
 # *Answer.* Quantisation moves every distance in the same direction on average, so the old threshold
 # would sit in the wrong place; the recalibrated one is set the way `fit` sets it, from held-out good
 # images scored with the int8 features.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### 3. Quiz: what int8 changes
+#
+# The fp32 export's scores match PyTorch's to about one part in a million; the int8 export flips a few
+# verdicts. Why? Set `quiz_3` to one letter; the check explains the option you chose.
+#
+# - **a.** The export runs another algorithm than PyTorch, so some gap is expected either way.
+# - **b.** int8 rounds the backbone's weights and activations to 8-bit integers, so every patch feature moves a little; the recalibrated threshold absorbs the average shift, but images scored near the threshold can land on the other side.
+# - **c.** int8 makes the nearest-neighbour search approximate, so some patches find a farther bank patch.
+# - **d.** The flips mean the parity check failed, so the int8 folder was not written.
+
+# %% tags=["exercise"]
+quiz_3 = ...  # one letter: "a", "b", "c" or "d"
+
+# %% tags=["solution"]
+quiz_3 = "b"
+
+# %% tags=["check"]
+teaching.quiz.check(quiz_3, "12.3", what="`quiz_3`")
+
+# %% [markdown] tags=["solution"]
+# *Answer.* **b.** Quantisation changes the features, not the method: the search over the bank stays
+# exact, and the difference image above shows the map moving everywhere a little.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Further reading
+#
+# - ONNX Runtime. *Quantize ONNX models* (static quantisation, calibration). [onnxruntime.ai/docs/performance/model-optimizations/quantization.html](https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html).
+# - B. Jacob et al. *Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only Inference*. CVPR 2018. [arXiv:1712.05877](https://arxiv.org/abs/1712.05877).
+# - K. Batzner, L. Heckler, R. König. *EfficientAD: Accurate Visual Anomaly Detection at Millisecond-Level Latencies*. WACV 2024. [arXiv:2303.14535](https://arxiv.org/abs/2303.14535). What a detector built for latency gives up and keeps.
+# - J. Johnson, M. Douze, H. Jégou. *Billion-scale similarity search with GPUs* (faiss). IEEE Transactions on Big Data, 2019. [arXiv:1702.08734](https://arxiv.org/abs/1702.08734).
+#
+# **Next**: the course ends here; `docs/teaching.md` lists projects to try, and the package's
+# `patchcore_core/pipeline/` is the paper in ten files.

@@ -30,6 +30,7 @@ Imports: every library layer (never the demo); plotting libraries lazily.
 from . import (  # noqa: F401  (light: plots import lazily)
     baselines,
     capstone,
+    checks,  # registers each exercise's check with exercises.check_exercise
     coreset_plots,
     evaluation_plots,
     exercises,

@@ -14,16 +14,16 @@ told so instead of passing.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from . import exercises
-from .exercises import Verdict, all_of, check_function, check_number, check_true
+from .exercises import Verdict, all_of, check_number, check_true
+from .grading import case_key, compare_function
 
-CHECKS: dict[str, Callable[..., Verdict]] = {}
+CHECKS = exercises.CHECKS  # the registry check_exercise reads
 
 
 def exercise(exercise_id: str):
@@ -31,41 +31,6 @@ def exercise(exercise_id: str):
         CHECKS[exercise_id] = fn
         return fn
     return register
-
-
-def compare_function(fn, reference: Callable, cases: Sequence[tuple], env: dict | None = None,
-                     **kwargs) -> Verdict:
-    """:func:`exercises.check_function`, with ``fn`` run with the package's references disabled
-    (``reference`` runs first, with them working). ``env``: the learner's namespace (default: the
-    globals ``fn`` was defined in)."""
-    from .grading import references_disabled
-
-    if exercises.is_unanswered(fn):
-        return check_function(fn, reference, cases, **kwargs)
-    wants = [reference(*case) for case in cases]
-    outcomes = []
-    with references_disabled(getattr(fn, "__globals__", None) if env is None else env):
-        for case in cases:
-            try:
-                outcomes.append((True, fn(*case)))
-            except Exception as exc:  # replayed below, where check_function words it
-                outcomes.append((False, exc))
-                break
-    by_case = {_key(case): (want, out) for case, want, out in zip(cases, wants, outcomes)}
-
-    def replay(*case):
-        returned, value = by_case[_key(case)][1]
-        if not returned:
-            raise value
-        return value
-
-    replay.__name__ = getattr(fn, "__name__", "your function")
-    kwargs.setdefault("what", replay.__name__)
-    return check_function(replay, lambda *case: by_case[_key(case)][0], cases[:len(outcomes)], **kwargs)
-
-
-def _key(case: tuple) -> tuple:
-    return tuple(id(c) for c in case)
 
 
 # --- 00 quickstart ------------------------------------------------------------------------------------
@@ -223,21 +188,21 @@ def scores_from_distances(my_patch_scores, my_image_score, model, images, seed: 
     from patchcore_core.pipeline.scoring import image_scores
 
     real = [(distance_matrix(model, image),) for image in images]
-    patch = {_key(c): model.score([image])[2][0].flatten() for c, image in zip(real, images)}
+    patch = {case_key(c): model.score([image])[2][0].flatten() for c, image in zip(real, images)}
     g = torch.Generator().manual_seed(seed)
     q, m = torch.randn(50, 8, generator=g), torch.randn(200, 8, generator=g)
     toy = [(torch.cdist(q, m),)]
-    patch[_key(toy[0])] = knn_search(q, m, 1)[0][:, 0]
+    patch[case_key(toy[0])] = knn_search(q, m, 1)[0][:, 0]
     cases = real + toy
     return all_of(
-        compare_function(my_patch_scores, lambda d: patch[_key((d,))], cases, what="my_patch_scores",
+        compare_function(my_patch_scores, lambda d: patch[case_key((d,))], cases, what="my_patch_scores",
                          rtol=1e-4, atol=1e-3,
                          mistakes={"that is each patch's FARTHEST bank patch; the score is the distance to "
                                    "the nearest (a min over each row)": lambda d: d.max(dim=1).values,
                                    "one number per bank patch (a min over columns); give one per test patch, "
                                    "the min over each row": lambda d: d.min(dim=0).values},
                          hint="nearest: the smallest distance in each row (one score per test patch)."),
-        compare_function(my_image_score, lambda d: image_scores(patch[_key((d,))][None])[0], real,
+        compare_function(my_image_score, lambda d: image_scores(patch[case_key((d,))][None])[0], real,
                          what="my_image_score", rtol=1e-4, atol=1e-3,
                          mistakes={"that is the mean patch score; the image is as anomalous as its most "
                                    "anomalous patch (a max)": lambda d: d.min(dim=1).values.mean(),
@@ -529,8 +494,8 @@ def mahalanobis(my_mahalanobis, padim, test_feats, grid) -> Verdict:
     ch = padim["channels"]
     cases = [(test_feats[:, i, j, ch].float(), padim["mean"][i, j], padim["inv_cov"][i, j])
              for i, j in [(0, 0), (h // 2, 3), (h - 1, w - 1)]]  # a corner, the middle, the other corner
-    want = {_key(c): patches[:, i, j] for c, (i, j) in zip(cases, [(0, 0), (h // 2, 3), (h - 1, w - 1)])}
-    return compare_function(my_mahalanobis, lambda *c: want[_key(c)], cases, what="my_mahalanobis",
+    want = {case_key(c): patches[:, i, j] for c, (i, j) in zip(cases, [(0, 0), (h // 2, 3), (h - 1, w - 1)])}
+    return compare_function(my_mahalanobis, lambda *c: want[case_key(c)], cases, what="my_mahalanobis",
                             rtol=1e-3, atol=1e-3,
                             mistakes={"that is the squared distance; take its square root":
                                       lambda x, mu, ic: (((x - mu) @ ic) * (x - mu)).sum(1),

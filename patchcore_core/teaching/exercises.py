@@ -83,12 +83,18 @@ def check_number(answer, expected: float, *, rel: float = 0.02, abs_tol: float =
     return _say(False, f"{what} = {value:.4g} is too {side}. {hint}".strip())
 
 
+# Exercise id "NN.k" -> its check; :mod:`.checks` fills it (imported with the package, building on
+# this module, so this module never imports it).
+CHECKS: dict[str, Callable[..., Verdict]] = {}
+
+
 def check_exercise(exercise: str, *answers_and_data, **data) -> Verdict:
     """The check of exercise ``"NN.k"`` (notebook NN, question k), from :mod:`.checks`: it computes
     what the answer should be from the notebook's data, so that a notebook shows no expected value."""
-    from . import checks  # (checks builds on this module)
-
-    return checks.CHECKS[exercise](*answers_and_data, **data)
+    if exercise not in CHECKS:
+        raise KeyError(f"no check for exercise {exercise!r}; import patchcore_core.teaching, whose "
+                       f"checks module registers {sorted(CHECKS) or 'them'}")
+    return CHECKS[exercise](*answers_and_data, **data)
 
 
 def all_of(*verdicts: Verdict) -> Verdict:

@@ -19,38 +19,8 @@ question can also be given directly, ``check(answer, Question(options, key))``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from .exercises import NOT_ANSWERED, Verdict, is_unanswered
-
-
-@dataclass(frozen=True)
-class Option:
-    """One choice: what it says, and why it is right or wrong."""
-
-    text: str
-    why: str
-
-
-@dataclass(frozen=True)
-class Question:
-    """Options by letter (``{"a": Option(...)}`` or ``{"a": ("text", "why")}``) and the right letter."""
-
-    options: dict[str, Option]
-    key: str
-    stem: str = field(default="")  # the question itself, as the notebook asks it
-
-    def __post_init__(self):
-        options = {letter.lower(): o if isinstance(o, Option) else Option(*o)
-                   for letter, o in self.options.items()}
-        object.__setattr__(self, "options", options)
-        object.__setattr__(self, "key", self.key.lower())
-        if self.key not in options:
-            raise ValueError(f"the key {self.key!r} is not one of the options {sorted(options)}")
-
-    @property
-    def letters(self) -> list[str]:
-        return sorted(self.options)
+from .quiz_bank import QUESTIONS, Option, Question
 
 
 def chosen_letter(answer) -> str:
@@ -89,7 +59,6 @@ def check(answer, question: Question | str, *, what: str = "your answer") -> Ver
     explanation. Never raises on an answer; the returned :class:`Verdict` is the one
     :mod:`.exercises` returns (``ok`` True, False, or None while unanswered)."""
     if isinstance(question, str):
-        from .quiz_bank import QUESTIONS
 
         question = QUESTIONS[question]
     if is_unanswered(answer):

@@ -10,7 +10,37 @@ the paper (Roth et al., CVPR 2022) and this package's code.
 
 from __future__ import annotations
 
-from .quiz import Option, Question
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Option:
+    """One choice: what it says, and why it is right or wrong."""
+
+    text: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """Options by letter (``{"a": Option(...)}`` or ``{"a": ("text", "why")}``) and the right letter."""
+
+    options: dict[str, Option]
+    key: str
+    stem: str = field(default="")  # the question itself, as the notebook asks it
+
+    def __post_init__(self):
+        options = {letter.lower(): o if isinstance(o, Option) else Option(*o)
+                   for letter, o in self.options.items()}
+        object.__setattr__(self, "options", options)
+        object.__setattr__(self, "key", self.key.lower())
+        if self.key not in options:
+            raise ValueError(f"the key {self.key!r} is not one of the options {sorted(options)}")
+
+    @property
+    def letters(self) -> list[str]:
+        return sorted(self.options)
+
 
 QUESTIONS: dict[str, Question] = {
     "00.3": Question(
@@ -284,5 +314,26 @@ QUESTIONS: dict[str, Question] = {
             "d": Option("AUROC depends on the threshold, and yours differs from the package's.",
                         "No: AUROC sweeps every threshold; it depends only on how the scores rank the "
                         "images."),
+        }),
+    "12.3": Question(
+        stem="The fp32 export's scores match PyTorch's to about one part in a million; the int8 export "
+             "flips a few verdicts. Why?",
+        key="b",
+        options={
+            "a": Option("The export runs another algorithm than PyTorch, so some gap is expected either way.",
+                        "No: the fp32 export computes the same features and the same search; its gap is "
+                        "float rounding, as the parity check printed."),
+            "b": Option("int8 rounds the backbone's weights and activations to 8-bit integers, so every "
+                        "patch feature moves a little; the recalibrated threshold absorbs the average shift, "
+                        "but images scored near the threshold can land on the other side.",
+                        "Yes: quantisation changes the features, not the method. The difference image shows "
+                        "the whole map moving a little, and the images that flip are those whose score was "
+                        "close to the threshold."),
+            "c": Option("int8 makes the nearest-neighbour search approximate, so some patches find a "
+                        "farther bank patch.",
+                        "No: only the backbone is quantised; the search over the bank stays exact (faiss)."),
+            "d": Option("The flips mean the parity check failed, so the int8 folder was not written.",
+                        "No: the 1e-4 parity bound is for the fp32 export; for int8 the export prints how "
+                        "many verdicts flip and the largest score change, and writes the folder."),
         }),
 }
