@@ -265,13 +265,14 @@ exercises.check_exercise("06.1", max_score_difference, max_difference, model.thr
 # ### 2. Your folder's detection rate
 #
 # What fraction of the defective images in `test_images` (`is_bad`) gets the verdict "anomalous"? Set
-# `detected`.
+# `detected` (0 when your test set has no defective images, or no labels: `is_bad` is then `None`).
 
 # %% tags=["exercise"]
 detected = ...  # your code
 
 # %% tags=["solution"]
-detected = np.mean([p.verdict == "anomalous" for p, bad in zip(preds, is_bad) if bad])
+bad_verdicts = [p.verdict for p, bad in zip(preds, is_bad if is_bad is not None else []) if bad]
+detected = np.mean([v == "anomalous" for v in bad_verdicts]) if bad_verdicts else 0.0  # 0: none to find
 
 # %% tags=["check"]
 exercises.check_exercise("06.2", detected, preds, is_bad)
