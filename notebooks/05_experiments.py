@@ -245,7 +245,7 @@ everything = [{"run": f"{name}={r[name]}" + (f" at {r['ratio']:.1%}" if name == 
 display(Markdown(markdown_table(everything)))
 assert all(0 <= r["image_auroc"] <= 1 for r in everything)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # How far to trust these curves? Two kinds of noise. **The test set**: a few dozen images, so one image can
 # move image AUROC a lot, while the pixel metrics rest on many more pixels (counted from this run's data):
 

@@ -468,7 +468,7 @@ print(f"largest difference between the {yours.numel()} distances: {float((yours 
       f"(distances up to {float(packages.max()):.1f})")
 assert torch.allclose(yours, packages, rtol=1e-4, atol=1e-3), "your features are not the package's"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The package's PatchCore on the same test images, and both evaluated the same way (pixel metrics leave
 # out a defective image without a mask file, as `evaluate_category` does):
 
