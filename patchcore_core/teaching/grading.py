@@ -124,15 +124,15 @@ def matches(fn, reference: Callable, cases: Sequence[tuple], env: dict | None = 
 
 
 def compare_function(fn, reference: Callable, cases: Sequence[tuple], env: dict | None = None,
-                     **kwargs) -> Verdict:
-    """:func:`exercises.check_function`, with ``fn`` run with the package's references disabled
+                     references: Sequence[str] = REFERENCES, **kwargs) -> Verdict:
+    """:func:`exercises.check_function`, with ``fn`` run with the package's ``references`` disabled
     (``reference`` runs first, with them working). ``env``: the learner's namespace (default: the
     globals ``fn`` was defined in)."""
     if exercises.is_unanswered(fn):
         return check_function(fn, reference, cases, **kwargs)
     wants = [reference(*case) for case in cases]
     outcomes = []
-    with references_disabled(getattr(fn, "__globals__", None) if env is None else env):
+    with references_disabled(getattr(fn, "__globals__", None) if env is None else env, references):
         for case in cases:
             try:
                 outcomes.append((True, fn(*case)))
