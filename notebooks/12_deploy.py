@@ -302,9 +302,7 @@ largest_relative = ...  # your code
 largest_relative = float(np.max(np.abs(fp32_scores - torch_scores) / np.abs(torch_scores)))
 
 # %% tags=["check"]
-exercises.check_number(largest_relative, compare(torch_scores, fp32_scores, None)["max_relative"],
-                       rel=1e-3, abs_tol=1e-12, what="`largest_relative`",
-                       hint="divide the absolute difference by PyTorch's score, then take the largest.")
+exercises.check_exercise("12.1", largest_relative, torch_scores, fp32_scores)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* A few parts in ten million on the built-in data: float rounding, far under the 1e-4 the export
@@ -326,9 +324,7 @@ kept = int(((torch_scores > model.threshold) != (int8_scores > model.threshold))
 print(f"{flips} flips with the recalibrated threshold, {kept} with PyTorch's")
 
 # %% tags=["check"]
-exercises.check_number(flips, compare(torch_scores, int8_scores, model.threshold, int8.threshold)
-                       ["verdicts_flipped"], rel=0, abs_tol=0.5, what="`flips`",
-                       hint="compare the two boolean verdict arrays, each score against its own threshold.")
+exercises.check_exercise("12.2", flips, torch_scores, int8_scores, model.threshold, int8.threshold)
 
 # %% [markdown] tags=["solution"]
 # *Answer.* Quantisation moves every distance in the same direction on average, so the old threshold

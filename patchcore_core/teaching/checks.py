@@ -547,3 +547,160 @@ def count_parts(my_count_parts, images) -> Verdict:
                                       "those of at least 200 pixels": all_regions},
                             hint="mark pixels whose max and min channel differ by more than 60; count "
                                  "regions of at least 200 pixels.")
+
+
+# --- 11 PatchCore from scratch (the capstone) ---------------------------------------------------------
+# Each step's answer runs with the capstone's references disabled, as in its hidden tests; the hints are
+# capstone's (what the learner's function does on a small case of the exercise's own).
+
+def _capstone_check(fn, reference, cases, *, what: str, hint: str, env=None, **tolerance) -> Verdict:
+    from .grading import CAPSTONE_REFERENCES
+
+    return compare_function(fn, reference, cases, env, references=CAPSTONE_REFERENCES, what=what,
+                            hint=hint, **tolerance)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+@exercise("11.1")
+def capstone_aggregate(my_aggregate, train_maps, seed: int) -> Verdict:
+    from patchcore_core.pipeline.features import local_aggregate
+
+    from .capstone import hint_aggregate
+
+    cases = [(train_maps[0][:2],), (train_maps[1][:2],),
+             (torch.randn(1, 5, 6, 7, generator=_generator(seed)),)]
+    return _capstone_check(my_aggregate, lambda fmap: local_aggregate(fmap, 3), cases, what="my_aggregate",
+                           rtol=1e-4, atol=1e-5, hint=hint_aggregate(my_aggregate, cases[2][0]))
+
+
+@exercise("11.2")
+def capstone_embed(my_embed, train_maps, width: int, seed: int) -> Verdict:
+    from patchcore_core.pipeline.features import local_aggregate
+
+    from .capstone import hint_embed, package_embed
+
+    g = _generator(seed)
+    real_layers = [local_aggregate(m[:2], 3) for m in train_maps]
+    toy_layers = [torch.randn(2, 40, 6, 6, generator=g), torch.randn(2, 100, 3, 3, generator=g)]
+    return _capstone_check(my_embed, package_embed, [(real_layers, int(width)), (toy_layers, 64)],
+                           what="my_embed", rtol=1e-4, atol=1e-5, hint=hint_embed(my_embed, toy_layers, 64))
+
+
+@exercise("11.3")
+def capstone_project(my_project, bank_features, dim: int, seed: int) -> Verdict:
+    from patchcore_core.pipeline.coreset import random_projection
+
+    from .capstone import hint_project
+
+    g = _generator(seed)
+    cases = [(bank_features[:300].cpu(), int(dim), int(seed)),
+             (torch.randn(50, 300, generator=g, dtype=torch.float64), 16, 3),
+             (torch.randn(20, 10, generator=g), 16, 0)]
+    return _capstone_check(my_project, random_projection, cases, what="my_project", rtol=1e-4, atol=1e-4,
+                           hint=hint_project(my_project, *cases[1]))
+
+
+@exercise("11.4")
+def capstone_greedy(my_greedy_coreset, bank_features, seed: int) -> Verdict:
+    """Compared by the covering radius after each pick: the same greedy run gives the same radii,
+    whichever of two tied points it picks."""
+    from patchcore_core.pipeline.coreset import random_projection, reference_greedy_coreset
+
+    from .capstone import covering_radii, hint_coreset
+
+    what = "my_greedy_coreset (the covering radius after each pick)"
+    if exercises.is_unanswered(my_greedy_coreset):
+        return compare_function(my_greedy_coreset, None, [], what="my_greedy_coreset")
+    cases = [(torch.randn(300, 2, generator=_generator(seed), dtype=torch.float64), 30, 0),
+             (random_projection(bank_features[:1000].cpu(), 16, int(seed)).double(), 50, 7)]
+
+    def radii_of_yours(x, k, first):
+        picks = my_greedy_coreset(x, k, first)
+        return None if picks is None else covering_radii(x, picks)
+
+    def radii_of_greedy(x, k, first):
+        picks = reference_greedy_coreset(x, k, projection_dim=x.shape[1], first=first).indices
+        return covering_radii(x, picks)
+
+    radii_of_yours.__name__ = "my_greedy_coreset"
+    return _capstone_check(radii_of_yours, radii_of_greedy, cases, what=what, rtol=1e-6, atol=1e-9,
+                           env=getattr(my_greedy_coreset, "__globals__", None),
+                           hint=hint_coreset(my_greedy_coreset, cases))
+
+
+@exercise("11.5")
+def capstone_patch_scores(my_patch_scores, bank_features, seed: int) -> Verdict:
+    from patchcore_core.pipeline.memory_bank import knn_search
+
+    from .capstone import hint_patch_scores
+
+    g = _generator(seed)
+    rows = bank_features.cpu()
+    cases = [(rows[:200] + 0.1 * torch.randn(200, rows.shape[1], generator=g), rows[200:1200]),
+             (torch.randn(100, 32, generator=g), torch.randn(400, 32, generator=g))]
+    return _capstone_check(my_patch_scores, lambda q, bank: knn_search(q, bank, 1)[0][:, 0], cases,
+                           what="my_patch_scores", rtol=1e-3, atol=1e-3,
+                           hint=hint_patch_scores(my_patch_scores, *cases[1]))
+
+
+def _package_patch_scores(model, paths) -> torch.Tensor:
+    """The fitted model's patch scores of the first three images: ``[3, h, w]``."""
+    return model.score(list(paths)[:3])[2]
+
+
+@exercise("11.6")
+def capstone_image_scores(my_image_scores, model, paths, seed: int) -> Verdict:
+    from patchcore_core.pipeline.scoring import image_scores
+
+    from .capstone import hint_image_scores
+
+    cases = [(_package_patch_scores(model, paths),), (torch.rand(4, 5, 6, generator=_generator(seed)),)]
+    return _capstone_check(my_image_scores, image_scores, cases, what="my_image_scores", rtol=1e-4, atol=1e-6,
+                           hint=hint_image_scores(my_image_scores, *cases[1]))
+
+
+@exercise("11.7")
+def capstone_anomaly_maps(my_anomaly_maps, model, paths, seed: int) -> Verdict:
+    from patchcore_core.pipeline.scoring import anomaly_map
+
+    from .capstone import hint_anomaly_maps
+
+    size, sigma = model.config.image_size, model.config.sigma
+    cases = [(_package_patch_scores(model, paths), size, sigma),
+             (5 * torch.rand(2, 7, 9, generator=_generator(seed)), 40, 2.0)]
+    return _capstone_check(my_anomaly_maps, anomaly_map, cases, what="my_anomaly_maps", rtol=1e-4, atol=1e-4,
+                           hint=hint_anomaly_maps(my_anomaly_maps, *cases[1]))
+
+
+# --- 12 deploy ----------------------------------------------------------------------------------------
+
+@exercise("12.1")
+def largest_relative(answer, torch_scores, fp32_scores) -> Verdict:
+    from patchcore_core.deploy.export import compare
+
+    torch_scores, fp32_scores = np.asarray(torch_scores, np.float64), np.asarray(fp32_scores, np.float64)
+    want = compare(torch_scores, fp32_scores, None)["max_relative"]
+    difference = np.abs(fp32_scores - torch_scores)
+    mistakes = {"that is the largest ABSOLUTE difference; divide each by PyTorch's score first":
+                float(difference.max()),
+                "that is the mean relative difference; the question asks for the largest":
+                float(np.mean(difference / np.maximum(np.abs(torch_scores), 1e-12)))}
+    mistakes = {h: v for h, v in mistakes.items() if not math.isclose(v, want, rel_tol=1e-3)}
+    return check_number(answer, want, rel=1e-3, abs_tol=1e-12, what="`largest_relative`",
+                        hint="divide the absolute difference by PyTorch's score, then take the largest.",
+                        mistakes=mistakes)
+
+
+@exercise("12.2")
+def verdict_flips(flips, torch_scores, int8_scores, threshold: float, int8_threshold: float) -> Verdict:
+    from patchcore_core.deploy.export import compare
+
+    want = compare(torch_scores, int8_scores, threshold, int8_threshold)["verdicts_flipped"]
+    kept = compare(torch_scores, int8_scores, threshold)["verdicts_flipped"]  # int8 judged by PyTorch's
+    mistakes = {"that judges int8 by PyTorch's threshold; judge it by its own (int8.threshold)": kept}
+    return check_number(flips, want, rel=0, abs_tol=0.5, what="`flips`",
+                        hint="compare the two boolean verdict arrays, each score against its own threshold.",
+                        mistakes={} if kept == want else mistakes)

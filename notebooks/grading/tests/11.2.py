@@ -1,4 +1,6 @@
-"""11.2 One grid, one width: my_embed(layers, width), aggregated maps -> `width` values per patch."""
+"""11.2 One grid, one width: my_embed(layers, width), aggregated maps -> `width` values per patch.
+Public: the notebook's check. Hidden: three layers, one layer, narrower and wider channels than `width`,
+the capstone's references disabled."""
 
 import torch
 from otter.test_files import test_case
@@ -15,15 +17,10 @@ def _layers(seed, batch, *shapes):
 
 
 @test_case(points=1, hidden=False)
-def test_rows_per_patch_pooled_to_the_width(my_embed):
-    from patchcore_core.teaching.capstone import hint_embed, package_embed
+def test_check(my_embed, train_maps, WIDTH, SEED):
+    from patchcore_core.teaching import exercises, grading
 
-    layers, width = _layers(12, 2, (6, 4, 4), (10, 2, 2)), 32
-    got = my_embed(layers, width)
-    assert tuple(got.shape) == (2 * 4 * 4, width), \
-        "one row per patch of the first layer's grid (B*H*W rows), `width` values each"
-    assert torch.allclose(got, package_embed(layers, width), rtol=1e-4, atol=1e-5), \
-        hint_embed(my_embed, layers, width)
+    grading.expect(exercises.check_exercise, "11.2", my_embed, train_maps, WIDTH, SEED)
 
 
 @test_case(points=2, hidden=True)

@@ -1,4 +1,5 @@
-"""11.3 Random projection: my_project(x, dim, seed), x @ randn(D, dim) / sqrt(dim), x itself when D <= dim."""
+"""11.3 Random projection: my_project(x, dim, seed), x @ randn(D, dim) / sqrt(dim), x itself when D <= dim.
+Public: the notebook's check. Hidden: other widths and seeds, the capstone's references disabled."""
 
 import torch
 from otter.test_files import test_case
@@ -14,17 +15,11 @@ def _rows(seed, n, d):
 
 
 @test_case(points=1, hidden=False)
-def test_the_seeded_gaussian_projection(my_project):
-    from patchcore_core.pipeline.coreset import random_projection
-    from patchcore_core.teaching.capstone import hint_project
+def test_check(my_project, reference, PROJECTION_DIM, SEED):
+    from patchcore_core.teaching import exercises, grading
 
-    x = _rows(13, 30, 64)
-    got = my_project(x, 8, 5)
-    assert tuple(got.shape) == (30, 8), "[N, D] -> [N, dim]"
-    assert torch.allclose(got, random_projection(x, 8, 5), rtol=1e-4, atol=1e-4), \
-        hint_project(my_project, x, 8, 5)
-    narrow = _rows(14, 5, 4)
-    assert torch.equal(my_project(narrow, 8, 5), narrow), "features no wider than dim come back as they are"
+    grading.expect(exercises.check_exercise, "11.3",
+                   my_project, reference.bank.features, PROJECTION_DIM, SEED)
 
 
 @test_case(points=2, hidden=True)

@@ -1,4 +1,5 @@
-"""11.4 Greedy k-center coreset: my_greedy_coreset(x, k, first), k indices in pick order."""
+"""11.4 Greedy k-center coreset: my_greedy_coreset(x, k, first), k indices in pick order.
+Public: the notebook's check. Hidden: clusters, every point picked, the capstone's references disabled."""
 
 import torch
 from otter.test_files import test_case
@@ -22,15 +23,10 @@ def _greedy_radii(x, k, first):
 
 
 @test_case(points=1, hidden=False)
-def test_the_greedy_run(my_greedy_coreset):
-    from patchcore_core.teaching.capstone import covering_radii, hint_coreset
+def test_check(my_greedy_coreset, reference, SEED):
+    from patchcore_core.teaching import exercises, grading
 
-    x, k, first = _points(14, 120, 3), 12, 5
-    picks = torch.as_tensor(my_greedy_coreset(x, k, first)).flatten()
-    assert len(picks) == k, "return k indices, one per pick"
-    assert int(picks[0]) == first, "the first pick is `first`"
-    assert torch.allclose(covering_radii(x, picks), _greedy_radii(x, k, first), rtol=1e-6, atol=1e-9), \
-        hint_coreset(my_greedy_coreset, [(x, k, first)])
+    grading.expect(exercises.check_exercise, "11.4", my_greedy_coreset, reference.bank.features, SEED)
 
 
 @test_case(points=3, hidden=True)

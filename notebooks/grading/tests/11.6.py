@@ -1,4 +1,6 @@
-"""11.6 Image score: my_image_scores(patch_scores), each image's largest patch score."""
+"""11.6 Image score: my_image_scores(patch_scores), each image's largest patch score.
+Public: the notebook's check. Hidden: one anomalous patch at the border, the capstone's references
+disabled."""
 
 import torch
 from otter.test_files import test_case
@@ -10,14 +12,10 @@ points = 2
 
 
 @test_case(points=1, hidden=False)
-def test_one_score_per_image(my_image_scores):
-    from patchcore_core.pipeline.scoring import image_scores
-    from patchcore_core.teaching.capstone import hint_image_scores
+def test_check(my_image_scores, reference, test_paths, SEED):
+    from patchcore_core.teaching import exercises, grading
 
-    patch = torch.rand(3, 4, 5, generator=torch.Generator().manual_seed(16))
-    got = torch.as_tensor(my_image_scores(patch)).flatten()
-    assert len(got) == 3, "one score per image: [B, h, w] -> [B]"
-    assert torch.allclose(got, image_scores(patch)), hint_image_scores(my_image_scores, patch)
+    grading.expect(exercises.check_exercise, "11.6", my_image_scores, reference, test_paths, SEED)
 
 
 @test_case(points=1, hidden=True)

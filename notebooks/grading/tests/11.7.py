@@ -1,4 +1,5 @@
-"""11.7 Anomaly map: my_anomaly_maps(patch_scores, size, sigma), bilinear upsampling and a Gaussian."""
+"""11.7 Anomaly map: my_anomaly_maps(patch_scores, size, sigma), bilinear upsampling and a Gaussian.
+Public: the notebook's check. Hidden: other sizes and sigmas, the capstone's references disabled."""
 
 import torch
 from otter.test_files import test_case
@@ -14,15 +15,10 @@ def _scores(seed, *shape):
 
 
 @test_case(points=1, hidden=False)
-def test_upsampled_and_smoothed(my_anomaly_maps):
-    from patchcore_core.pipeline.scoring import anomaly_map
-    from patchcore_core.teaching.capstone import hint_anomaly_maps
+def test_check(my_anomaly_maps, reference, test_paths, SEED):
+    from patchcore_core.teaching import exercises, grading
 
-    patch = _scores(17, 2, 6, 6)
-    got = my_anomaly_maps(patch, 48, 3.0)
-    assert tuple(got.shape) == (2, 48, 48), "[B, h, w] -> [B, size, size]"
-    assert torch.allclose(got.float(), anomaly_map(patch, 48, 3.0), rtol=1e-4, atol=1e-4), \
-        hint_anomaly_maps(my_anomaly_maps, patch, 48, 3.0)
+    grading.expect(exercises.check_exercise, "11.7", my_anomaly_maps, reference, test_paths, SEED)
 
 
 @test_case(points=2, hidden=True)

@@ -3,6 +3,7 @@ package's, and its otter test files pass the solution edition and fail the start
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import numpy as np
@@ -199,9 +200,29 @@ def test_steps_let_the_learners_errors_through():
 
 # --- the otter test files -----------------------------------------------------------------------
 
+class FittedModel:
+    """What the capstone's checks read of the notebook's fitted `reference`: its bank's rows, the patch
+    scores of test images, the map's size and sigma."""
+
+    def __init__(self):
+        self.bank = SimpleNamespace(features=rand(1200, 152, seed=20))
+        self.config = SimpleNamespace(image_size=64, sigma=4.0)
+
+    def score(self, paths):
+        patch = 5 * torch.rand(len(paths), 8, 8, generator=torch.Generator().manual_seed(21))
+        return patch.flatten(1).amax(1), None, patch, None
+
+
+def notebook_data() -> dict:
+    """The notebook's globals the checks take, small: two layers' training maps, the fitted model, ..."""
+    return {"train_maps": [rand(3, 8, 8, 8, seed=22), rand(3, 16, 4, 4, seed=23)], "reference": FittedModel(),
+            "test_paths": [f"test_{i}.png" for i in range(5)], "SEED": 0, "WIDTH": 64, "PROJECTION_DIM": 128}
+
+
 def notebook_functions(tag: str) -> dict:
-    """The notebook's functions as its cells tagged ``tag`` (``solution`` or ``exercise``) define them."""
-    env: dict = {}
+    """The notebook's functions as its cells tagged ``tag`` (``solution`` or ``exercise``) define them,
+    and the notebook's data the checks take (:func:`notebook_data`)."""
+    env: dict = notebook_data()
     exec("import math\nimport faiss\nimport numpy as np\nimport torch\nimport torch.nn.functional as F\n"
          "from torchvision.transforms.functional import gaussian_blur", env)
     for cell in nbformat.read(CAPSTONE, as_version=4).cells:
@@ -246,31 +267,82 @@ def test_public_cases_pass_the_solution_and_fail_the_starter(path):
 
 @pytest.mark.parametrize("name, mistake, words", [
     ("11.1", lambda m: F.avg_pool2d(m, 3, 1, 1, count_include_pad=False), "divides by 9 everywhere"),
-    ("11.5", lambda q, b: knn_search(q, b, 1)[0][:, 0] ** 2, "squared distances"),
+    ("11.5", lambda q, b: torch.cdist(q, b).amin(dim=1) ** 2, "squared distances"),
     ("11.6", lambda p: p.flatten(1).mean(1), "take the max"),
 ])
 def test_a_public_case_says_what_is_off_without_the_expected_values(name, mistake, words):
     function = {"11.1": "my_aggregate", "11.5": "my_patch_scores", "11.6": "my_image_scores"}[name]
-    [result] = run(GRADING_TESTS / f"{name}.py", {function: mistake}, hidden=False)
+    [result] = run(GRADING_TESTS / f"{name}.py", {**notebook_data(), function: mistake}, hidden=False)
     assert not result.passed and words in result.message
     assert "tensor(" not in result.message  # no expected values
+
+
+WRAPPED = ("from patchcore_core.pipeline.coreset import random_projection, reference_greedy_coreset\n"
+           "from patchcore_core.pipeline.features import local_aggregate\n"
+           "from patchcore_core.pipeline.memory_bank import knn_search\n"
+           "from patchcore_core.pipeline.scoring import anomaly_map, image_scores\n"
+           "from patchcore_core.teaching.capstone import package_embed\n"
+           "my_aggregate = lambda fmap: local_aggregate(fmap, 3)\n"
+           "my_embed = lambda layers, width=1024: package_embed(layers, width)\n"
+           "my_project = lambda x, dim=128, seed=0: random_projection(x, dim, seed)\n"
+           "my_greedy_coreset = lambda x, k, first: (\n"
+           "    reference_greedy_coreset(x, k, x.shape[1], first=first).indices)\n"
+           "my_patch_scores = lambda q, bank: knn_search(q, bank, 1)[0][:, 0]\n"
+           "my_image_scores = lambda p: image_scores(p)\n"
+           "my_anomaly_maps = lambda p, size=224, sigma=4.0: anomaly_map(p, size, sigma)\n")
+
+
+def wrapped_references() -> dict:
+    """The solution notebook's namespace, with each answer replaced by a call of the package's step."""
+    env = notebook_functions("solution")
+    exec(WRAPPED, env)
+    return env
 
 
 @pytest.mark.parametrize("path", grading_files(), ids=lambda p: p.stem)
 def test_hidden_cases_pass_the_solution_and_fail_a_wrapped_reference(path):
     assert all(r.passed for r in run(path, notebook_functions("solution"), hidden=True))
-    env = notebook_functions("solution")
-    exec("from patchcore_core.pipeline.coreset import random_projection, reference_greedy_coreset\n"
-         "from patchcore_core.pipeline.features import local_aggregate\n"
-         "from patchcore_core.pipeline.memory_bank import knn_search\n"
-         "from patchcore_core.pipeline.scoring import anomaly_map, image_scores\n"
-         "from patchcore_core.teaching.capstone import package_embed\n"
-         "my_aggregate = lambda fmap: local_aggregate(fmap, 3)\n"
-         "my_embed = lambda layers, width=1024: package_embed(layers, width)\n"
-         "my_project = lambda x, dim=128, seed=0: random_projection(x, dim, seed)\n"
-         "my_greedy_coreset = lambda x, k, first: (\n"
-         "    reference_greedy_coreset(x, k, x.shape[1], first=first).indices)\n"
-         "my_patch_scores = lambda q, bank: knn_search(q, bank, 1)[0][:, 0]\n"
-         "my_image_scores = lambda p: image_scores(p)\n"
-         "my_anomaly_maps = lambda p, size=224, sigma=4.0: anomaly_map(p, size, sigma)\n", env)
-    assert not any(r.passed for r in run(path, env, hidden=True))
+    assert not any(r.passed for r in run(path, wrapped_references(), hidden=True))
+
+
+# --- the notebook's checks (teaching.checks, "11.k") ------------------------------------------------
+
+CHECK_ARGS = {"11.1": ("my_aggregate", "train_maps", "SEED"),
+              "11.2": ("my_embed", "train_maps", "WIDTH", "SEED"),
+              "11.3": ("my_project", "reference.bank.features", "PROJECTION_DIM", "SEED"),
+              "11.4": ("my_greedy_coreset", "reference.bank.features", "SEED"),
+              "11.5": ("my_patch_scores", "reference.bank.features", "SEED"),
+              "11.6": ("my_image_scores", "reference", "test_paths", "SEED"),
+              "11.7": ("my_anomaly_maps", "reference", "test_paths", "SEED")}
+
+
+def check(exercise: str, env: dict):
+    """The notebook's check cell of ``exercise``, run in ``env``."""
+    from patchcore_core.teaching import exercises
+
+    return exercises.check_exercise(exercise, *(eval(name, env) for name in CHECK_ARGS[exercise]))
+
+
+def test_every_check_cell_is_the_check_tested_here():
+    cells = [c.source for c in nbformat.read(CAPSTONE, as_version=4).cells
+             if "check" in c.metadata.get("tags", []) and "check_exercise" in c.source]
+    assert cells == [f'exercises.check_exercise("{e}", {", ".join(args)})' for e, args in CHECK_ARGS.items()]
+
+
+@pytest.mark.parametrize("exercise", list(CHECK_ARGS))
+def test_a_check_passes_the_solution_waits_for_the_starter_and_fails_a_wrapped_reference(exercise, capsys):
+    assert check(exercise, notebook_functions("solution")).ok is True
+    assert check(exercise, notebook_functions("exercise")).ok is None
+    unanswered = {**notebook_functions("exercise"), CHECK_ARGS[exercise][0]: ...}
+    assert check(exercise, unanswered).ok is None
+    capsys.readouterr()
+    assert check(exercise, wrapped_references()).ok is False
+    assert "the grader disabled" in capsys.readouterr().out
+
+
+def test_the_coreset_check_names_the_pick_that_differs(capsys):
+    env = {**notebook_data(), "my_greedy_coreset": lambda x, k, first: greedy(x, k, first, last_only=True)}
+    assert check("11.4", env).ok is False
+    said = capsys.readouterr().out
+    assert "the covering radius after each pick" in said
+    assert "last pick only" in said or "picked twice" in said

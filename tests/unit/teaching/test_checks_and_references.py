@@ -135,6 +135,21 @@ def test_combined_z_scores_name_the_mistake(capsys):
     assert "averages the raw scores" in said(capsys)
 
 
+def test_the_deploy_checks_name_the_usual_slips(capsys):
+    torch_scores = np.array([10.0, 20.0, 40.0])
+    fp32 = torch_scores * np.array([1 + 1e-7, 1 - 3e-7, 1 + 2e-7])
+    relative = np.abs(fp32 - torch_scores) / torch_scores
+    assert CHECKS["12.1"](float(relative.max()), torch_scores, fp32).ok is True
+    assert CHECKS["12.1"](float(np.abs(fp32 - torch_scores).max()), torch_scores, fp32).ok is False
+    assert "ABSOLUTE" in said(capsys)
+    assert CHECKS["12.1"](float(relative.mean()), torch_scores, fp32).ok is False
+    assert "mean relative" in said(capsys)
+    int8 = np.array([1.5, 2.7, 2.9, 4.2])  # by its own threshold (2.8) no flip, by PyTorch's (2.5) one
+    assert CHECKS["12.2"](0, [1.0, 2.0, 3.0, 4.0], int8, 2.5, 2.8).ok is True
+    assert CHECKS["12.2"](1, [1.0, 2.0, 3.0, 4.0], int8, 2.5, 2.8).ok is False
+    assert "PyTorch's threshold" in said(capsys)
+
+
 def test_a_number_at_a_known_mistake_gets_its_hint(capsys):
     verdict = exercises.check_number(0.5, 0.25, what="x", mistakes={"you divided by all images": 0.5})
     assert verdict.ok is False and said(capsys) == "not quite: x = 0.5 is too high: you divided by all images"
@@ -154,7 +169,8 @@ def test_an_open_exercise_says_not_answered_yet_and_never_raises(capsys):
     open_exercises = [("02.1", stub, pts, 0, 0), ("02.2", stub, pts, [0, 1], 0), ("03.2", stub, []),
                       ("06.1", stub, ..., 1.0), ("07.1", stub, shard_pts, shard_of, np.zeros(2)),
                       ("07.3", stub, 0), ("08.2", ..., a, b), ("10.2", stub, [plate]),
-                      ("06.2", ..., [], np.zeros(0, bool))]
+                      ("06.2", ..., [], np.zeros(0, bool)), ("12.1", ..., a, b),
+                      ("12.2", None, a, b, 70.0, 14.0)]
     for exercise, *args in open_exercises:
         assert CHECKS[exercise](*args).ok is None, exercise
     lines = said(capsys).splitlines()
