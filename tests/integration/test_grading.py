@@ -35,19 +35,22 @@ def built(tmp_path_factory):
     return assignments.build([], tmp_path_factory.mktemp("assignments"))
 
 
-def exercises_of(name: str, checked_by_exercise: bool = False) -> list[str]:
-    """The notebook's exercise ids; ``checked_by_exercise``: those whose check cell calls
-    exercises.check_exercise (their public test runs the same check)."""
+def exercises_of(name: str, checked_by: str = "") -> list[str]:
+    """The notebook's exercise ids; ``checked_by``: only those whose check cell calls it
+    ("exercises.check_exercise(": their public test runs the same check; "quiz.check(": the quizzes)."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    return [e for e, i in assignments.exercise_cells(nb, name[:2])
-            if not checked_by_exercise or "exercises.check_exercise(" in nb.cells[i].source]
+    return [e for e, i in assignments.exercise_cells(nb, name[:2]) if checked_by in nb.cells[i].source]
 
 
 def test_every_exercise_has_a_test_file_with_hidden_cases():
     files = assignments.test_files()
     every = [e for name in NAMES for e in exercises_of(name)]
-    checked = {e for name in NAMES for e in exercises_of(name, checked_by_exercise=True)}
-    assert len(checked) >= 24 and set(every) <= set(files), sorted(set(every) - set(files))
+    checked = {e for name in NAMES for e in exercises_of(name, "exercises.check_exercise(")}
+    quizzes = {e for name in NAMES for e in exercises_of(name, "quiz.check(")}
+    assert set(every) - quizzes == checked, \
+        f"checked otherwise than by check_exercise: {sorted(set(every) - quizzes - checked)}"
+    assert {e[:2] for e in checked} >= {"11", "12"} and len(checked) >= 33
+    assert set(every) <= set(files), sorted(set(every) - set(files))
     for exercise in every:
         tree = ast.parse(files[exercise].read_text())
         cases = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.decorator_list]
@@ -69,8 +72,8 @@ def test_the_student_folder_has_no_solution_no_expected_value_and_only_public_te
         assert [re.search(r'grader\.check\("([\d.]+)"\)', c.source)[1] for c in graded] == \
             [e for e in exercises_of(name) if (student / "tests" / f"{e}.py").exists()]
         assert any("otter-init" in tags(c) for c in nb.cells)
-        for cell in graded:
-            if "check_exercise" in cell.source:
+        for cell in (c for c in nb.cells if "check" in tags(c)):  # every check but a quiz's: one call
+            if "quiz.check(" not in cell.source:
                 assert_no_expected_value(cell.source, name)
     for test in (student / "tests").glob("*.py"):
         text = test.read_text()
@@ -82,10 +85,13 @@ def test_the_student_folder_has_no_solution_no_expected_value_and_only_public_te
 
 
 def assert_no_expected_value(source: str, name: str):
-    """A check cell is one call of exercises.check_exercise on the answer and the notebook's data: no
-    numbers (other than indices), no arithmetic, no comparisons."""
+    """A check cell is one call of exercises.check_exercise on the answer and the notebook's data (then
+    otter's grader.check): nothing computed before it, no numbers (other than indices), no arithmetic, no
+    comparisons."""
     tree = ast.parse(source)
-    call = tree.body[0].value
+    statements = [s for s in tree.body if not ast.unparse(s).startswith("grader.check(")]
+    assert len(statements) == 1 and isinstance(statements[0], ast.Expr), source
+    call = statements[0].value
     assert isinstance(call, ast.Call) and ast.unparse(call.func) == "exercises.check_exercise", source
     assert call.args[0].value.startswith(name[:2] + "."), source
     for node in ast.walk(ast.Module(body=[ast.Expr(a) for a in call.args[1:]], type_ignores=[])):

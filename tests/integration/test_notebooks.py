@@ -103,8 +103,9 @@ def test_every_exercise_has_a_starter_a_solution_and_a_check(name):
         f"{name}: each exercise is question, exercise, solution, check, answer cells"
     for i, cell in enumerate(nb.cells[start + 1:end], start + 1):
         if "check" in tags(cell):
-            assert "exercises.check_" in cell.source or "quiz.check(" in cell.source, \
-                f"{name} cell {i}: a check calls teaching.exercises or teaching.quiz"
+            assert f'exercises.check_exercise("{name[:2]}.' in cell.source or "quiz.check(" in cell.source, \
+                f"{name} cell {i}: a check calls exercises.check_exercise (teaching.checks computes the " \
+                f"expected answer, out of the learner's view) or teaching.quiz.check"
         if "exercise" in tags(cell):
             assert "..." in cell.source or "NotImplementedError" in cell.source, \
                 f"{name} cell {i}: a starter leaves the answer open (... or NotImplementedError)"
