@@ -75,8 +75,10 @@ class PatchCoreConfig:
     neighbourhood: int = setting(
         3, "local aggregation size p (odd; at most the patch grid, image_size/8: 27 at 224 px)")
     aggregation: str = setting(
-        "mean", "mean: average each p x p neighbourhood (the paper); unfold: keep its values side by "
-        "side, as the paper's code does with narrow layers", choices=AGGREGATIONS)
+        "mean", "mean: average each channel over its p x p neighbourhood (adaptive average pooling "
+        "of each feature map, the local smoothing the paper likens its aggregation to); unfold: keep "
+        "the neighbours' values side by side and pool them with the channels, as the paper's code "
+        "does", choices=AGGREGATIONS)
     pretrain_dim: int = setting(1024, "width each layer is pooled to")
     target_dim: int = setting(1024, "final patch feature width")
     coreset: str = setting("greedy", "how the memory bank is subsampled", choices=CORESET_METHODS)

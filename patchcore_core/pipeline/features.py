@@ -32,13 +32,17 @@ def local_aggregate(feature_map: torch.Tensor, size: int = 3, mode: str = "mean"
     Args:
         feature_map: ``[B, C, H, W]``.
         size: neighbourhood size ``p`` (odd); 1 leaves the map unchanged.
-        mode: ``"mean"`` averages the neighbourhood, as the paper describes:
-            ``[B, C, H, W]``. ``"unfold"`` keeps every neighbour's values side
-            by side, ``[B, C * p * p, H, W]`` (channel-major, as
-            ``F.unfold``). With :class:`PatchEmbedding` after it, that is the
-            paper's code: pooling ``C * 9`` values to 1024 averages 4-5
-            neighbours at a time for WideResNet-50 (512 x 9) but keeps all
-            nine for EfficientNet-Lite0's narrow layers (40 x 9 = 360).
+        mode: ``"mean"`` averages each channel over the neighbourhood:
+            adaptive average pooling of each feature map over its ``p x p``
+            window, the "local smoothing" the paper (Sec. 3.1) likens its
+            aggregation to, ``[B, C, H, W]``. ``"unfold"`` keeps every
+            neighbour's values side by side, ``[B, C * p * p, H, W]``
+            (channel-major, as ``F.unfold``). With :class:`PatchEmbedding`
+            after it, that is the paper's code, which applies its adaptive
+            average pooling to the ``C * 9`` values of a patch together:
+            pooling them to 1024 averages 4-5 neighbours at a time for
+            WideResNet-50 (512 x 9) but keeps all nine for
+            EfficientNet-Lite0's narrow layers (40 x 9 = 360).
 
     Returns:
         The aggregated map. Outside the map counts as zero, as in the paper's
