@@ -45,7 +45,7 @@ REFERENCES = (
     "patchcore_core.teaching.baselines:padim_scores",              # 09.1
     "patchcore_core.teaching.logical:count_parts",                 # 10.2
 )
-# The capstone (11) asks for every step from primitives, so its hidden tests disable these too
+# The capstone (11) asks for every step from primitives, so its checks and hidden tests disable these too
 # (not by default: a learner's answer elsewhere may use the model, which calls them).
 CAPSTONE_REFERENCES = REFERENCES + (
     "patchcore_core.teaching.capstone:package_embed",              # 11.2
