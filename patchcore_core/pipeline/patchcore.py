@@ -5,11 +5,8 @@
     >>> pred = model.predict(["test.png"])[0]                # doctest: +SKIP
     >>> pred.score, pred.normalised_score, pred.is_anomalous  # doctest: +SKIP
 
-The pipeline, step by step (each a function of its own module):
-backbone feature maps (:mod:`.backbones`) -> locally aware patch features
-(:mod:`.features`) -> coreset memory bank (:mod:`.coreset`,
-:mod:`.memory_bank`) -> nearest-neighbour scores and anomaly maps
-(:mod:`.scoring`) -> threshold from normal images (:mod:`.calibration`).
+Steps: backbone maps (:mod:`.backbones`) -> patch features (:mod:`.features`) -> bank (:mod:`.coreset`,
+:mod:`.memory_bank`) -> scores and maps (:mod:`.scoring`) -> threshold (:mod:`.calibration`).
 """
 
 from __future__ import annotations
@@ -214,8 +211,7 @@ class PatchCore:
 
     # ------------------------------------------------------------------- API
     def prepare(self, images) -> PatchCore:
-        """Choose the preprocessing for ``images`` as ``fit`` does (``crop_mode``), without fitting:
-        ``extract`` then gives the features that ``fit`` would see."""
+        """Choose the preprocessing for ``images`` as ``fit`` does (``crop_mode``), without fitting."""
         mode = self.config.crop_mode
         if mode == "auto":
             mode = Preprocess.choose_mode([image_size(im) for im in images])
