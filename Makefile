@@ -3,6 +3,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # torch/torchvision pinned to the builds this project is tested with.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
+# Two workers, a test module each at a time (tests/conftest.py says why); WORKERS=0 runs them in one process.
+WORKERS ?= 2
+PARALLEL := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS))
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
 .PHONY: setup browser warm slides-runtime test test-fast demo lab cache-05 notebooks student assignments grade slides reveal evaluate benchmark environment lint clean
@@ -26,7 +29,7 @@ warm: setup  ## compile umap's numba code once (~50 s), so notebooks don't each 
 	$(PY) -c "import umap" 2>/dev/null
 
 test: setup browser warm slides-runtime  ## the whole test suite, notebooks and browser tests included
-	GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 $(PY) -m pytest --durations=15
+	GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 $(PY) -m pytest --durations=15 $(PARALLEL)
 
 test-fast: setup  ## unit tests only
 	$(PY) -m pytest -m "not notebook and not browser and not slow"
