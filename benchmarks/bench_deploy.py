@@ -10,7 +10,8 @@ against today's PyTorch ``predict`` (each image decoded, then scored), with the 
 Without --data: the 1024x1024 PNGs of ../shared/data/mvtec_grid_mini (grid) where present, else the
 built-in data (brick). A model is fitted on the category's train/good images (--coreset), exported
 (fp32 and int8, parity checked on its test images) to a temporary folder, and every path scores the
-test and training images. Search is exact (faiss flat index) on every path.
+test and training images. Search is exact on every path: faiss's flat index for PyTorch, the
+export's search.onnx for onnxruntime; a second table times the two searches alone.
 """
 
 from __future__ import annotations
@@ -152,6 +153,32 @@ def time_stages(path, paths: list, batch: int, repeat: int) -> dict:
     return best
 
 
+def time_search(runtime, paths: list, batches: list[int], repeat: int) -> list[dict]:
+    """ms per image of the exact search alone, faiss's flat index against the export's
+    ``search.onnx`` (the same queries: one image's patches, or ``batch`` images')."""
+    import faiss
+
+    index = faiss.IndexFlatL2(runtime.bank.shape[1])
+    index.add(runtime.bank)
+    engines = {"faiss IndexFlatL2": lambda q: index.search(q, 1),
+               "search.onnx (onnxruntime)": lambda q: runtime.search(q, 1)}
+    rows = []
+    for b in batches:
+        feats = runtime.features(np.stack([runtime.preprocess(p) for p in paths[:b]]))
+        queries = np.ascontiguousarray(feats.reshape(-1, feats.shape[-1]))
+        row = {"batch": b, "queries": len(queries)}
+        for name, search in engines.items():
+            search(queries)  # warm-up
+            times = []
+            for _ in range(max(5, 3 * repeat)):
+                t = time.perf_counter()
+                search(queries)
+                times.append(time.perf_counter() - t)
+            row[name] = 1000 * float(np.median(times)) / b
+        rows.append(row)
+    return rows
+
+
 def time_end_to_end(predictor, paths: list, batch: int, repeat: int, prefetch: bool = True):
     """(ms per image, verdicts) of scoring the folder: ``patchcore predict``'s loop (prefetched
     decoding), or without ``prefetch`` the model's own predict (decode, then score, in turn)."""
@@ -247,13 +274,20 @@ def main(argv=None) -> int:
           "patchcore predict's loop over the folder, decoding prefetched; speedup vs today's predict")
     print(format_table([{k: (f"{v:.1f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
                        cols))
+    fp32 = next((p.runtime for p in backends if isinstance(p, RuntimePath) and "fp32" in p.name), None)
+    search_rows = time_search(fp32, paths, args.batch, args.repeat) if fp32 else []
+    if search_rows:
+        print(f"\nexact search alone, ms per image (median; bank {len(model.bank)} rows):")
+        print(format_table([{k: (f"{v:.1f}" if isinstance(v, float) else v) for k, v in r.items()}
+                            for r in search_rows], list(search_rows[0])))
     fastest = min(rows[1:], key=lambda r: r["end_to_end"])
     print(f"fastest: {fastest['path']} batch {fastest['batch']}: {fastest['speedup']:.2f}x today's PyTorch "
           f"predict ({today_ms:.1f} -> {fastest['end_to_end']:.1f} ms per image), "
           f"{fastest['verdicts_differ']} of {len(paths)} verdicts differ")
     if args.json:
         Path(args.json).write_text(json.dumps({"data": what, "threads": args.threads, "device": args.device,
-                                               "cpu_count": os.cpu_count(), "rows": rows}, indent=2))
+                                               "cpu_count": os.cpu_count(), "rows": rows,
+                                               "search": search_rows}, indent=2))
     return 0
 
 

@@ -6,15 +6,17 @@ without PyTorch, written only when its scores match PyTorch's.
 
 The folder: ``model.onnx`` (normalised images -> compact patch features: the
 backbone, the 3x3 aggregation, the layers on one grid and the pooling as one
-matrix), ``bank.npy`` (the memory bank), ``settings.json`` (threshold and
-every setting scoring needs), ``provenance.json`` (the source model, the
-versions, and what the parity check measured); with ``int8``, also
+matrix), ``search.onnx`` (exact nearest neighbours), ``bank.npy`` (the memory
+bank), ``settings.json`` (threshold and every setting scoring needs),
+``provenance.json`` (the source model, the versions, and what the parity check
+measured); with ``int8``, also
 ``model.int8.onnx``: onnxruntime's static quantisation of the backbone's
 convolutions but the stem, calibrated on the training images (see ``_quantise``).
 
-The nearest-neighbour search stays outside the graph: faiss's exact flat
-index answers it (a matrix product + TopK in ONNX is the other choice;
-``benchmarks/bench_deploy.py`` measures search on its own).
+The exact nearest-neighbour search is a second, bank-free graph,
+``search.onnx`` (``||q - m||^2`` as one matrix product, then TopK; the bank is
+an input): onnxruntime answers it faster than faiss's flat index at batch 1
+and as fast at batch 8 (README, "CPU latency"), and the runtime needs no faiss.
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ from . import runtime as rt
 from .runtime import ExportError, Runtime, is_export
 
 __all__ = ["RELATIVE_TOLERANCE", "ExportReport", "FeatureGraph", "export_model", "default_check_images",
-           "check_image_paths", "compare"]
+           "check_image_paths", "compare", "search_graph"]
 
 RELATIVE_TOLERANCE = 1e-4  # the largest relative score difference an export may have (issue 25)
 MAX_DEFAULT_CHECK_IMAGES = 16
 MAX_CALIBRATION_IMAGES = 32
 OPSET = 17
+SEARCH_IR_VERSION = 8  # what opset 17 needs: onnxruntime releases back to 1.14 read it
 
 
 class FeatureGraph(nn.Module):
@@ -183,6 +186,40 @@ def _write_onnx(model: PatchCore, path: Path) -> None:
                           opset_version=OPSET, dynamo=False)
 
 
+def search_graph(dim: int):
+    """Exact L2 k-nearest-neighbour search as an ONNX graph (no weights of its own):
+
+    inputs ``queries [N, D]``, ``bank_t [D, M]`` (the bank transposed), ``bank_sq [1, M]``
+    (each bank row's squared norm) and ``k [1]``; outputs ``distances [N, k]`` ascending
+    and ``indices [N, k]``, from ``||q - m||^2 = ||q||^2 - 2 q.m + ||m||^2``: one matrix
+    product for all pairs, as faiss's flat index and the PyTorch backend compute it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node
+    graph = helper.make_graph(
+        [node("MatMul", ["queries", "bank_t"], ["q_dot_m"]),
+         node("Mul", ["q_dot_m", "minus_two"], ["cross"]),
+         node("ReduceSumSquare", ["queries"], ["q_sq"], axes=[1], keepdims=1),
+         node("Add", ["cross", "bank_sq"], ["partial"]),
+         node("Add", ["partial", "q_sq"], ["d2"]),
+         node("TopK", ["d2", "k"], ["d2_k", "indices"], axis=1, largest=0, sorted=1),
+         node("Relu", ["d2_k"], ["d2_clamped"]),  # rounding can make a tiny d2 negative
+         node("Sqrt", ["d2_clamped"], ["distances"])],
+        "patchcore_exact_knn",
+        [helper.make_tensor_value_info("queries", TensorProto.FLOAT, ["N", dim]),
+         helper.make_tensor_value_info("bank_t", TensorProto.FLOAT, [dim, "M"]),
+         helper.make_tensor_value_info("bank_sq", TensorProto.FLOAT, [1, "M"]),
+         helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("distances", TensorProto.FLOAT, ["N", "k"]),
+         helper.make_tensor_value_info("indices", TensorProto.INT64, ["N", "k"])],
+        [helper.make_tensor("minus_two", TensorProto.FLOAT, [], [-2.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              ir_version=SEARCH_IR_VERSION, producer_name="patchcore_core")
+    onnx.checker.check_model(model)
+    return model
+
+
 def _stem_convolutions(model_path: Path) -> list[str]:
     """The names of the backbone's stem: the convolutions no other convolution feeds (they read
     the image, perhaps through a padding), found in the graph's topological node order."""
@@ -240,19 +277,15 @@ def _int8_threshold(model: PatchCore, runtime: Runtime) -> float | None:
     image scored against the bank rows of the images kept beside it. Quantisation shifts every
     distance a little, so the fp32 threshold would call good images anomalous. None where the
     training images are gone or the score is reweighted (the fp32 threshold is kept)."""
-    import faiss
-
     names, c = model.train_names, model.config
     if c.reweight_neighbours or not all(Path(n).is_file() for n in names):
         return None
     origin = model.bank.origin[:, 0].numpy()
     scores = []
     for kept, held in calibration_folds(len(names), c.calibration_fraction, c.seed):
-        index = faiss.IndexFlatL2(runtime.bank.shape[1])
-        index.add(np.ascontiguousarray(runtime.bank[np.isin(origin, kept)]))
         feats = runtime.features(np.stack([runtime.preprocess(names[i]) for i in held]))
-        d2, _ = index.search(feats.reshape(-1, feats.shape[-1]), 1)
-        scores += np.sqrt(np.maximum(d2, 0)).reshape(len(held), -1).max(axis=1).tolist()
+        dist, _ = runtime.search(feats.reshape(-1, feats.shape[-1]), bank=runtime.bank[np.isin(origin, kept)])
+        scores += dist[:, 0].reshape(len(held), -1).max(axis=1).tolist()
     return threshold_from_scores(scores, c.false_alarm_rate or None)
 
 
@@ -288,6 +321,7 @@ def export_model(model_path, out, check_images=None, int8: bool = False, log=pri
 
     with scratch_dir(out) as tmp:
         _write_onnx(model, tmp / rt.MODEL_FILES["fp32"])
+        (tmp / rt.SEARCH_FILE).write_bytes(search_graph(int(model.embedding.compact_dim)).SerializeToString())
         np.save(tmp / rt.BANK_FILE, model.bank.features.detach().float().cpu().numpy(), allow_pickle=False)
         settings = _settings(model, "int8" if int8 else "fp32")
         (tmp / rt.SETTINGS_FILE).write_text(json.dumps({**settings, "precision": "fp32"}, indent=2))
@@ -340,7 +374,7 @@ def export_model(model_path, out, check_images=None, int8: bool = False, log=pri
 
 def _versions() -> dict:
     out = {}
-    for name in ("onnx", "onnxruntime", "faiss"):
+    for name in ("onnx", "onnxruntime"):
         module = sys.modules.get(name)
         if module is not None:
             out[name] = getattr(module, "__version__", "?")

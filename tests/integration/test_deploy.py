@@ -34,7 +34,7 @@ def exported(model_file):
 
 def test_export_writes_onnx_bank_and_json(exported, fitted):
     names = {p.name for p in exported.iterdir()}
-    assert names == {"model.onnx", "bank.npy", "settings.json", "provenance.json"}
+    assert names == {"model.onnx", "search.onnx", "bank.npy", "settings.json", "provenance.json"}
     bank = np.load(exported / "bank.npy", allow_pickle=False)
     np.testing.assert_array_equal(bank, fitted.bank.features.numpy())
     settings = json.loads((exported / "settings.json").read_text())
@@ -58,6 +58,49 @@ def test_runtime_matches_pytorch_on_test_images(exported, fitted, brick):
     assert np.abs(scores - ref_scores).max() / ref_scores.min() < 1e-4
     assert [p.verdict for p in got] == [p.verdict for p in ref]
     assert got[0].anomaly_map.shape == ref[0].anomaly_map.shape
+
+
+def test_search_graph_finds_the_exact_nearest_rows(exported, monkeypatch):
+    """search.onnx against a float64 brute force: the k nearest rows of the memory bank or of
+    another bank, in order, also when the queries are searched a block at a time."""
+    from patchcore_core.deploy import runtime as rt_module
+    from patchcore_core.deploy.runtime import Runtime
+
+    runtime = Runtime(exported)
+    rng = np.random.default_rng(0)
+    dim = runtime.bank.shape[1]
+    queries = np.concatenate([runtime.bank[:5] + 0.01, rng.normal(size=(40, dim)).astype(np.float32)])
+    other = rng.normal(size=(300, dim)).astype(np.float32)
+    monkeypatch.setattr(rt_module, "SEARCH_BLOCK_BYTES", 7 * 4 * len(other))  # 7 queries per block
+    for bank, k in ((None, 1), (None, 3), (other, 4)):
+        ref_bank = runtime.bank if bank is None else bank
+        d2 = ((queries[:, None].astype(np.float64) - ref_bank[None]) ** 2).sum(axis=2)
+        order = np.argsort(d2, axis=1)[:, :k]
+        dist, idx = runtime.search(queries, k, bank=bank)
+        assert dist.shape == idx.shape == (len(queries), k)
+        np.testing.assert_array_equal(idx, order)
+        # ||q||^2 - 2 q.m + ||m||^2 in float32 (faiss's and PyTorch's way too) is exact up to
+        # rounding of the norms: large relative errors only for the smallest distances
+        norms = (queries.astype(np.float64) ** 2).sum(1)[:, None] + (ref_bank ** 2).sum(1)[order]
+        np.testing.assert_array_less(np.abs(dist ** 2 - np.take_along_axis(d2, order, axis=1)), 1e-6 * norms)
+    assert runtime.search(queries, k=10_000)[0].shape == (len(queries), len(runtime.bank))
+
+
+def test_an_export_of_the_faiss_format_is_refused_with_a_way_out(exported, tmp_path):
+    import shutil
+
+    from patchcore_core.deploy.runtime import ExportError, Runtime
+
+    old = tmp_path / "old"
+    shutil.copytree(exported, old)
+    settings = json.loads((old / "settings.json").read_text())
+    (old / "settings.json").write_text(json.dumps({**settings, "format": "patchcore-export/1"}))
+    with pytest.raises(ExportError, match="export the .safetensors model again"):
+        Runtime(old)
+    (old / "settings.json").write_text(json.dumps(settings))
+    (old / "search.onnx").unlink()
+    with pytest.raises(ExportError, match="search.onnx: missing"):
+        Runtime(old)
 
 
 def test_numpy_anomaly_map_matches_torch():
@@ -212,7 +255,7 @@ def _runtime_venv() -> Path:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_patchcore_predict_runs_an_export_where_torch_is_not_installed(exported, fitted, brick, tmp_path):
-    """The runtime extra alone (a fresh venv: onnxruntime, numpy, pillow, faiss, scipy, tqdm)
+    """The runtime extra alone (a fresh venv: onnxruntime, numpy, pillow, scipy, tqdm)
     runs the console script ``patchcore predict --model EXPORT_DIR``."""
     venv = _runtime_venv()
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
