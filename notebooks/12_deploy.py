@@ -250,9 +250,9 @@ for r in search_rows:
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Which stage dominates depends on the image size and on the machine (and on what else it runs at the
 # same time: measure on the target). On large images (MVTec's 700 to 1024 px PNGs) decoding becomes a
-# large part: `patchcore predict` over a folder
-# decodes the next images in background threads while the current ones are scored (a prefetching reader),
-# so decoding no longer adds to the time per image. `benchmarks/bench_deploy.py` measures all of it on
+# large part: `patchcore predict` over a folder decodes the next images in background threads while the
+# current ones are scored (a prefetching reader), so decoding overlaps the backbone instead of adding to
+# it (on 2 cores it still takes CPU time from it). `benchmarks/bench_deploy.py` measures all of it on
 # real 1024 px PNGs; the README has its table.
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -1,5 +1,6 @@
 """A prefetching reader: the next images are decoded in background threads while the
-current ones are scored, so decoding no longer adds to the time per image.
+current ones are scored, so decoding overlaps the backbone instead of adding to it (where
+cores are few, it still takes CPU time from it).
 
     >>> for path, image, error in prefetched(paths, read_image):   # doctest: +SKIP
     ...     ...
