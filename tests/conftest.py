@@ -35,7 +35,7 @@ CHAINED = {"test_notebooks.py": "notebooks", "test_slides_browser.py": "notebook
            "test_demo_browser_tabs.py": "demo-browser"}
 REAL_DATA_RUNS = "notebooks-real-data"
 LONG_FIRST = ["notebooks", "demo-browser", REAL_DATA_RUNS, "test_grading.py", "test_cluster.py",
-              "test_deploy.py", "test_bench_demo_load.py"]
+              "test_deploy.py", "test_bench_demo_load.py", "test_bench_deploy.py"]
 
 
 def unit_of_work(nodeid: str) -> str:

@@ -17,10 +17,11 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "export", help="export a model for onnxruntime (no PyTorch needed to run it), parity checked",
-        description="Write --out: model.onnx (image -> patch features), bank.npy, settings.json and "
-                    "provenance.json. The exported model scores the check images beside the PyTorch one; "
-                    "the export is refused when a score differs by more than 1e-4 (relative) or a verdict "
-                    "differs. Run it with: patchcore predict --model OUT images...")
+        description="Write --out: model.onnx (image -> patch features), search.onnx (exact nearest "
+                    "neighbours), bank.npy, settings.json and provenance.json. The exported model scores "
+                    "the check images beside the PyTorch one; the export is refused when a score differs "
+                    "by more than 1e-4 (relative) or a verdict differs. Run it with: patchcore predict "
+                    "--model OUT images...")
     p.add_argument("--model", required=True, help="a .safetensors file written by 'patchcore fit'")
     p.add_argument("--out", required=True, help="folder to write (new, empty, or an earlier export)")
     p.add_argument("--check-images", metavar="DIR",
