@@ -92,13 +92,15 @@ print(f"fitted on {len(train)} good images; memory bank {tuple(model.bank.featur
 # The ONNX graph takes normalised images and returns the compact patch features: the backbone's stages,
 # the 3x3 neighbourhood average, the layers brought to one grid and the projection, all in one graph.
 # The nearest-neighbour search is a second, tiny graph, `search.onnx`: the squared distance
-# $\lVert q - m \rVert^2 = \lVert q \rVert^2 - 2\, q \cdot m + \lVert m \rVert^2$ for every test patch $q$ and
-# bank row $m$ as one matrix product, then TopK; the memory bank is its input, so it is stored once, in
-# `bank.npy`. The search stays exact; the PyTorch model asks faiss's flat index the same question (it
-# computes the same expansion), and "Where the time goes" below times the two. With `int8`, onnxruntime's static quantisation turns the convolutions' weights and activations into
-# 8-bit integers, with activation ranges calibrated on the training images; the stem, the first
-# convolution, which reads the image, stays float: quantised, it cost up to 0.03 image AUROC on the real
-# sets, and float it costs almost no time (the README measures both).
+# $\lVert q - m \rVert^2 = \lVert q \rVert^2 - 2\, q \cdot m + \lVert m \rVert^2$ for every test patch $q$
+# and bank row $m$ as one matrix product, then TopK; the memory bank is its input, so it is stored once, in
+# `bank.npy`.
+# The search stays exact; the PyTorch model asks faiss's flat index the same question (it computes the same
+# expansion), and "Where the time goes" below times the two. With `int8`, onnxruntime's static quantisation
+# turns the convolutions' weights and activations into 8-bit integers, with activation ranges calibrated on
+# the training images; the stem, the first convolution, which reads the image, stays float: quantised, it
+# cost up to 0.03 image AUROC on the real sets, and float it costs almost no time (the README measures
+# both).
 
 # %% slideshow={"slide_type": "subslide"}
 t0 = time.perf_counter()
@@ -218,9 +220,9 @@ print(f"int8 backbone / fp32 backbone: {latency['onnxruntime int8']['backbone'] 
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Which search?** The export answers the search with `search.onnx`, not faiss: in the README's benchmark
-# (2 cores, 1024 px images) it took half of faiss's time for one image's patches and about the same for
-# eight images', and the target machine needs one library less. Measure it here: the same queries against
-# faiss's flat index, which the PyTorch model searches.
+# (2 cores, 1024 px images) it took less than half of faiss's time for one image's patches and about the
+# same for eight images', and the target machine needs one library less. Measure it here: the same queries
+# against faiss's flat index, which the PyTorch model searches.
 
 # %% slideshow={"slide_type": "subslide"}
 index = faiss.IndexFlatL2(fp32.bank.shape[1])

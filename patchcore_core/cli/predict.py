@@ -114,9 +114,11 @@ def predict_each(model, paths: list, progress: bool = False, chunk: int | None =
         for (i, _), pred in zip(batch, preds):
             out[i] = pred
 
+    # a model that can (the exported runtime) also resizes and normalises in those threads
+    load = getattr(model, "prepare_input", read_image)
     with tqdm(total=len(paths), desc="predict", disable=not progress) as bar:
         # decoded images wait in memory: one batch being filled, one decoding ahead
-        for _, image, error in prefetched(paths, read_image, ahead=chunk):
+        for _, image, error in prefetched(paths, load, ahead=chunk):
             if error is not None and not isinstance(error, DataError):
                 raise error
             out.append(str(error) if error is not None else None)

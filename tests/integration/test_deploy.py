@@ -71,6 +71,7 @@ def test_search_graph_finds_the_exact_nearest_rows(exported, monkeypatch):
     dim = runtime.bank.shape[1]
     queries = np.concatenate([runtime.bank[:5] + 0.01, rng.normal(size=(40, dim)).astype(np.float32)])
     other = rng.normal(size=(300, dim)).astype(np.float32)
+    monkeypatch.setattr(rt_module, "SEARCH_MIN_ROWS", 1)
     monkeypatch.setattr(rt_module, "SEARCH_BLOCK_BYTES", 7 * 4 * len(other))  # 7 queries per block
     for bank, k in ((None, 1), (None, 3), (other, 4)):
         ref_bank = runtime.bank if bank is None else bank
@@ -101,6 +102,49 @@ def test_an_export_of_the_faiss_format_is_refused_with_a_way_out(exported, tmp_p
     (old / "search.onnx").unlink()
     with pytest.raises(ExportError, match="search.onnx: missing"):
         Runtime(old)
+
+
+def test_prepared_images_score_as_their_files(exported, brick):
+    """``prepare_input`` (what predict runs in its background threads) gives the scores of the
+    files themselves, and a runtime with other preprocessing refuses them."""
+    from patchcore_core.deploy.runtime import Runtime
+
+    runtime = Runtime(exported)
+    images = [item.path for item in brick.test][:3]
+    prepared = [runtime.prepare_input(p) for p in images]
+    assert [p.score for p in runtime.predict(prepared)] == [p.score for p in runtime.predict(images)]
+    other = Runtime(exported)
+    other.image_size -= 8
+    with pytest.raises(ValueError, match="prepared for"):
+        other.predict(prepared[:1])
+
+
+def test_predict_on_an_export_scores_the_readable_files_of_a_folder(exported, brick, tmp_path, monkeypatch):
+    """``patchcore predict --model EXPORT`` prepares images in background threads: an unreadable
+    file costs only its own row, the others get the runtime's scores."""
+    import shutil
+
+    from patchcore_core.cli.main import main
+    from patchcore_core.deploy.runtime import Runtime
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    good = [item.path for item in brick.test][:5]
+    for i, path in enumerate(good):
+        shutil.copy(path, folder / f"{i}.png")
+    (folder / "2b_broken.png").write_bytes(b"not an image")
+    out = tmp_path / "scores.json"
+    prepared = []
+    prepare_input = Runtime.prepare_input
+    monkeypatch.setattr(Runtime, "prepare_input",
+                        lambda self, im: prepared.append(im) or prepare_input(self, im))
+    assert main(["predict", "--model", str(exported), str(folder), "--json", str(out), "--quiet"]) == 1
+    assert len(prepared) == len(good) + 1  # every file prepared in the prefetching threads
+    rows = {Path(r["image"]).name: r for r in json.loads(out.read_text())}
+    assert rows["2b_broken.png"]["verdict"] == "error" and rows["2b_broken.png"]["score"] is None
+    expected = Runtime(exported).predict(good)
+    assert [rows[f"{i}.png"]["score"] for i in range(len(good))] == pytest.approx([p.score for p in expected],
+                                                                                   rel=1e-6)
 
 
 def test_numpy_anomaly_map_matches_torch():
