@@ -55,7 +55,11 @@ def image_folder(folder, on_skip=None) -> list[Path]:
                 + "; ".join(skipped))
     paths = _images_in(folder)
     if not paths:
-        raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+        # an MVTec test/ holds its images one level down: say where they are
+        below = sorted(d.name for d in folder.iterdir() if d.is_dir() and _images_in(d))
+        hint = (f"; its subfolders {', '.join(below[:6])}{', ...' if len(below) > 6 else ''} hold images: "
+                f"give them (e.g. {folder / below[0]} or {folder}/*/)") if below else ""
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder{hint}")
     return paths
 
 

@@ -161,5 +161,18 @@ def test_image_folder_and_few_shot(tmp_path):
     assert few_shot(paths, 2, seed=0) == few_shot(paths, 2, seed=0) and len(few_shot(paths, 2)) == 2
     assert few_shot(paths, None) == paths
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no images"):
+    with pytest.raises(DataError, match="no images") as info:
         image_folder(tmp_path / "empty")
+    assert "subfolders" not in str(info.value)
+
+
+def test_a_folder_of_folders_says_which_subfolders_hold_images(tmp_path):
+    """An MVTec test/ given where a folder of images is expected: the error names the way in."""
+    test = tmp_path / "test"
+    for kind in ("good", "crack", "empty"):
+        (test / kind).mkdir(parents=True)
+    for kind in ("good", "crack"):
+        _rgb(seed=0).save(test / kind / "000.png")
+    with pytest.raises(DataError, match=r"no images .*its subfolders crack, good hold images") as info:
+        image_folder(test)
+    assert f"{test}/*/" in str(info.value) and "empty" not in str(info.value)
