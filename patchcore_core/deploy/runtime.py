@@ -8,9 +8,8 @@
 Each step is the PyTorch pipeline's, in numpy: the paper's resize and crop
 (PIL), the ONNX graph for the backbone and patch features (onnxruntime), an
 exact L2 nearest-neighbour search (a second ONNX graph, the bank its input),
-the image score (max patch score,
-or Eq. 7), the anomaly map (upsample, then a Gaussian of ``sigma`` pixels
-with scipy). ``patchcore export`` checks the whole path against PyTorch
+the image score (max patch score, or Eq. 7), the anomaly map (upsample, then
+a Gaussian of ``sigma`` pixels with scipy). ``patchcore export`` checks the whole path against PyTorch
 before it writes a folder. Needs: ``pip install 'patchcore-core[runtime]'``.
 """
 
@@ -27,8 +26,8 @@ from patchcore_core.util.images import read_image
 from patchcore_core.util.numbers import is_number
 
 __all__ = ["EXPORT_FORMAT", "ExportError", "Runtime", "RuntimePrediction", "PreparedImage", "is_export",
-           "SETTINGS_FILE",
-           "PROVENANCE_FILE", "BANK_FILE", "MODEL_FILES", "SEARCH_FILE", "bilinear_matrix", "anomaly_maps"]
+           "SETTINGS_FILE", "PROVENANCE_FILE", "BANK_FILE", "MODEL_FILES", "SEARCH_FILE", "bilinear_matrix",
+           "anomaly_maps"]
 
 EXPORT_FORMAT = "patchcore-export/2"  # 2: search.onnx answers the search (1: faiss)
 SETTINGS_FILE = "settings.json"      # everything scoring needs, the threshold included
@@ -199,7 +198,7 @@ class Runtime:
             options.inter_op_num_threads = 1
         # Idle threads sleep instead of spinning: spinning ones hold the cores that the
         # decoding threads and the next step need (measured, 2 cores, batch 8: backbone then
-        # faiss search 12.4 -> 8.6 ms per image).
+        # search 12.4 -> 8.6 ms per image).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device == "cuda":

@@ -87,23 +87,6 @@ def test_search_graph_finds_the_exact_nearest_rows(exported, monkeypatch):
     assert runtime.search(queries, k=10_000)[0].shape == (len(queries), len(runtime.bank))
 
 
-def test_an_export_of_the_faiss_format_is_refused_with_a_way_out(exported, tmp_path):
-    import shutil
-
-    from patchcore_core.deploy.runtime import ExportError, Runtime
-
-    old = tmp_path / "old"
-    shutil.copytree(exported, old)
-    settings = json.loads((old / "settings.json").read_text())
-    (old / "settings.json").write_text(json.dumps({**settings, "format": "patchcore-export/1"}))
-    with pytest.raises(ExportError, match="export the .safetensors model again"):
-        Runtime(old)
-    (old / "settings.json").write_text(json.dumps(settings))
-    (old / "search.onnx").unlink()
-    with pytest.raises(ExportError, match="search.onnx: missing"):
-        Runtime(old)
-
-
 def test_prepared_images_score_as_their_files(exported, brick):
     """``prepare_input`` (what predict runs in its background threads) gives the scores of the
     files themselves, and a runtime with other preprocessing refuses them."""
@@ -203,7 +186,7 @@ def test_an_export_scores_images_without_torch(exported, fitted, brick, tmp_path
     np.testing.assert_allclose([r["score"] for r in rows], [p.score for p in ref], rtol=1e-4)
 
 
-def test_runtime_refuses_bad_settings_and_pickled_banks(exported, tmp_path):
+def test_runtime_refuses_bad_settings_old_formats_and_pickled_banks(exported, tmp_path):
     import shutil
 
     from patchcore_core.deploy.runtime import ExportError, Runtime
@@ -214,7 +197,15 @@ def test_runtime_refuses_bad_settings_and_pickled_banks(exported, tmp_path):
     (bad / "settings.json").write_text(json.dumps({**settings, "threshold": "high"}))
     with pytest.raises(ExportError, match="'threshold'"):
         Runtime(bad)
+    # an export of the faiss format (1), or one without its search graph: the way out is named
+    (bad / "settings.json").write_text(json.dumps({**settings, "format": "patchcore-export/1"}))
+    with pytest.raises(ExportError, match="export the .safetensors model again"):
+        Runtime(bad)
     (bad / "settings.json").write_text(json.dumps(settings))
+    (bad / "search.onnx").rename(bad / "search.onnx.away")
+    with pytest.raises(ExportError, match="search.onnx: missing"):
+        Runtime(bad)
+    (bad / "search.onnx.away").rename(bad / "search.onnx")
     np.save(bad / "bank.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ExportError, match="bank.npy"):
         Runtime(bad)
