@@ -222,7 +222,9 @@ print(f"int8 backbone / fp32 backbone: {latency['onnxruntime int8']['backbone'] 
 # **Which search?** The export answers the search with `search.onnx`, not faiss: in the README's benchmark
 # (2 cores, 1024 px images) it took less than half of faiss's time for one image's patches and about the
 # same for eight images', and the target machine needs one library less. Measure it here: the same queries
-# against faiss's flat index, which the PyTorch model searches.
+# against faiss's flat index, which the PyTorch model searches. If faiss wins at eight images here, read
+# the first row too: one image at a time, as on a line, is where the graph gains, and the end-to-end time
+# (the README's table) is what decides.
 
 # %% slideshow={"slide_type": "subslide"}
 index = faiss.IndexFlatL2(fp32.bank.shape[1])
